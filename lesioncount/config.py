@@ -1,0 +1,118 @@
+"""Typed configuration: frozen dataclasses loaded from YAML; unknown keys fail with a "did you mean"."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message says which key and how to fix it."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; saved beside its checkpoints.
+
+    Attributes:
+        name: model name written into the exported ONNX.
+        arch: a key of ``lesioncount.train.model.MODELS``.
+        data_dir: folder with Pascal VOC ``.xml`` + ``.jpg`` pairs (ACNE04 ``train``), or "" for synthetic only.
+        out_dir: where checkpoints, logs and the resolved config go.
+        val_fraction: share of source faces held out (split by source face, never by file).
+        max_images: use at most this many training photos (0: all); for quick runs.
+        crop_px: training crop side.
+        batch_size: crops per step.
+        steps: optimiser steps in the whole run.
+        lr: peak learning rate (one-cycle schedule).
+        weight_decay: AdamW weight decay.
+        threads: torch intra-op threads.
+        seed: seeds data order, augmentation and synthetic lesions.
+        scar_prob: chance a crop gets synthetic scars planted on its skin.
+        mark_prob: chance a crop gets flat red/brown marks (hard negatives).
+        synth_acne_prob: chance a crop gets synthetic acne lesions planted.
+        synthetic_only: train on synthetic skin-like backgrounds only (tests, no data needed).
+        checkpoint_every_s: seconds between checkpoints.
+        val_every_steps: steps between validation passes.
+        bf16: bf16 autocast for the forward pass (faster on AVX-512 CPUs).
+        face_height_px: face-box height in training pixels (the working scale recorded in the model).
+    """
+
+    name: str = "lesioncount-unet16"
+    arch: str = "unet16"
+    data_dir: str = "../shared/data/acne04/train"
+    out_dir: str = "runs/unet16"
+    val_fraction: float = 0.1
+    max_images: int = 0
+    crop_px: int = 256
+    batch_size: int = 8
+    steps: int = 20000
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    threads: int = 2
+    seed: int = 0
+    scar_prob: float = 0.5
+    mark_prob: float = 0.5
+    synth_acne_prob: float = 0.25
+    synthetic_only: bool = False
+    checkpoint_every_s: float = 120.0
+    val_every_steps: int = 1000
+    bf16: bool = True
+    face_height_px: float = 500.0
+    class_map: dict[str, str] = field(default_factory=dict)
+
+
+def _check_keys(cls: type, data: dict[str, Any], where: str) -> None:
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(names))}"
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build a config dataclass from a dict, refusing unknown keys and wrong types."""
+    _check_keys(cls, data, where)
+    typed: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            continue
+        v = data[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if isinstance(default, bool) and not isinstance(v, bool):
+            raise ConfigError(f"{where}: {f.name} must be true or false, got {v!r}")
+        if isinstance(default, int | float) and not isinstance(default, bool):
+            try:
+                v = type(default)(v)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"{where}: {f.name} must be a number, got {v!r}") from e
+        typed[f.name] = v
+    return cls(**typed)
+
+
+def load_yaml(cls: type[T], path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> T:
+    """Load a YAML file into ``cls``; ``overrides`` (from CLI flags) win over the file."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{p}: cannot read YAML ({e})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of keys to values")
+    data.update(overrides or {})
+    return from_dict(cls, data, where=str(p))
+
+
+def save_yaml(cfg: object, path: str | os.PathLike[str]) -> None:
+    """Write the resolved config beside an output."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))  # type: ignore[call-overload]

@@ -1,0 +1,160 @@
+"""Dense maps -> lesion instances -> counts and grades (numpy/OpenCV only).
+
+Peaks are local maxima of each class heatmap above its threshold. Neighbouring pixels with exactly the
+same value (a plateau, common after low-precision inference) form one peak at their centroid, so one
+lesion never gives two adjacent peaks. A pixel that is a peak in several classes keeps its best class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from lesioncount.types import ACNE_CLASSES, CLASSES, REGIONS, Lesion
+
+#: Hayashi grades (ACNE04): lesion count on one half face -> grade.
+HAYASHI_BOUNDS: tuple[int, int, int] = (5, 20, 50)
+HAYASHI_LABELS: tuple[str, ...] = ("mild", "moderate", "severe", "very severe")
+#: GAGS region weights; chest and back are not on a facial photo.
+GAGS_WEIGHTS: dict[str, int] = {"forehead": 2, "right_cheek": 2, "left_cheek": 2, "nose": 1, "chin": 1}
+#: GAGS lesion scores for our classes (papule 2 is the floor for "inflammatory": we do not split
+#: papules, pustules and nodules, so GAGS here is a lower bound when pustules or nodules dominate).
+GAGS_LESION_SCORE: dict[str, int] = {"comedone": 1, "inflammatory": 2}
+
+
+def find_peaks(
+    prob: npt.NDArray[np.float32], threshold: float, *, min_distance_px: int = 1
+) -> npt.NDArray[np.float32]:
+    """Local maxima of one heatmap.
+
+    Args:
+        prob: HxW float32 heatmap in [0, 1].
+        threshold: minimum peak value (inclusive).
+        min_distance_px: a peak must be the maximum within this Chebyshev radius.
+
+    Returns:
+        (N, 3) float32 rows ``(x, y, score)`` in map pixels, x/y at the pixel centre convention of the map
+        (integer = pixel index; plateaus give their centroid), sorted by score descending.
+    """
+    if prob.ndim != 2:
+        raise ValueError(f"prob must be HxW, got shape {prob.shape}")
+    if prob.size == 0:
+        return np.zeros((0, 3), np.float32)
+    k = 2 * min_distance_px + 1
+    dil = cv2.dilate(prob, np.ones((k, k), np.uint8))
+    peak = (prob >= dil) & (prob >= threshold)
+    if not peak.any():
+        return np.zeros((0, 3), np.float32)
+    n, labels, _, centroids = cv2.connectedComponentsWithStats(peak.astype(np.uint8), connectivity=8)
+    ys, xs = np.nonzero(peak)
+    scores = np.zeros(n, np.float32)
+    np.maximum.at(scores, labels[ys, xs], prob[ys, xs])
+    out = np.column_stack([centroids[1:, 0], centroids[1:, 1], scores[1:]]).astype(np.float32)
+    return out[np.argsort(-out[:, 2], kind="stable")]
+
+
+def decode_lesions(
+    heatmaps: npt.NDArray[np.float32],
+    log_size: npt.NDArray[np.float32],
+    thresholds: Mapping[str, float],
+    classes: Sequence[str] = CLASSES,
+    *,
+    stride: int = 2,
+    merge_radius_px: float = 1.5,
+) -> list[tuple[str, float, float, float, float, float]]:
+    """Turn model output maps into lesions in input (working) pixels.
+
+    Args:
+        heatmaps: (C, h, w) float32 class heatmaps.
+        log_size: (2, h, w) float32 log box width/height in input pixels.
+        thresholds: class -> minimum peak score.
+        classes: channel names.
+        stride: input pixels per map pixel.
+        merge_radius_px: peaks of different classes closer than this (map pixels) are one lesion; the
+            higher-scoring class wins.
+
+    Returns:
+        ``(class, x, y, w, h, score)`` per lesion, x/y/w/h in input pixels.
+    """
+    cand = []
+    for c, name in enumerate(classes):
+        if name not in thresholds:
+            continue
+        for x, y, s in find_peaks(heatmaps[c], thresholds[name]):
+            cand.append((float(s), name, float(x), float(y)))
+    cand.sort(key=lambda t: -t[0])
+    kept: list[tuple[float, str, float, float]] = []
+    for s, name, x, y in cand:
+        if any((x - kx) ** 2 + (y - ky) ** 2 <= merge_radius_px**2 for _, _, kx, ky in kept):
+            continue
+        kept.append((s, name, x, y))
+    h, w = log_size.shape[1:]
+    out = []
+    for s, name, x, y in kept:
+        ix, iy = min(w - 1, max(0, int(round(x)))), min(h - 1, max(0, int(round(y))))
+        bw, bh = float(np.exp(log_size[0, iy, ix])), float(np.exp(log_size[1, iy, ix]))
+        out.append((name, (x + 0.5) * stride, (y + 0.5) * stride, bw, bh, s))
+    return out
+
+
+def count_by_class(lesions: Iterable[Lesion]) -> dict[str, int]:
+    """Counts per class plus ``total_acne`` (inflammatory + comedone)."""
+    counts = dict.fromkeys(CLASSES, 0)
+    for les in lesions:
+        counts[les.cls] = counts.get(les.cls, 0) + 1
+    counts["total_acne"] = sum(counts[c] for c in ACNE_CLASSES)
+    return counts
+
+
+def count_by_region(lesions: Iterable[Lesion]) -> dict[str, dict[str, int]]:
+    """Per region: counts per class plus ``total_acne``."""
+    by: dict[str, list[Lesion]] = {r: [] for r in REGIONS}
+    for les in lesions:
+        by.setdefault(les.region, []).append(les)
+    return {r: count_by_class(v) for r, v in by.items()}
+
+
+def hayashi_grade(n_acne: int) -> int:
+    """Hayashi grade 0-3 from the acne lesion count of one half face (0-5, 6-20, 21-50, over 50)."""
+    if n_acne < 0:
+        raise ValueError("a lesion count cannot be negative")
+    return int(sum(n_acne > b for b in HAYASHI_BOUNDS))
+
+
+def gags_score(lesions: Iterable[Lesion]) -> int:
+    """GAGS facial score: sum over regions of weight x the region's worst lesion score."""
+    worst: dict[str, int] = {}
+    for les in lesions:
+        s = GAGS_LESION_SCORE.get(les.cls, 0)
+        if les.region in GAGS_WEIGHTS and s > worst.get(les.region, 0):
+            worst[les.region] = s
+    return sum(GAGS_WEIGHTS[r] * s for r, s in worst.items())
+
+
+def gags_label(score: int) -> str:
+    """GAGS severity: 0 none, 1-18 mild, 19-30 moderate, 31-38 severe, 39+ very severe."""
+    if score == 0:
+        return "none"
+    return "mild" if score <= 18 else "moderate" if score <= 30 else "severe" if score <= 38 else "very severe"
+
+
+def grades(lesions: Sequence[Lesion], *, regions_known: bool) -> dict[str, object]:
+    """The ``grades`` block of a count result.
+
+    Hayashi applies to one half face: for a lateral view (as in ACNE04) the photo is the half face; for a
+    frontal photo both halves are visible and the grade is taken from the worse half (the count of the
+    patient's left or right side, whichever is higher, with midline lesions in both).
+    """
+    counts = count_by_class(lesions)
+    n = counts["total_acne"]
+    out: dict[str, object] = {
+        "hayashi": {"grade": hayashi_grade(n), "label": HAYASHI_LABELS[hayashi_grade(n)], "n_lesions": n},
+        "gags": None,
+    }
+    if regions_known:
+        g = gags_score(lesions)
+        out["gags"] = {"score": g, "label": gags_label(g)}
+    return out

@@ -1,0 +1,246 @@
+"""The value types every module shares: lesions, faces, model contracts and count results.
+
+All are frozen dataclasses; ``to_dict``/``from_dict`` give the JSON schema v1 form
+(``lesioncount/schema/count_result.v1.json``). Coordinates are photo pixels as a viewer shows
+the photo (after EXIF orientation), origin top-left, x to the right, y down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = "1.0"
+
+#: Lesion classes the counting core reports, in model-channel order.
+CLASSES: tuple[str, ...] = ("inflammatory", "comedone", "scar")
+#: Classes that make up ``total_acne`` (active acne; scars are counted apart).
+ACNE_CLASSES: tuple[str, ...] = ("inflammatory", "comedone")
+#: Facial regions. Left and right are the patient's own (a frontal photo shows the left cheek on the image right).
+REGIONS: tuple[str, ...] = ("forehead", "left_cheek", "right_cheek", "nose", "chin", "other")
+#: Photo views a visit may hold.
+VIEWS: tuple[str, ...] = ("front", "left", "right")
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One detected lesion.
+
+    Attributes:
+        cls: one of ``CLASSES``.
+        x: centre column in photo pixels.
+        y: centre row in photo pixels.
+        area_px: estimated area in photo pixels (ellipse of the predicted box).
+        bbox: ``(x, y, w, h)`` in photo pixels, top-left corner first.
+        score: detection confidence in [0, 1].
+        region: one of ``REGIONS``.
+    """
+
+    cls: str
+    x: float
+    y: float
+    area_px: float
+    bbox: tuple[float, float, float, float]
+    score: float
+    region: str = "other"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "class": self.cls,
+            "x": round(self.x, 2),
+            "y": round(self.y, 2),
+            "area_px": round(self.area_px, 1),
+            "bbox": [round(v, 2) for v in self.bbox],
+            "score": round(self.score, 4),
+            "region": self.region,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Lesion:
+        bx = d["bbox"]
+        return cls(
+            cls=d["class"],
+            x=float(d["x"]),
+            y=float(d["y"]),
+            area_px=float(d["area_px"]),
+            bbox=(float(bx[0]), float(bx[1]), float(bx[2]), float(bx[3])),
+            score=float(d["score"]),
+            region=d.get("region", "other"),
+        )
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """The photo a result belongs to (width/height after EXIF orientation)."""
+
+    path: str
+    width: int
+    height: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model produced a result."""
+
+    name: str
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class FaceInfo:
+    """Where the face is and how it was found.
+
+    Attributes:
+        found: whether a face was detected; when False, counting ran on the whole frame.
+        box: ``(x, y, w, h)`` face box in photo pixels, or None.
+        method: which detector found it (``haar-frontal``, ``haar-profile-left`` ...) or ``none``.
+        view: best guess of the view: ``front``, ``left``, ``right`` or ``unknown``.
+        skin_fraction: share of the frame counted as skin.
+        scale: factor from photo pixels to the model's working pixels.
+    """
+
+    found: bool
+    box: tuple[int, int, int, int] | None
+    method: str
+    view: str = "unknown"
+    skin_fraction: float = 0.0
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model's contract, read from the .onnx metadata (never hard-coded at inference).
+
+    Attributes:
+        name: model name.
+        version: model version string.
+        classes: heatmap channel names, in order.
+        mean: per-channel RGB mean subtracted after scaling to [0, 1].
+        std: per-channel RGB std divided after mean subtraction.
+        output_stride: input pixels per output pixel.
+        face_height_px: face-box height (working pixels) the model was trained at.
+        thresholds: per-class score thresholds for a lesion peak.
+        tile_px: preferred tile side in working pixels.
+        tile_overlap_px: overlap between tiles in working pixels.
+        training_data: one-line note on the data and its terms.
+    """
+
+    name: str
+    version: str
+    classes: tuple[str, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    output_stride: int
+    face_height_px: float
+    thresholds: dict[str, float]
+    tile_px: int = 512
+    tile_overlap_px: int = 64
+    training_data: str = ""
+
+    #: Metadata keys every shipped model must carry.
+    REQUIRED_KEYS = (
+        "lesioncount.name",
+        "lesioncount.version",
+        "lesioncount.classes",
+        "lesioncount.mean",
+        "lesioncount.std",
+        "lesioncount.output_stride",
+        "lesioncount.face_height_px",
+        "lesioncount.thresholds",
+        "lesioncount.tile_px",
+        "lesioncount.tile_overlap_px",
+        "lesioncount.training_data",
+    )
+
+    def to_metadata(self) -> dict[str, str]:
+        """The ONNX ``metadata_props`` form: every value a JSON string."""
+        import json
+
+        return {
+            "lesioncount.name": self.name,
+            "lesioncount.version": self.version,
+            "lesioncount.classes": json.dumps(list(self.classes)),
+            "lesioncount.mean": json.dumps(list(self.mean)),
+            "lesioncount.std": json.dumps(list(self.std)),
+            "lesioncount.output_stride": str(self.output_stride),
+            "lesioncount.face_height_px": str(self.face_height_px),
+            "lesioncount.thresholds": json.dumps(self.thresholds),
+            "lesioncount.tile_px": str(self.tile_px),
+            "lesioncount.tile_overlap_px": str(self.tile_overlap_px),
+            "lesioncount.training_data": self.training_data,
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str]) -> ModelSpec:
+        """Build from ONNX metadata; raises ValueError naming any missing key."""
+        import json
+
+        missing = [k for k in cls.REQUIRED_KEYS if k not in meta]
+        if missing:
+            raise ValueError(
+                f"model metadata lacks {', '.join(missing)}; export the model with `lesioncount export`"
+            )
+        return cls(
+            name=meta["lesioncount.name"],
+            version=meta["lesioncount.version"],
+            classes=tuple(json.loads(meta["lesioncount.classes"])),
+            mean=tuple(json.loads(meta["lesioncount.mean"])),  # type: ignore[arg-type]
+            std=tuple(json.loads(meta["lesioncount.std"])),  # type: ignore[arg-type]
+            output_stride=int(meta["lesioncount.output_stride"]),
+            face_height_px=float(meta["lesioncount.face_height_px"]),
+            thresholds={k: float(v) for k, v in json.loads(meta["lesioncount.thresholds"]).items()},
+            tile_px=int(meta["lesioncount.tile_px"]),
+            tile_overlap_px=int(meta["lesioncount.tile_overlap_px"]),
+            training_data=meta["lesioncount.training_data"],
+        )
+
+
+@dataclass(frozen=True)
+class CountResult:
+    """Everything ``count_lesions`` finds in one photo (schema v1)."""
+
+    image: ImageInfo
+    model: ModelInfo
+    face: FaceInfo
+    lesions: tuple[Lesion, ...]
+    counts: dict[str, int]
+    counts_by_region: dict[str, dict[str, int]]
+    grades: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+    timing_s: dict[str, float] = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        face = asdict(self.face)
+        face["box"] = list(self.face.box) if self.face.box is not None else None
+        return {
+            "schema_version": self.schema_version,
+            "image": asdict(self.image),
+            "model": asdict(self.model),
+            "face": face,
+            "lesions": [lesion.to_dict() for lesion in self.lesions],
+            "counts": dict(self.counts),
+            "counts_by_region": {r: dict(c) for r, c in self.counts_by_region.items()},
+            "grades": self.grades,
+            "quality": {"warnings": list(self.warnings)},
+            "timing_s": {k: round(v, 4) for k, v in self.timing_s.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CountResult:
+        face = dict(d["face"])
+        face["box"] = tuple(face["box"]) if face.get("box") is not None else None
+        return cls(
+            schema_version=d["schema_version"],
+            image=ImageInfo(**d["image"]),
+            model=ModelInfo(**d["model"]),
+            face=FaceInfo(**face),
+            lesions=tuple(Lesion.from_dict(x) for x in d["lesions"]),
+            counts={k: int(v) for k, v in d["counts"].items()},
+            counts_by_region={r: {k: int(v) for k, v in c.items()} for r, c in d["counts_by_region"].items()},
+            grades=d["grades"],
+            warnings=tuple(d.get("quality", {}).get("warnings", [])),
+            timing_s=dict(d.get("timing_s", {})),
+        )
