@@ -1,0 +1,282 @@
+"""Read and validate a scoring manifest: one row per photo of one view at one visit of one subject.
+
+A manifest is CSV or Parquet with the columns ``subject_id``, ``visit``, ``visit_date``, ``view`` and
+``path``, optionally ``arm``, ``site`` and ``age``. Every problem is found before anything is scored and
+reported together (``ManifestError``), so a 5000-row manifest is fixed in one pass, not one error at a time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from lesioncount.types import VIEWS
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("subject_id", "visit", "visit_date", "view", "path")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("arm", "site", "age")
+#: Common spellings accepted for the views and what they mean.
+VIEW_ALIASES: dict[str, str] = {
+    "front": "front",
+    "frontal": "front",
+    "f": "front",
+    "left": "left",
+    "l": "left",
+    "left45": "left",
+    "left90": "left",
+    "right": "right",
+    "r": "right",
+    "right45": "right",
+    "right90": "right",
+}
+#: At most this many problems of one kind are listed one by one; the rest are summarised.
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a manifest.
+
+    Attributes:
+        kind: short category (``missing column``, ``bad date``, ``missing file`` ...).
+        rows: 1-based data row numbers (as a spreadsheet shows them, header is row 1) or empty for the whole file.
+        message: what is wrong and how to fix it.
+    """
+
+    kind: str
+    rows: tuple[int, ...]
+    message: str
+
+    def __str__(self) -> str:
+        where = f"row {self.rows[0]}" if len(self.rows) == 1 else f"rows {_rows(self.rows)}" if self.rows else "file"
+        return f"{where}: {self.message}"
+
+
+def _rows(rows: tuple[int, ...]) -> str:
+    shown = ", ".join(str(r) for r in rows[:8])
+    return shown + (f" and {len(rows) - 8} more" if len(rows) > 8 else "")
+
+
+class ManifestError(ValueError):
+    """The manifest has problems; ``problems`` lists all of them, ``str()`` is the full report."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(format_report(source, problems))
+
+
+def format_report(source: str, problems: list[Problem]) -> str:
+    """One readable report of all problems, grouped by kind."""
+    kinds: dict[str, list[Problem]] = {}
+    for p in problems:
+        kinds.setdefault(p.kind, []).append(p)
+    lines = [f"{source}: {len(problems)} problem{'s' * (len(problems) != 1)} found, nothing was scored"]
+    for kind, ps in kinds.items():
+        lines.append(f"  {kind} ({len(ps)}):")
+        lines.extend(f"    {p}" for p in ps[:MAX_LISTED])
+        if len(ps) > MAX_LISTED:
+            lines.append(f"    ... and {len(ps) - MAX_LISTED} more")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest.
+
+    Attributes:
+        table: one row per photo with the required columns (``subject_id``, ``visit``, ``view`` as str,
+            ``visit_date`` as datetime64, ``path`` absolute str), the optional ones present (``arm``/``site``
+            as str, ``age`` as float) and ``row`` (1-based data row number in the source file, header is row 1).
+        source: the manifest file.
+        missing: indices into ``table`` of photos whose file does not exist (only when allowed).
+        warnings: things worth a look that do not stop a run.
+    """
+
+    table: pd.DataFrame
+    source: str
+    missing: tuple[int, ...] = ()
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def _load(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet" or suffix == ".pq":
+        return pd.read_parquet(path)
+    if suffix in (".csv", ".txt"):
+        # Everything as text: IDs like 007 keep their zeros, dates are parsed by us with a clear message.
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    if suffix == ".tsv":
+        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    raise ManifestError(
+        str(path), [Problem("file type", (), f"unknown manifest type {suffix!r}; use .csv or .parquet")]
+    )
+
+
+def _as_text(col: pd.Series) -> pd.Series:
+    """Text form of a column, '' for missing; integral floats from Parquet lose their '.0'."""
+
+    def one(v: object) -> str:
+        if v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NaT:
+            return ""
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        if isinstance(v, (datetime.date, pd.Timestamp)):  # Parquet date/timestamp columns
+            return v.strftime("%Y-%m-%d")
+        return str(v).strip()
+
+    return col.map(one).astype(object)
+
+
+def read_manifest(
+    path: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    allow_missing: bool = False,
+) -> Manifest:
+    """Read and validate a manifest.
+
+    Args:
+        path: CSV (``.csv``, ``.tsv``) or Parquet (``.parquet``) file.
+        root: folder that relative photo paths are relative to; default the manifest's own folder.
+        allow_missing: when True, photos whose file does not exist do not stop the run; they are listed in
+            ``Manifest.missing`` and reported as missing in the tables.
+
+    Returns:
+        The validated manifest.
+
+    Raises:
+        ManifestError: listing every problem found (missing columns, empty cells, bad dates, unknown views,
+            duplicate subject/visit/view rows, a visit with two dates, a subject in two arms, missing files).
+    """
+    src = Path(path)
+    if not src.is_file():
+        raise ManifestError(str(src), [Problem("missing manifest", (), "no such file")])
+    try:
+        raw = _load(src)
+    except ManifestError:
+        raise
+    except Exception as e:  # pandas/pyarrow raise many types for a malformed file
+        raise ManifestError(str(src), [Problem("unreadable", (), f"cannot read: {e}")]) from e
+    return validate_manifest(
+        raw, source=str(src), root=Path(root) if root is not None else src.parent, allow_missing=allow_missing
+    )
+
+
+def validate_manifest(
+    raw: pd.DataFrame,
+    *,
+    source: str = "manifest",
+    root: str | os.PathLike[str] = ".",
+    allow_missing: bool = False,
+) -> Manifest:
+    """Validate a manifest already in a DataFrame (see ``read_manifest``); the input is not modified."""
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    cols = {str(c).strip().lower(): c for c in raw.columns}
+    missing_cols = [c for c in REQUIRED_COLUMNS if c not in cols]
+    if missing_cols:
+        have = ", ".join(map(str, raw.columns)) or "none"
+        problems.append(Problem("missing column", (), f"needs column(s) {', '.join(missing_cols)} (has: {have})"))
+        raise ManifestError(source, problems)
+    unknown = [str(c) for k, c in cols.items() if k not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if unknown:
+        warnings.append(f"extra column(s) ignored: {', '.join(unknown)}")
+    if len(raw) == 0:
+        raise ManifestError(source, [Problem("empty", (), "the manifest has no rows")])
+
+    df = pd.DataFrame({"row": range(2, len(raw) + 2)})
+    for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
+        if name in cols:
+            df[name] = _as_text(raw[cols[name]]).to_numpy()
+
+    for name in REQUIRED_COLUMNS:
+        empty = df.loc[df[name] == "", "row"].tolist()
+        if empty:
+            problems.append(Problem(f"empty {name}", tuple(empty), f"{name} is empty"))
+
+    # Dates: ISO 8601 (YYYY-MM-DD) only: 03/04/2024 means different days in different countries.
+    dates = pd.to_datetime(df["visit_date"], format="%Y-%m-%d", errors="coerce")
+    bad = df.loc[dates.isna() & (df["visit_date"] != ""), ["row", "visit_date"]]
+    for r, v in bad.itertuples(index=False):
+        problems.append(Problem("bad date", (r,), f"visit_date {v!r} is not a date as YYYY-MM-DD"))
+    df["visit_date"] = dates
+
+    views = df["view"].str.lower().map(VIEW_ALIASES)
+    for r, v in df.loc[views.isna() & (df["view"] != ""), ["row", "view"]].itertuples(index=False):
+        problems.append(Problem("unknown view", (r,), f"view {v!r} is not one of {', '.join(VIEWS)}"))
+    df["view"] = views.fillna(df["view"])
+
+    if "age" in df:
+        ages = pd.to_numeric(df["age"].replace("", None), errors="coerce")
+        for r, v in df.loc[ages.isna() & (df["age"] != ""), ["row", "age"]].itertuples(index=False):
+            problems.append(Problem("bad age", (r,), f"age {v!r} is not a number"))
+        for r, a in zip(df["row"], ages, strict=True):
+            if pd.notna(a) and not 0 <= a <= 120:
+                problems.append(Problem("bad age", (r,), f"age {a:g} is outside 0-120"))
+        under = df.loc[ages < 18, "row"].tolist()
+        if under:
+            warnings.append(f"rows {_rows(tuple(under))}: age under 18 (botulinum toxin is not given under 18)")
+        df["age"] = ages.astype(float)
+
+    keyed = df[(df["subject_id"] != "") & (df["visit"] != "") & (df["view"] != "")]
+    for _, grp in keyed.groupby(["subject_id", "visit", "view"], sort=False):
+        if len(grp) > 1:
+            s, v, w = grp.iloc[0][["subject_id", "visit", "view"]]
+            problems.append(
+                Problem(
+                    "duplicate photo", tuple(grp["row"]), f"subject {s} visit {v} view {w} is listed {len(grp)} times"
+                )
+            )
+    dated = df[(df["subject_id"] != "") & (df["visit"] != "") & df["visit_date"].notna()]
+    for (s, v), grp in dated.groupby(["subject_id", "visit"], sort=False):
+        if grp["visit_date"].nunique() > 1:
+            ds = ", ".join(sorted(d.strftime("%Y-%m-%d") for d in grp["visit_date"].unique()))
+            problems.append(Problem("inconsistent date", tuple(grp["row"]), f"subject {s} visit {v} has dates {ds}"))
+    # Two visits of one subject on one date usually mean a copy-paste slip in the visit column.
+    firsts = dated.drop_duplicates(["subject_id", "visit"])
+    for (s, d), grp in firsts.groupby(["subject_id", "visit_date"], sort=False):
+        if len(grp) > 1:
+            warnings.append(f"subject {s}: visits {', '.join(grp['visit'])} share the date {d.strftime('%Y-%m-%d')}")
+    if "arm" in df:
+        for s, grp in df[df["subject_id"] != ""].groupby("subject_id", sort=False):
+            arms = sorted(set(grp["arm"]) - {""})
+            if len(arms) > 1:
+                problems.append(
+                    Problem("inconsistent arm", tuple(grp["row"]), f"subject {s} is in arms {', '.join(arms)}")
+                )
+
+    base = Path(root)
+    paths = ["" if p == "" else str((Path(p) if Path(p).is_absolute() else base / p).absolute()) for p in df["path"]]
+    df["path"] = paths
+    for p, grp in df[df["path"] != ""].groupby("path", sort=False):
+        if len(grp) > 1:
+            problems.append(Problem("duplicate path", tuple(grp["row"]), f"{p} is listed {len(grp)} times"))
+    missing_rows = []
+    missing_idx = []
+    for i, (r, p) in enumerate(zip(df["row"], df["path"], strict=True)):
+        if p and not os.path.isfile(p):
+            missing_rows.append(r)
+            missing_idx.append(i)
+            if not allow_missing:
+                why = "is a folder, not a photo" if os.path.isdir(p) else "does not exist"
+                problems.append(Problem("missing file", (r,), f"{p} {why}"))
+    if missing_rows and allow_missing:
+        warnings.append(f"rows {_rows(tuple(missing_rows))}: photo file missing (reported as missing in the tables)")
+
+    if problems:
+        raise ManifestError(source, problems)
+    for w in warnings:
+        log.warning("%s: %s", source, w)
+    return Manifest(
+        table=df.reset_index(drop=True), source=source, missing=tuple(missing_idx), warnings=tuple(warnings)
+    )

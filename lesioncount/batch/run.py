@@ -1,0 +1,511 @@
+"""Score every photo of a manifest into a results store, on a local process pool or a Dask cluster.
+
+The parent process hashes the photos, skips those already scored with the same model and settings,
+hands the rest to workers a few at a time and writes each result to the store as it arrives (one
+transaction each). Killing the parent at any moment therefore loses at most the photos in flight; a
+rerun scores exactly the missing ones. Workers only read photos and the model: they never write.
+
+Each worker process builds one ``LesionCounter`` and reuses it for every photo it scores. Locally,
+ONNX Runtime and OpenCV get ``cores // workers`` threads each so the pool does not oversubscribe the
+machine. On a Dask cluster the photo paths must be readable by the workers under the same names (a
+shared file system), and each worker process scores one photo at a time with as many ONNX Runtime
+threads as the worker has (start workers with ``--nthreads 1`` and one process per core for the best
+throughput, as locally).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from lesioncount.batch.manifest import Manifest
+from lesioncount.batch.store import ModelKey, Record, ResultStore
+from lesioncount.batch.tables import Outcome
+
+log = logging.getLogger(__name__)
+
+#: Photos handed out per worker slot beyond the one being scored (keeps workers busy, bounds what a kill loses).
+QUEUE_PER_WORKER = 1
+
+
+class Scorer(Protocol):
+    """What the runner needs from a scorer: picklable, hashable, knows its model key, scores one path.
+
+    ``__call__`` returns a CountResult dict (schema v1) or raises with a message that says what is wrong.
+    ``with_threads`` returns a copy that uses that many compute threads per photo.
+    """
+
+    def key(self) -> ModelKey: ...
+
+    def with_threads(self, threads: int) -> Scorer: ...
+
+    def __call__(self, path: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class PipelineScorer:
+    """Scores photos with ``lesioncount.pipeline.LesionCounter`` (one counter per process, built lazily).
+
+    Attributes:
+        model: path of the .onnx model (resolve it in the parent with ``PipelineScorer.create``).
+        threshold: one score threshold for every class, or None for the model's calibrated thresholds.
+        threads: ONNX Runtime and OpenCV threads in each worker.
+        max_megapixels: refuse larger photos.
+    """
+
+    model: str
+    threshold: float | None = None
+    threads: int = 1
+    max_megapixels: float = 100.0
+
+    @classmethod
+    def create(
+        cls,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        int8: bool = False,
+        threshold: float | None = None,
+        max_megapixels: float = 100.0,
+    ) -> PipelineScorer:
+        """Resolve the model (explicit path, ``$LESIONCOUNT_MODEL`` or the shipped one) to an absolute path."""
+        from lesioncount.infer import resolve_model_path
+
+        path = resolve_model_path(model, int8=int8).absolute()
+        return cls(str(path), threshold=threshold, max_megapixels=max_megapixels)
+
+    def key(self) -> ModelKey:
+        from lesioncount.io import sha256_file
+
+        return ModelKey.make(sha256_file(self.model), {"threshold": self.threshold})
+
+    def with_threads(self, threads: int) -> PipelineScorer:
+        return replace(self, threads=max(1, threads))
+
+    def __call__(self, path: str) -> dict[str, Any]:
+        return _counter(self).count(path).to_dict()
+
+
+_COUNTERS: dict[PipelineScorer, Any] = {}
+_COUNTER_LOCK = threading.Lock()
+
+
+def _counter(spec: PipelineScorer) -> Any:
+    """This process's LesionCounter for ``spec`` (built on first use, then reused)."""
+    with _COUNTER_LOCK:
+        if spec not in _COUNTERS:
+            import cv2
+
+            from lesioncount.pipeline import LesionCounter
+
+            cv2.setNumThreads(spec.threads)
+            _COUNTERS[spec] = LesionCounter(
+                spec.model, threads=spec.threads, threshold=spec.threshold, max_megapixels=spec.max_megapixels
+            )
+        return _COUNTERS[spec]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A worker's answer for one photo."""
+
+    photo_sha256: str
+    path: str
+    status: str
+    result: dict[str, Any] | None
+    error: str | None
+    elapsed_s: float
+    worker: str
+
+
+#: One photo at a time per process: OpenCV's cascade face finder is not documented as thread-safe.
+_SCORE_LOCK = threading.Lock()
+
+
+def score_one(scorer: Scorer, photo_sha256: str, path: str) -> Scored:
+    """Score one photo; never raises (a failure is returned with its one-line reason)."""
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    t = time.perf_counter()
+    try:
+        with _SCORE_LOCK:
+            result = scorer(path)
+        got = result.get("image", {}).get("sha256")
+        if got is not None and got != photo_sha256:
+            return Scored(
+                photo_sha256,
+                path,
+                "failed",
+                None,
+                "the file changed while the batch ran; rerun to score it",
+                time.perf_counter() - t,
+                worker,
+            )
+        return Scored(photo_sha256, path, "ok", result, None, time.perf_counter() - t, worker)
+    except Exception as e:  # one bad photo must never stop a batch: record why and go on
+        msg = " ".join(str(e).split()) or e.__class__.__name__
+        return Scored(
+            photo_sha256, path, "failed", None, f"{e.__class__.__name__}: {msg}", time.perf_counter() - t, worker
+        )
+
+
+# -- local process pool -------------------------------------------------------------------------------------
+
+_WORKER_SCORER: Scorer | None = None
+
+
+def _init_worker(scorer: Scorer) -> None:
+    global _WORKER_SCORER
+    _WORKER_SCORER = scorer
+    # Thread pools of the numeric libraries, sized before they start.
+    threads = str(getattr(scorer, "threads", 1))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = threads
+
+
+def _score_in_worker(photo_sha256: str, path: str) -> Scored:
+    assert _WORKER_SCORER is not None, "worker not initialised"
+    return score_one(_WORKER_SCORER, photo_sha256, path)
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (respects affinity masks and container CPU sets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _run_local(tasks: list[tuple[str, str]], scorer: Scorer, workers: int) -> Iterator[Scored]:
+    """Yield results as they complete; at most ``workers * (1 + QUEUE_PER_WORKER)`` photos in flight."""
+    if workers == 0:  # in this process: for debugging and profiling
+        for sha, path in tasks:
+            yield score_one(scorer, sha, path)
+        return
+    pending = list(reversed(tasks))
+    limit = workers * (1 + QUEUE_PER_WORKER)
+    # spawn, not fork: the parent may run threads (progress bar, Dask client) that a fork would copy mid-lock.
+    ctx = multiprocessing.get_context("spawn")
+    while pending:
+        pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(scorer,))
+        inflight: dict[cf.Future[Scored], tuple[str, str]] = {}
+        broken = False
+        try:
+            while pending or inflight:
+                while pending and len(inflight) < limit:
+                    sha, path = pending.pop()
+                    inflight[pool.submit(_score_in_worker, sha, path)] = (sha, path)
+                done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    sha, path = inflight.pop(fut)
+                    try:
+                        yield fut.result()
+                    except cf.process.BrokenProcessPool:
+                        broken = True
+                        yield Scored(
+                            sha,
+                            path,
+                            "failed",
+                            None,
+                            "a worker process died while scoring (out of memory?); rerun to retry",
+                            0.0,
+                            "",
+                        )
+                if broken:
+                    for sha, path in inflight.values():
+                        yield Scored(
+                            sha,
+                            path,
+                            "failed",
+                            None,
+                            "a worker process died while this photo was in flight; rerun to retry",
+                            0.0,
+                            "",
+                        )
+                    inflight.clear()
+                    log.warning("a worker process died; starting a new pool for the remaining %d photos", len(pending))
+                    break
+        finally:
+            pool.shutdown(wait=not broken, cancel_futures=True)
+
+
+# -- Dask distributed ---------------------------------------------------------------------------------------
+
+
+def _score_on_dask_worker(scorer: Scorer, photo_sha256: str, path: str, threads: int | None) -> Scored:
+    if threads is None:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    return score_one(scorer.with_threads(threads), photo_sha256, path)
+
+
+def _run_dask(
+    tasks: list[tuple[str, str]], scorer: Scorer, address: str, threads: int | None, timeout_s: float = 30.0
+) -> Iterator[Scored]:
+    from distributed import Client, as_completed
+
+    with Client(address, timeout=timeout_s, set_as_default=False) as client:
+        slots = sum(client.nthreads().values())
+        if slots == 0:
+            raise RuntimeError(f"the Dask cluster at {address} has no workers")
+        log.info("Dask cluster %s: %d workers, %d threads", address, len(client.nthreads()), slots)
+        pending = list(reversed(tasks))
+        limit = slots * (1 + QUEUE_PER_WORKER)
+        futs = {}
+
+        def submit(sha: str, path: str) -> Any:
+            fut = client.submit(
+                _score_on_dask_worker,
+                scorer,
+                sha,
+                path,
+                threads,
+                pure=False,
+                key=f"lesioncount-score-{sha[:16]}-{os.urandom(4).hex()}",
+            )
+            futs[fut.key] = (sha, path)
+            return fut
+
+        first = [submit(*pending.pop()) for _ in range(min(limit, len(pending)))]
+        ac = as_completed(first)
+        for fut in ac:
+            sha, path = futs.pop(fut.key)
+            try:
+                yield fut.result()
+            except Exception as e:  # KilledWorker after repeated worker deaths, cancellation ...
+                yield Scored(sha, path, "failed", None, f"{e.__class__.__name__}: {e}", 0.0, "")
+            fut.release()
+            if pending:
+                ac.add(submit(*pending.pop()))
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    """What a run did.
+
+    Attributes:
+        key: model and settings the results are stored under.
+        outcomes: one per manifest row, in manifest order.
+        n_photos: manifest rows.
+        n_already_done: photos found in the store and not rescored.
+        n_scored: photos scored by this run (ok or failed).
+        n_failed: manifest rows whose photo failed (this run or before) or could not be read.
+        n_missing: manifest rows whose file is missing.
+        scoring_s: wall time of the scoring phase.
+        workers: worker processes (local) or worker threads (Dask).
+    """
+
+    key: ModelKey
+    outcomes: list[Outcome]
+    n_photos: int
+    n_already_done: int = 0
+    n_scored: int = 0
+    n_failed: int = 0
+    n_missing: int = 0
+    scoring_s: float = 0.0
+    workers: int = 0
+    backend: str = "local"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def photos_per_minute(self) -> float:
+        """Throughput of the scoring phase (photos this run scored, per minute of wall time)."""
+        return 60.0 * self.n_scored / self.scoring_s if self.scoring_s > 0 else 0.0
+
+
+def score_manifest(
+    manifest: Manifest,
+    store: ResultStore,
+    scorer: Scorer,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    threads: int | None = None,
+    force: bool = False,
+    on_start: Callable[[int], None] | None = None,
+    on_result: Callable[[Scored], None] | None = None,
+) -> RunReport:
+    """Score a validated manifest into ``store``.
+
+    Args:
+        manifest: from ``read_manifest``.
+        store: where results go (and where finished ones are found).
+        scorer: e.g. ``PipelineScorer.create()``.
+        workers: local worker processes (default: all cores; 0 scores in this process). Ignored with a scheduler.
+        scheduler: ``tcp://HOST:PORT`` of a running Dask distributed scheduler.
+        threads: compute threads per worker; default ``cores // workers`` locally, the worker's nthreads on Dask.
+        force: rescore photos already in the store.
+        on_start: called once with the number of photos to score.
+        on_result: called after each result is stored.
+
+    Returns:
+        The report, with one outcome per manifest row.
+    """
+    table = manifest.table
+    missing = set(manifest.missing)
+    paths = [p for i, p in enumerate(table["path"]) if i not in missing]
+    hashes = store.photo_sha256_many(dict.fromkeys(paths))
+    key = scorer.key()
+    done = set() if force else store.done(key)
+    tasks: dict[str, str] = {}
+    for p in paths:
+        h = hashes[p]
+        if isinstance(h, str) and h not in done and h not in tasks:
+            tasks[h] = p  # identical photos listed twice are scored once
+    todo = list(tasks.items())
+    report = RunReport(key=key, outcomes=[], n_photos=len(table), backend="dask" if scheduler else "local")
+    report.n_already_done = len({h for h in hashes.values() if isinstance(h, str) and h in done})
+    if on_start:
+        on_start(len(todo))
+
+    if scheduler:
+        stream = _run_dask(todo, scorer, scheduler, threads)
+    else:
+        cores = available_cores()
+        n = cores if workers is None else workers
+        n = min(n, max(1, len(todo)))
+        per = threads if threads is not None else max(1, cores // max(1, n))
+        report.workers = n
+        stream = _run_local(todo, scorer.with_threads(per), n)
+    t0 = time.perf_counter()
+    try:
+        for s in stream:
+            store.put(
+                Record(
+                    s.photo_sha256,
+                    key,
+                    s.status,
+                    s.path,
+                    result=s.result,
+                    error=s.error,
+                    elapsed_s=s.elapsed_s,
+                    worker=s.worker,
+                )
+            )
+            report.n_scored += 1
+            if on_result:
+                on_result(s)
+    finally:
+        report.scoring_s = time.perf_counter() - t0
+        if hasattr(stream, "close"):
+            stream.close()
+    report.outcomes = collect_outcomes(manifest, store, key, hashes)
+    report.n_missing = sum(o.status == "missing" for o in report.outcomes)
+    report.n_failed = sum(o.status == "failed" for o in report.outcomes)
+    return report
+
+
+def collect_outcomes(
+    manifest: Manifest, store: ResultStore, key: ModelKey, hashes: dict[str, str | OSError] | None = None
+) -> list[Outcome]:
+    """One outcome per manifest row from what the store holds under ``key``."""
+    missing = set(manifest.missing)
+    out = []
+    for i, p in enumerate(manifest.table["path"]):
+        if i in missing:
+            out.append(Outcome("missing", error="photo file does not exist"))
+            continue
+        h = hashes[p] if hashes is not None else _try_hash(store, p)
+        if isinstance(h, OSError):
+            out.append(Outcome("failed", error=f"cannot read the file: {h.strerror or h}"))
+            continue
+        rec = store.get(h, key)
+        if rec is None:
+            out.append(Outcome("pending", photo_sha256=h, error="not scored yet (interrupted run?)"))
+        else:
+            out.append(Outcome(rec.status, h, rec.error or "", rec.result, rec.elapsed_s, rec.worker or ""))
+    return out
+
+
+def _try_hash(store: ResultStore, path: str) -> str | OSError:
+    try:
+        return store.photo_sha256(path)
+    except OSError as e:
+        return e
+
+
+def run_batch(
+    manifest_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    scorer: Scorer | None = None,
+    store_path: str | os.PathLike[str] | None = None,
+    root: str | os.PathLike[str] | None = None,
+    allow_missing: bool = False,
+    baseline_visit: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    threads: int | None = None,
+    force: bool = False,
+    on_start: Callable[[int], None] | None = None,
+    on_result: Callable[[Scored], None] | None = None,
+) -> RunReport:
+    """Validate a manifest, score it, and write the tables: what ``lesioncount score`` does.
+
+    Writes ``photos``, ``visits``, ``change`` and ``summary`` as CSV and Parquet, and ``run.json`` (settings,
+    model, counts, throughput) into ``out_dir``; the store defaults to ``out_dir/results.sqlite``.
+
+    Raises:
+        lesioncount.batch.manifest.ManifestError: the manifest has problems (all listed); nothing is scored.
+    """
+    from lesioncount.batch.manifest import read_manifest
+    from lesioncount.batch.tables import build_tables, write_tables
+    from lesioncount.io import write_json
+
+    manifest = read_manifest(manifest_path, root=root, allow_missing=allow_missing)
+    scorer = scorer if scorer is not None else PipelineScorer.create()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with ResultStore(store_path if store_path is not None else out / "results.sqlite") as store:
+        report = score_manifest(
+            manifest,
+            store,
+            scorer,
+            workers=workers,
+            scheduler=scheduler,
+            threads=threads,
+            force=force,
+            on_start=on_start,
+            on_result=on_result,
+        )
+    tables = build_tables(manifest.table, report.outcomes, baseline_visit=baseline_visit)
+    write_tables(tables, out)
+    ok = next((o.result for o in report.outcomes if o.status == "ok" and o.result), None)
+    write_json(
+        out / "run.json",
+        {
+            "manifest": str(Path(manifest_path).absolute()),
+            "started": started,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "scorer": asdict(scorer) if is_dataclass(scorer) else repr(scorer),
+            "model": ok["model"] if ok else None,
+            "model_sha256": report.key.model_sha256,
+            "settings": report.key.settings,
+            "backend": report.backend,
+            "scheduler": scheduler,
+            "workers": report.workers,
+            "force": force,
+            "baseline_visit": baseline_visit,
+            "photos": report.n_photos,
+            "already_done": report.n_already_done,
+            "scored": report.n_scored,
+            "failed": report.n_failed,
+            "missing": report.n_missing,
+            "scoring_s": round(report.scoring_s, 3),
+            "photos_per_minute": round(report.photos_per_minute, 2),
+            "manifest_warnings": list(manifest.warnings),
+        },
+    )
+    return report

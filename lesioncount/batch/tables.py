@@ -1,0 +1,333 @@
+"""Tables a statistician loads directly: per photo, per subject and visit, change from baseline, summary.
+
+Pure pandas functions over the validated manifest and the stored results; no scoring, no I/O except
+``write_tables``.
+
+How views are combined into one visit count: the counts of a visit are the **sum of its views' counts**,
+per class and per region. A lesion seen in two views (the frontal and a lateral view both show the
+cheeks) is counted in each, so the sum is a consistent severity index, not a head count of lesions; it
+compares honestly between visits only when the same views were photographed, which ``views`` and
+``views_match`` record. A visit whose photos did not all score (a failed or missing photo) has no counts
+(missing, not an undercount) and ``complete`` is False.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lesioncount.types import CLASSES, REGIONS
+
+#: Count columns, per class, in every table (``total_acne`` = inflammatory + comedone).
+COUNT_CLASSES: tuple[str, ...] = (*CLASSES, "total_acne")
+#: Per-region count columns, ``{region}_{class}``.
+REGION_COLUMNS: tuple[str, ...] = tuple(f"{r}_{c}" for r in REGIONS for c in COUNT_CLASSES)
+#: Manifest columns carried into the tables when present.
+SUBJECT_COLUMNS: tuple[str, ...] = ("arm", "site", "age")
+#: Columns that legitimately differ between two runs of the same photos (wall times, workers).
+TIMING_COLUMNS: tuple[str, ...] = ("time_s", "worker")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one manifest row.
+
+    Attributes:
+        status: ``ok``, ``failed`` (the photo could not be scored; see ``error``), ``missing`` (no file)
+            or ``pending`` (not scored yet: the run was interrupted).
+        photo_sha256: SHA-256 of the photo file, '' when it could not be read.
+        error: one-line reason when not ok.
+        result: the CountResult dict (schema v1) when ok.
+        elapsed_s: scoring wall time in the worker.
+        worker: host:pid of the worker.
+    """
+
+    status: str
+    photo_sha256: str = ""
+    error: str = ""
+    result: Mapping[str, Any] | None = None
+    elapsed_s: float | None = None
+    worker: str = ""
+
+
+def photo_table(manifest: pd.DataFrame, outcomes: Sequence[Outcome]) -> pd.DataFrame:
+    """One row per manifest row, in manifest order.
+
+    Args:
+        manifest: ``Manifest.table``.
+        outcomes: one per manifest row, same order.
+
+    Returns:
+        Manifest columns, ``manifest_row``, ``photo_sha256``, ``status``, ``error``, model name/version/sha256,
+        photo size, face found/view, ``view_mismatch`` (the photo looks like another view than the manifest
+        says), counts per class (``COUNT_CLASSES``) and per region (``REGION_COLUMNS``), Hayashi and GAGS
+        grades, quality ``warnings`` ('; '-joined) and ``time_s``. Counts are nullable integers, missing
+        unless ``status == 'ok'``.
+    """
+    if len(manifest) != len(outcomes):
+        raise ValueError(f"{len(outcomes)} outcomes for {len(manifest)} manifest rows")
+    rows: list[dict[str, Any]] = []
+    for m, o in zip(manifest.to_dict("records"), outcomes, strict=True):
+        row: dict[str, Any] = {
+            "subject_id": m["subject_id"],
+            "visit": m["visit"],
+            "visit_date": m["visit_date"],
+            "view": m["view"],
+        }
+        for c in SUBJECT_COLUMNS:
+            if c in manifest.columns:
+                row[c] = m[c]
+        row.update(
+            path=m["path"],
+            manifest_row=m["row"],
+            photo_sha256=o.photo_sha256,
+            status=o.status,
+            error=o.error or None,
+        )
+        r = o.result if o.status == "ok" else None
+        row["model_name"] = r["model"]["name"] if r else None
+        row["model_version"] = r["model"]["version"] if r else None
+        row["model_sha256"] = r["model"]["sha256"] if r else None
+        row["width_px"] = r["image"]["width"] if r else None
+        row["height_px"] = r["image"]["height"] if r else None
+        row["face_found"] = r["face"]["found"] if r else None
+        row["face_view"] = r["face"].get("view", "unknown") if r else None
+        row["view_mismatch"] = (row["face_view"] not in ("unknown", m["view"])) if r else None
+        for c in COUNT_CLASSES:
+            row[c] = r["counts"].get(c, 0) if r else None
+        for reg in REGIONS:
+            by = r["counts_by_region"].get(reg, {}) if r else {}
+            for c in COUNT_CLASSES:
+                row[f"{reg}_{c}"] = by.get(c, 0) if r else None
+        g = r["grades"] if r else {}
+        hay = g.get("hayashi") or {}
+        gags = g.get("gags") or {}
+        row["hayashi_grade"] = hay.get("grade") if r else None
+        row["hayashi_label"] = hay.get("label") if r else None
+        row["gags_score"] = gags.get("score") if r else None
+        row["gags_label"] = gags.get("label") if r else None
+        warns = list(r.get("quality", {}).get("warnings", [])) if r else []
+        row["n_warnings"] = len(warns) if r else None
+        row["warnings"] = "; ".join(warns) if warns else None
+        row["time_s"] = o.elapsed_s
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    int_cols = [
+        *COUNT_CLASSES,
+        *REGION_COLUMNS,
+        "width_px",
+        "height_px",
+        "hayashi_grade",
+        "gags_score",
+        "n_warnings",
+        "manifest_row",
+    ]
+    for c in int_cols:
+        df[c] = df[c].astype("Int64")
+    for c in ("face_found", "view_mismatch"):
+        df[c] = df[c].astype("boolean")
+    df["visit_date"] = pd.to_datetime(df["visit_date"])
+    df["time_s"] = df["time_s"].astype(float)
+    for c in df.columns:
+        if df[c].dtype == object:
+            df[c] = df[c].astype("string")
+    return df
+
+
+def visit_table(photos: pd.DataFrame) -> pd.DataFrame:
+    """One row per subject and visit: views combined by summing their counts (see the module docstring).
+
+    Returns:
+        ``subject_id``, ``visit``, ``visit_date``, subject columns, ``views`` ('+'-joined, sorted),
+        ``n_photos``, ``n_scored``, ``complete`` and the summed count columns (missing when not complete),
+        sorted by subject, date and visit.
+    """
+    count_cols = [*COUNT_CLASSES, *REGION_COLUMNS]
+    extra = [c for c in SUBJECT_COLUMNS if c in photos.columns]
+    out = []
+    for (s, v), grp in photos.groupby(["subject_id", "visit"], sort=False):
+        ok = grp["status"] == "ok"
+        complete = bool(ok.all())
+        row: dict[str, Any] = {"subject_id": s, "visit": v, "visit_date": grp["visit_date"].iloc[0]}
+        for c in extra:
+            vals = grp[c].dropna()
+            row[c] = vals.iloc[0] if len(vals) else None
+        row["views"] = "+".join(sorted(grp["view"]))
+        row["n_photos"] = len(grp)
+        row["n_scored"] = int(ok.sum())
+        row["complete"] = complete
+        sums = grp[count_cols].sum() if complete else None
+        for c in count_cols:
+            row[c] = int(sums[c]) if sums is not None else None
+        out.append(row)
+    df = pd.DataFrame(out)
+    for c in count_cols:
+        df[c] = df[c].astype("Int64")
+    df["complete"] = df["complete"].astype(bool)
+    df["visit_date"] = pd.to_datetime(df["visit_date"])
+    for c in df.columns:
+        if df[c].dtype == object:
+            df[c] = df[c].astype("string")
+    return df.sort_values(["subject_id", "visit_date", "visit"], kind="stable").reset_index(drop=True)
+
+
+def change_table(visits: pd.DataFrame, *, baseline_visit: str | None = None) -> pd.DataFrame:
+    """Change from baseline per subject, visit and class, in long format.
+
+    Args:
+        visits: ``visit_table`` output.
+        baseline_visit: the visit label that is baseline (``"baseline"``, ``"V1"``); None takes each
+            subject's earliest visit.
+
+    Returns:
+        One row per subject, visit and class in ``COUNT_CLASSES``: ``subject_id``, subject columns,
+        ``visit``, ``visit_date``, ``baseline_visit``, ``days_from_baseline``, ``is_baseline``, ``class``,
+        ``baseline`` (count), ``count``, ``change`` (count - baseline), ``change_pct`` (100 x change / baseline;
+        missing when the baseline is 0 or either count is missing) and ``views_match`` (same views as baseline).
+        The baseline visit itself is included (change 0).
+    """
+    extra = [c for c in SUBJECT_COLUMNS if c in visits.columns]
+    out = []
+    for s, grp in visits.groupby("subject_id", sort=True):
+        grp = grp.sort_values(["visit_date", "visit"], kind="stable")
+        if baseline_visit is None:
+            base = grp.iloc[0]
+        else:
+            hit = grp[grp["visit"] == baseline_visit]
+            base = hit.iloc[0] if len(hit) else None
+        for _, v in grp.iterrows():
+            for c in COUNT_CLASSES:
+                b = base[c] if base is not None else pd.NA
+                x = v[c]
+                change = x - b if (pd.notna(x) and pd.notna(b)) else pd.NA
+                pct = 100.0 * float(change) / float(b) if (change is not pd.NA and b != 0) else math.nan
+                out.append(
+                    {
+                        "subject_id": s,
+                        **{e: v[e] for e in extra},
+                        "visit": v["visit"],
+                        "visit_date": v["visit_date"],
+                        "baseline_visit": base["visit"] if base is not None else None,
+                        "days_from_baseline": (v["visit_date"] - base["visit_date"]).days if base is not None else None,
+                        "is_baseline": base is not None and v["visit"] == base["visit"],
+                        "class": c,
+                        "baseline": b,
+                        "count": x,
+                        "change": change,
+                        "change_pct": pct,
+                        "views_match": (v["views"] == base["views"]) if base is not None else None,
+                    }
+                )
+    df = pd.DataFrame(out)
+    for c in ("baseline", "count", "change", "days_from_baseline"):
+        df[c] = df[c].astype("Int64")
+    df["change_pct"] = df["change_pct"].astype(float)
+    df["is_baseline"] = df["is_baseline"].astype(bool)
+    df["views_match"] = df["views_match"].astype("boolean")
+    for c in df.columns:
+        if df[c].dtype == object:
+            df[c] = df[c].astype("string")
+    return df
+
+
+def _t975(dof: int) -> float:
+    from scipy.stats import t  # imported lazily: scipy is only needed for the summary
+
+    return float(t.ppf(0.975, dof))
+
+
+def summary_table(changes: pd.DataFrame) -> pd.DataFrame:
+    """Per visit, arm, class and measure (``count``, ``change``, ``change_pct``): n, mean, sd, median, 95% CI.
+
+    The 95% CI is the t-interval for the mean (missing for n < 2). Subjects without an ``arm`` are summarised
+    under arm ``all``. Visits are ordered by their median days from baseline.
+
+    Args:
+        changes: ``change_table`` output.
+    """
+    df = changes.copy()
+    df["arm"] = df["arm"].fillna("all") if "arm" in df.columns else "all"
+    order = df.groupby("visit")["days_from_baseline"].median().sort_values(kind="stable")
+    rank = {v: i for i, v in enumerate(order.index)}
+    out = []
+    for (visit, arm, cls), grp in df.groupby(["visit", "arm", "class"], sort=False):
+        for measure in ("count", "change", "change_pct"):
+            x = pd.to_numeric(grp[measure], errors="coerce").astype(float).dropna().to_numpy()
+            n = len(x)
+            mean = float(np.mean(x)) if n else math.nan
+            sd = float(np.std(x, ddof=1)) if n > 1 else math.nan
+            half = _t975(n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
+            out.append(
+                {
+                    "visit": visit,
+                    "arm": arm,
+                    "class": cls,
+                    "measure": measure,
+                    "n": n,
+                    "mean": mean,
+                    "sd": sd,
+                    "median": float(np.median(x)) if n else math.nan,
+                    "ci95_low": mean - half,
+                    "ci95_high": mean + half,
+                    "_rank": rank.get(visit, len(rank)),
+                }
+            )
+    res = pd.DataFrame(out)
+    cls_rank = {c: i for i, c in enumerate(COUNT_CLASSES)}
+    m_rank = {"count": 0, "change": 1, "change_pct": 2}
+    res["_c"] = res["class"].map(cls_rank)
+    res["_m"] = res["measure"].map(m_rank)
+    res = res.sort_values(["_rank", "arm", "_c", "_m"], kind="stable").drop(columns=["_rank", "_c", "_m"])
+    for c in ("visit", "arm", "class", "measure"):
+        res[c] = res[c].astype("string")
+    res["n"] = res["n"].astype("int64")
+    return res.reset_index(drop=True)
+
+
+def build_tables(
+    manifest: pd.DataFrame, outcomes: Sequence[Outcome], *, baseline_visit: str | None = None
+) -> dict[str, pd.DataFrame]:
+    """All four tables: ``photos``, ``visits``, ``change``, ``summary``."""
+    photos = photo_table(manifest, outcomes)
+    visits = visit_table(photos)
+    change = change_table(visits, baseline_visit=baseline_visit)
+    return {"photos": photos, "visits": visits, "change": change, "summary": summary_table(change)}
+
+
+def write_tables(
+    tables: Mapping[str, pd.DataFrame], out_dir: str | os.PathLike[str], *, formats: Sequence[str] = ("csv", "parquet")
+) -> list[Path]:
+    """Write each table as ``<name>.csv`` and ``<name>.parquet`` in ``out_dir``, each file atomically.
+
+    Returns:
+        The files written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, df in tables.items():
+        for fmt in formats:
+            dest = out / f"{name}.{fmt}"
+            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{dest.name}.", suffix=".tmp")
+            os.close(fd)
+            try:
+                if fmt == "csv":
+                    df.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+                elif fmt == "parquet":
+                    df.to_parquet(tmp, index=False)
+                else:
+                    raise ValueError(f"unknown table format {fmt!r}; use csv or parquet")
+                os.replace(tmp, dest)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            written.append(dest)
+    return written

@@ -1,0 +1,57 @@
+"""The ``lesioncount`` console script: one subcommand per public function, each a thin wrapper.
+
+Subcommands register through ``SUBCOMMANDS`` (name -> ``module:add_cli``); each ``add_cli(subparsers)``
+adds its parser and sets ``func`` to a function taking the parsed arguments and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+#: name -> "module:function" that adds the subcommand's parser. Order is the order in --help.
+SUBCOMMANDS: dict[str, str] = {
+    "count": "lesioncount.commands:add_count",
+    "demo": "lesioncount.demo:add_cli",
+    "train": "lesioncount.commands:add_train",
+    "export": "lesioncount.commands:add_export",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lesioncount import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="lesioncount",
+        description="Find, classify and count acne lesions and scars in facial photos.",
+    )
+    parser.add_argument("--version", action="version", version=f"lesioncount {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for target in SUBCOMMANDS.values():
+        module, func = target.split(":")
+        getattr(importlib.import_module(module), func)(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted: results written so far are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

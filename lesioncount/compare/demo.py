@@ -1,0 +1,159 @@
+"""Synthetic visit series with known lesion fates, for tests, demos and the web app's example patient.
+
+A baseline photo gets planted lesions (``lesioncount.synth``); the follow-up keeps some of them at the same
+skin positions (persisting), drops the rest (resolved) and gains new ones away from all baseline lesions,
+then is moved by a known similarity transform (shift, rotation, scale) and given a known exposure change
+and blur. The true lesion positions in both photos are exact, so registration and matching can be scored
+without any model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from lesioncount.synth import KINDS, PlantedLesion, plant, render, skin_tone_mask
+from lesioncount.types import Lesion
+
+#: Default lesion mix planted at baseline.
+BASELINE_COUNTS: dict[str, int] = {"papule": 5, "pustule": 2, "blackhead": 4, "whitehead": 2, "boxcar": 2}
+
+
+@dataclass(frozen=True)
+class SyntheticFollowUp:
+    """One synthetic follow-up photo and the truth about it.
+
+    Attributes:
+        image: HxWx3 uint8 RGB follow-up photo.
+        lesions: its lesions in follow-up pixels (exact planted centres).
+        matrix: 2x3 affine baseline -> follow-up pixels that was applied.
+        persisting: ``(baseline index, follow-up index)`` pairs.
+        resolved: baseline indices not in the follow-up.
+        new: follow-up indices not in the baseline.
+    """
+
+    image: npt.NDArray[np.uint8]
+    lesions: tuple[Lesion, ...]
+    matrix: npt.NDArray[np.float64]
+    persisting: tuple[tuple[int, int], ...]
+    resolved: tuple[int, ...]
+    new: tuple[int, ...]
+    stops: float = 0.0
+    blur_sigma_px: float = 0.0
+    notes: dict[str, float] = field(default_factory=dict)
+
+
+def quadrant_region(x: float, y: float, width: int, height: int) -> str:
+    """A crude region for synthetic photos: top third forehead, then left/right cheek by side, chin below."""
+    if y < height * 0.33:
+        return "forehead"
+    if y > height * 0.8:
+        return "chin"
+    # A frontal photo shows the patient's left cheek on the image right.
+    return "left_cheek" if x > width / 2 else "right_cheek"
+
+
+def to_lesion(p: PlantedLesion | tuple[str, float, float, float], width: int, height: int) -> Lesion:
+    """A planted lesion (or ``(cls, x, y, radius)``) as a ``Lesion`` with a crude region."""
+    cls, x, y, r = (p.cls or "none", p.x, p.y, p.radius) if isinstance(p, PlantedLesion) else p
+    return Lesion(
+        cls=cls,
+        x=float(x),
+        y=float(y),
+        area_px=float(np.pi * r * r),
+        bbox=(float(x - r), float(y - r), float(2 * r), float(2 * r)),
+        score=1.0,
+        region=quadrant_region(x, y, width, height),
+    )
+
+
+def similarity(
+    shape: tuple[int, ...], *, shift_px: tuple[float, float] = (0.0, 0.0), rotation_deg: float = 0.0, scale: float = 1.0
+) -> npt.NDArray[np.float64]:
+    """2x3 similarity about the image centre (rotation counter-clockwise on screen), then a shift."""
+    h, w = shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), rotation_deg, scale).astype(np.float64)
+    m[:, 2] += shift_px
+    return m
+
+
+def change_exposure(image: npt.NDArray[np.uint8], stops: float) -> npt.NDArray[np.uint8]:
+    """Scale linear light by 2**stops (sRGB-ish gamma 2.2), clipping at white."""
+    lin = (image.astype(np.float32) / 255.0) ** 2.2 * (2.0**stops)
+    return np.clip(np.clip(lin, 0, 1) ** (1 / 2.2) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def baseline(
+    image: npt.NDArray[np.uint8],
+    rng: np.random.Generator | int | None = None,
+    *,
+    counts: dict[str, int] | None = None,
+    allowed: npt.NDArray[np.bool_] | None = None,
+) -> tuple[npt.NDArray[np.uint8], list[PlantedLesion]]:
+    """Plant baseline lesions on skin (``skin_tone_mask`` unless ``allowed`` is given)."""
+    allowed = skin_tone_mask(image) if allowed is None else allowed
+    return plant(image, counts or BASELINE_COUNTS, rng, allowed=allowed, min_gap=1.5)
+
+
+def follow_up(
+    clean: npt.NDArray[np.uint8],
+    base_planted: list[PlantedLesion],
+    rng: np.random.Generator | int | None = None,
+    *,
+    keep: float = 0.5,
+    new_counts: dict[str, int] | None = None,
+    matrix: npt.NDArray[np.float64] | None = None,
+    stops: float = 0.0,
+    blur_sigma_px: float = 0.0,
+    allowed: npt.NDArray[np.bool_] | None = None,
+) -> SyntheticFollowUp:
+    """Make one follow-up of a baseline made by ``baseline`` on the same clean photo.
+
+    Args:
+        clean: the lesion-free photo the baseline was planted on.
+        base_planted: the baseline's planted lesions.
+        rng: randomness.
+        keep: chance that each baseline lesion persists.
+        new_counts: kinds of new lesions to plant away from every baseline lesion.
+        matrix: 2x3 baseline -> follow-up pixels (see ``similarity``); None for identity.
+        stops: exposure change (negative = darker).
+        blur_sigma_px: Gaussian blur applied last.
+        allowed: where new lesions may go (``skin_tone_mask`` by default).
+    """
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    h, w = clean.shape[:2]
+    m = np.eye(2, 3) if matrix is None else np.asarray(matrix, np.float64)
+    kept = [i for i in range(len(base_planted)) if rng.random() < keep]
+    img = clean
+    for i in kept:
+        p = base_planted[i]
+        img, _ = render(img, p.kind, p.x, p.y, p.radius, rng)
+    allowed = skin_tone_mask(clean) if allowed is None else allowed
+    avoid = [(p.x, p.y, p.radius * 1.5) for p in base_planted]
+    img, new_planted = plant(img, new_counts or {"papule": 2, "blackhead": 2}, rng, allowed=allowed, avoid=avoid)
+    pts = [(base_planted[i].cls or "none", base_planted[i].x, base_planted[i].y, base_planted[i].radius) for i in kept]
+    pts += [(p.cls or "none", p.x, p.y, p.radius) for p in new_planted]
+    img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    lesions = []
+    for cls, x, y, r in pts:
+        fx, fy = m[:, :2] @ (x, y) + m[:, 2]
+        lesions.append(to_lesion((cls, fx, fy, r * scale), w, h))
+    if stops:
+        img = change_exposure(img, stops)
+    if blur_sigma_px:
+        img = cv2.GaussianBlur(img, (0, 0), blur_sigma_px)
+    assert all(KINDS[p.kind] is not None for p in new_planted)
+    return SyntheticFollowUp(
+        image=img,
+        lesions=tuple(lesions),
+        matrix=m,
+        persisting=tuple((i, k) for k, i in enumerate(kept)),
+        resolved=tuple(i for i in range(len(base_planted)) if i not in kept),
+        new=tuple(range(len(kept), len(lesions))),
+        stops=stops,
+        blur_sigma_px=blur_sigma_px,
+    )

@@ -1,0 +1,200 @@
+"""Match individual lesions between a baseline and a registered follow-up photo.
+
+Follow-up lesion centres are mapped into the baseline frame with the registration, then each class is
+matched on its own by the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) on centre
+distance, with pairs further apart than a tolerance forbidden. A matched pair is a *persisting* lesion,
+an unmatched baseline lesion has *resolved*, an unmatched follow-up lesion is *new*. Lesions that fall
+outside the other photo's frame cannot be judged and are reported apart (``out_of_view``). A lesion that
+changed class (an inflammatory papule that left a scar) counts as resolved in one class and new in the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+from lesioncount.compare.register import invert, map_points
+from lesioncount.types import ACNE_CLASSES, CLASSES, REGIONS, Lesion
+
+#: Default tolerance as a fraction of the baseline face height.
+TOLERANCE_FRAC = 0.02
+#: Floor on the tolerance, photo pixels.
+MIN_TOLERANCE_PX = 3.0
+#: Statuses a lesion can have.
+STATUSES = ("resolved", "persisting", "new")
+_FORBIDDEN = 1e9
+
+
+@dataclass(frozen=True)
+class LesionMatch:
+    """Lesion-level outcome of one baseline/follow-up pair.
+
+    Attributes:
+        base_lesions: the baseline lesions (baseline pixels).
+        follow_lesions: the follow-up lesions (follow-up pixels).
+        follow_xy_in_base: (N, 2) follow-up centres mapped to baseline pixels, as nested tuples.
+        pairs: ``(base index, follow index)`` of persisting lesions.
+        distances_px: centre distance of each pair in baseline pixels.
+        resolved: baseline indices that have no partner.
+        new: follow-up indices that have no partner.
+        base_out_of_view: baseline indices outside the follow-up's frame (not judged).
+        follow_out_of_view: follow-up indices outside the baseline's frame (not judged).
+        tolerance_px: the matching tolerance in baseline pixels.
+    """
+
+    base_lesions: tuple[Lesion, ...]
+    follow_lesions: tuple[Lesion, ...]
+    follow_xy_in_base: tuple[tuple[float, float], ...]
+    pairs: tuple[tuple[int, int], ...]
+    distances_px: tuple[float, ...]
+    resolved: tuple[int, ...]
+    new: tuple[int, ...]
+    base_out_of_view: tuple[int, ...]
+    follow_out_of_view: tuple[int, ...]
+    tolerance_px: float
+
+    def _rows(self) -> list[tuple[Lesion, str]]:
+        rows = [(self.base_lesions[i], "resolved") for i in self.resolved]
+        rows += [(self.base_lesions[i], "persisting") for i, _ in self.pairs]
+        rows += [(self.follow_lesions[j], "new") for j in self.new]
+        rows += [(self.base_lesions[i], "out_of_view") for i in self.base_out_of_view]
+        rows += [(self.follow_lesions[j], "out_of_view") for j in self.follow_out_of_view]
+        return rows
+
+    def tally(self) -> dict[str, dict[str, int]]:
+        """Per class (plus ``total_acne``): counts of resolved, persisting, new and out_of_view lesions."""
+        out = _empty_tally()
+        for les, status in self._rows():
+            _add(out, les.cls, status)
+        return out
+
+    def tally_by_region(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per region (baseline region for resolved/persisting, follow-up region for new): ``tally`` form."""
+        out = {r: _empty_tally() for r in REGIONS}
+        for les, status in self._rows():
+            _add(out.setdefault(les.region, _empty_tally()), les.cls, status)
+        return out
+
+    def status_of_base(self) -> list[str]:
+        """Status of each baseline lesion: resolved, persisting or out_of_view."""
+        st = ["resolved"] * len(self.base_lesions)
+        for i, _ in self.pairs:
+            st[i] = "persisting"
+        for i in self.base_out_of_view:
+            st[i] = "out_of_view"
+        return st
+
+    def status_of_follow(self) -> list[str]:
+        """Status of each follow-up lesion: new, persisting or out_of_view."""
+        st = ["new"] * len(self.follow_lesions)
+        for _, j in self.pairs:
+            st[j] = "persisting"
+        for j in self.follow_out_of_view:
+            st[j] = "out_of_view"
+        return st
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "tolerance_px": round(self.tolerance_px, 2),
+            "pairs": [[i, j] for i, j in self.pairs],
+            "distances_px": [round(d, 2) for d in self.distances_px],
+            "resolved": list(self.resolved),
+            "new": list(self.new),
+            "base_out_of_view": list(self.base_out_of_view),
+            "follow_out_of_view": list(self.follow_out_of_view),
+            "by_class": self.tally(),
+            "by_region": self.tally_by_region(),
+        }
+
+
+def _empty_tally() -> dict[str, dict[str, int]]:
+    return {c: {"resolved": 0, "persisting": 0, "new": 0, "out_of_view": 0} for c in (*CLASSES, "total_acne")}
+
+
+def _add(tally: dict[str, dict[str, int]], cls: str, status: str) -> None:
+    tally.setdefault(cls, {"resolved": 0, "persisting": 0, "new": 0, "out_of_view": 0})[status] += 1
+    if cls in ACNE_CLASSES:
+        tally["total_acne"][status] += 1
+
+
+def default_tolerance_px(face_box: Sequence[float] | None, image_shape: tuple[int, ...] | None) -> float:
+    """Matching tolerance: 2% of the baseline face height, or 1% of the frame diagonal when no face."""
+    if face_box is not None:
+        return max(MIN_TOLERANCE_PX, TOLERANCE_FRAC * float(face_box[3]))
+    if image_shape is not None:
+        return max(MIN_TOLERANCE_PX, 0.01 * float(np.hypot(image_shape[0], image_shape[1])))
+    return 10.0
+
+
+def _inside(xy: npt.NDArray[np.float64], shape: tuple[int, ...] | None, margin: float) -> npt.NDArray[np.bool_]:
+    if shape is None:
+        return np.ones(len(xy), bool)
+    h, w = shape[:2]
+    return (xy[:, 0] >= margin) & (xy[:, 1] >= margin) & (xy[:, 0] <= w - 1 - margin) & (xy[:, 1] <= h - 1 - margin)
+
+
+def match_lesions(
+    base_lesions: Sequence[Lesion],
+    follow_lesions: Sequence[Lesion],
+    matrix: npt.ArrayLike | None = None,
+    *,
+    tolerance_px: float = 10.0,
+    base_shape: tuple[int, ...] | None = None,
+    follow_shape: tuple[int, ...] | None = None,
+) -> LesionMatch:
+    """Pair baseline and follow-up lesions after registration.
+
+    Args:
+        base_lesions: lesions of the baseline photo (baseline pixels).
+        follow_lesions: lesions of the follow-up photo (follow-up pixels).
+        matrix: 2x3 affine follow-up -> baseline pixels (``Registration.matrix``); None for identity.
+        tolerance_px: largest centre distance (baseline pixels) for a persisting pair; > 0.
+        base_shape: baseline photo shape; follow-up lesions that map outside it are ``out_of_view``.
+        follow_shape: follow-up photo shape; baseline lesions that map outside it are ``out_of_view``.
+
+    Returns:
+        The lesion match. Every input lesion lands in exactly one of pairs, resolved/new or out_of_view.
+    """
+    if tolerance_px <= 0:
+        raise ValueError(f"tolerance_px must be positive, got {tolerance_px}")
+    m = np.eye(2, 3) if matrix is None else np.asarray(matrix, np.float64)
+    if m.shape != (2, 3):
+        raise ValueError(f"matrix must be 2x3 (follow-up -> baseline affine), got shape {m.shape}")
+    base = tuple(base_lesions)
+    follow = tuple(follow_lesions)
+    bxy = np.array([[les.x, les.y] for les in base], np.float64).reshape(-1, 2)
+    fxy_own = np.array([[les.x, les.y] for les in follow], np.float64).reshape(-1, 2)
+    fxy = map_points(m, fxy_own)
+    # A lesion is judged only when the other photo shows its place (a small margin for edge lesions).
+    base_in = _inside(map_points(invert(m), bxy), follow_shape, 2.0)
+    follow_in = _inside(fxy, base_shape, 2.0)
+    pairs: list[tuple[int, int, float]] = []
+    classes = sorted({les.cls for les in base} | {les.cls for les in follow})
+    for c in classes:
+        bi = [i for i, les in enumerate(base) if les.cls == c and base_in[i]]
+        fj = [j for j, les in enumerate(follow) if les.cls == c and follow_in[j]]
+        if not bi or not fj:
+            continue
+        d = np.linalg.norm(bxy[bi][:, None, :] - fxy[fj][None, :, :], axis=2)
+        cost = np.where(d <= tolerance_px, d, _FORBIDDEN)
+        rows, cols = linear_sum_assignment(cost)
+        pairs += [(bi[r], fj[k], float(d[r, k])) for r, k in zip(rows, cols, strict=True) if d[r, k] <= tolerance_px]
+    pairs.sort()
+    paired_b = {i for i, _, _ in pairs}
+    paired_f = {j for _, j, _ in pairs}
+    return LesionMatch(
+        base_lesions=base,
+        follow_lesions=follow,
+        follow_xy_in_base=tuple((float(x), float(y)) for x, y in fxy),
+        pairs=tuple((i, j) for i, j, _ in pairs),
+        distances_px=tuple(d for _, _, d in pairs),
+        resolved=tuple(i for i in range(len(base)) if base_in[i] and i not in paired_b),
+        new=tuple(j for j in range(len(follow)) if follow_in[j] and j not in paired_f),
+        base_out_of_view=tuple(i for i in range(len(base)) if not base_in[i]),
+        follow_out_of_view=tuple(j for j in range(len(follow)) if not follow_in[j]),
+        tolerance_px=float(tolerance_px),
+    )

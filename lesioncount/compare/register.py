@@ -1,0 +1,302 @@
+"""Align a follow-up photo to the baseline photo of the same view.
+
+We have no landmark model, so alignment runs in three steps, each a fallback for the next:
+
+1. the face boxes of both photos give a coarse similarity transform (centre and height);
+2. AKAZE (ORB as a fallback) features inside the face, ratio-tested and fitted by RANSAC to a similarity
+   transform (rotation, uniform scale, shift) give the pose of the follow-up relative to the baseline;
+3. ECC (``cv2.findTransformECC``, affine) refines that estimate on the face region. ECC maximises a
+   zero-mean normalised correlation, so it is insensitive to exposure and contrast changes.
+
+The alignment-quality figure is the normalised cross-correlation (NCC) of the aligned, lightly smoothed
+grey faces: 1 is a perfect match; a face with changed lesions but the same pose gives about 0.9; below
+about 0.5 lesion-level matching is not to be trusted.
+
+All transforms are 2x3 affine matrices that map follow-up photo pixels to baseline photo pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+#: Long side (pixels) at which features and ECC run; photos are downscaled to it.
+WORK_PX = 800
+#: Fewer RANSAC inliers than this and the feature estimate is not trusted.
+MIN_INLIERS = 12
+#: Quality labels by NCC.
+QUALITY_GOOD = 0.8
+QUALITY_FAIR = 0.5
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """How a follow-up photo maps onto the baseline photo.
+
+    Attributes:
+        matrix: 2x3 affine, follow-up pixels -> baseline pixels (as nested tuples, JSON friendly).
+        method: ``features+ecc``, ``features``, ``face-box+ecc``, ``face-box``, ``identity+ecc`` or ``identity``.
+        n_matches: ratio-tested feature matches.
+        n_inliers: RANSAC inliers of the similarity fit (0 when features were not used).
+        residual_px: median inlier reprojection error in baseline pixels, or None.
+        quality: NCC of the aligned faces in [-1, 1] (the alignment-quality figure).
+    """
+
+    matrix: tuple[tuple[float, float, float], tuple[float, float, float]]
+    method: str
+    n_matches: int = 0
+    n_inliers: int = 0
+    residual_px: float | None = None
+    quality: float = 0.0
+
+    @property
+    def affine(self) -> npt.NDArray[np.float64]:
+        """The 2x3 float64 matrix."""
+        return np.array(self.matrix, np.float64)
+
+    @property
+    def scale(self) -> float:
+        """Baseline pixels per follow-up pixel (geometric mean of the axis scales); 1.2 = face 1/1.2 as big."""
+        return float(math.sqrt(abs(np.linalg.det(self.affine[:, :2]))))
+
+    @property
+    def rotation_deg(self) -> float:
+        """How far the follow-up is rotated relative to the baseline, degrees, counter-clockwise on screen."""
+        a = self.affine
+        return float(math.degrees(math.atan2(a[1, 0] - a[0, 1], a[0, 0] + a[1, 1])))
+
+    @property
+    def anisotropy(self) -> float:
+        """Ratio of the larger to the smaller axis scale (1 for a pure similarity); >1 hints at a turned head."""
+        s = np.linalg.svd(self.affine[:, :2], compute_uv=False)
+        return float(s[0] / max(s[1], 1e-9))
+
+    @property
+    def quality_label(self) -> str:
+        """``good``, ``fair`` or ``poor``."""
+        return "good" if self.quality >= QUALITY_GOOD else "fair" if self.quality >= QUALITY_FAIR else "poor"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "matrix": [[round(v, 6) for v in row] for row in self.matrix],
+            "method": self.method,
+            "n_matches": self.n_matches,
+            "n_inliers": self.n_inliers,
+            "residual_px": None if self.residual_px is None else round(self.residual_px, 3),
+            "quality": round(self.quality, 4),
+            "quality_label": self.quality_label,
+            "rotation_deg": round(self.rotation_deg, 3),
+            "scale": round(self.scale, 5),
+            "anisotropy": round(self.anisotropy, 4),
+        }
+
+
+def _h(m: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """2x3 -> 3x3 homogeneous."""
+    return np.vstack([m, [0.0, 0.0, 1.0]])
+
+
+def _scale_m(s: float) -> npt.NDArray[np.float64]:
+    return np.diag([s, s, 1.0])
+
+
+def map_points(matrix: npt.ArrayLike, xy: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Apply a 2x3 affine to points.
+
+    Args:
+        matrix: 2x3 affine.
+        xy: (N, 2) points.
+
+    Returns:
+        (N, 2) float64 mapped points.
+    """
+    m = np.asarray(matrix, np.float64)
+    p = np.asarray(xy, np.float64).reshape(-1, 2)
+    return p @ m[:, :2].T + m[:, 2]
+
+
+def invert(matrix: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Inverse of a 2x3 affine."""
+    return np.asarray(cv2.invertAffineTransform(np.asarray(matrix, np.float64)), np.float64)
+
+
+def warp_to_base(
+    follow_image: npt.NDArray[np.uint8], registration: Registration, base_shape: tuple[int, ...]
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """Resample the follow-up photo into the baseline frame.
+
+    Returns:
+        ``(image, valid)``: the warped HxWx3 uint8 image and an HxW bool mask of pixels the follow-up covers.
+    """
+    h, w = base_shape[:2]
+    warped = cv2.warpAffine(follow_image, registration.affine, (w, h), flags=cv2.INTER_LINEAR)
+    ones = np.full(follow_image.shape[:2], 255, np.uint8)
+    valid = cv2.warpAffine(ones, registration.affine, (w, h), flags=cv2.INTER_NEAREST) > 0
+    return warped, valid
+
+
+def _gray(image: npt.NDArray[np.uint8], s: float) -> npt.NDArray[np.uint8]:
+    g = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if s != 1.0:
+        g = cv2.resize(g, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    return g
+
+
+def _box_mask(shape: tuple[int, int], box: Box | None, s: float, pad: float) -> npt.NDArray[np.uint8]:
+    """255 inside the (scaled, padded) box, or everywhere when no box."""
+    h, w = shape
+    if box is None:
+        return np.full((h, w), 255, np.uint8)
+    x, y, bw, bh = (v * s for v in box)
+    x0, y0 = int(max(0, x - pad * bw)), int(max(0, y - pad * bh))
+    x1, y1 = int(min(w, x + bw * (1 + pad))), int(min(h, y + bh * (1 + pad)))
+    m = np.zeros((h, w), np.uint8)
+    m[y0:y1, x0:x1] = 255
+    return m
+
+
+def box_similarity(base_box: Box, follow_box: Box) -> npt.NDArray[np.float64]:
+    """Similarity (no rotation) taking the follow-up face box onto the baseline face box (2x3)."""
+    bx, by, bw, bh = base_box
+    fx, fy, fw, fh = follow_box
+    s = math.sqrt((bw * bh) / max(fw * fh, 1e-9))
+    return np.array([[s, 0.0, bx + bw / 2 - s * (fx + fw / 2)], [0.0, s, by + bh / 2 - s * (fy + fh / 2)]])
+
+
+def _features(
+    gb: npt.NDArray[np.uint8], gf: npt.NDArray[np.uint8], mb: npt.NDArray[np.uint8], mf: npt.NDArray[np.uint8]
+) -> tuple[npt.NDArray[np.float64] | None, int, int, float | None]:
+    """Similarity follow->base (work pixels) from AKAZE, then ORB; (matrix, matches, inliers, residual)."""
+    clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+    eb, ef = clahe.apply(gb), clahe.apply(gf)
+    best: tuple[npt.NDArray[np.float64] | None, int, int, float | None] = (None, 0, 0, None)
+    for name in ("akaze", "orb"):
+        det = cv2.AKAZE_create(threshold=0.0005) if name == "akaze" else cv2.ORB_create(nfeatures=4000)
+        kb, db = det.detectAndCompute(eb, mb)
+        kf, df = det.detectAndCompute(ef, mf)
+        if db is None or df is None or len(kb) < 3 or len(kf) < 3:
+            continue
+        pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(df, db, k=2)
+        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
+        if len(good) < 3:
+            continue
+        src = np.float32([kf[m.queryIdx].pt for m in good])
+        dst = np.float32([kb[m.trainIdx].pt for m in good])
+        m, inl = cv2.estimateAffinePartial2D(
+            src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=5000, confidence=0.999
+        )
+        if m is None or inl is None:
+            continue
+        ok = inl.ravel().astype(bool)
+        n_inl = int(ok.sum())
+        resid = float(np.median(np.linalg.norm(map_points(m, src[ok]) - dst[ok], axis=1))) if n_inl else None
+        if n_inl > best[2]:
+            best = (m.astype(np.float64), len(good), n_inl, resid)
+        if n_inl >= 4 * MIN_INLIERS:
+            break
+    return best
+
+
+def _ncc(
+    gb: npt.NDArray[np.uint8], gf: npt.NDArray[np.uint8], m_work: npt.NDArray[np.float64], mask: npt.NDArray[np.uint8]
+) -> float:
+    """NCC of the base and the warped follow-up (work pixels) inside mask and the follow-up's footprint."""
+    h, w = gb.shape
+    warped = cv2.warpAffine(gf.astype(np.float32), m_work, (w, h), flags=cv2.INTER_LINEAR)
+    valid = cv2.warpAffine(np.ones_like(gf, np.uint8), m_work, (w, h), flags=cv2.INTER_NEAREST) > 0
+    sel = valid & (mask > 0)
+    if sel.sum() < 100:
+        return 0.0
+    a = cv2.GaussianBlur(gb.astype(np.float32), (0, 0), 1.5)[sel]
+    b = cv2.GaussianBlur(warped, (0, 0), 1.5)[sel]
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def _ecc(
+    gb: npt.NDArray[np.uint8], gf: npt.NDArray[np.uint8], m_work: npt.NDArray[np.float64], mask: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.float64] | None:
+    """ECC affine refinement of follow->base (work pixels); None when it does not converge."""
+    # findTransformECC's warp maps template (base) coordinates to input (follow-up) coordinates.
+    warp = invert(m_work).astype(np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
+    try:
+        _, warp = cv2.findTransformECC(
+            gb.astype(np.float32), gf.astype(np.float32), warp, cv2.MOTION_AFFINE, criteria, mask, 5
+        )
+    except cv2.error as e:  # does not converge on flat or very different images
+        log.info("ECC refinement failed: %s", str(e).splitlines()[-1] if str(e) else e)
+        return None
+    return invert(warp)
+
+
+def register(
+    base_image: npt.NDArray[np.uint8],
+    follow_image: npt.NDArray[np.uint8],
+    *,
+    base_box: Box | None = None,
+    follow_box: Box | None = None,
+    refine: bool = True,
+    work_px: int = WORK_PX,
+) -> Registration:
+    """Align a follow-up photo to the baseline photo of the same view.
+
+    Args:
+        base_image: HxWx3 uint8 RGB baseline photo.
+        follow_image: HxWx3 uint8 RGB follow-up photo (any size).
+        base_box: baseline face box ``(x, y, w, h)`` in photo pixels, or None (whole frame).
+        follow_box: follow-up face box, or None.
+        refine: run the ECC refinement.
+        work_px: long side at which the work is done.
+
+    Returns:
+        The registration; ``matrix`` maps follow-up pixels to baseline pixels.
+    """
+    for name, im in (("base_image", base_image), ("follow_image", follow_image)):
+        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+            raise ValueError(f"{name} must be HxWx3 uint8 RGB, got {im.shape} {im.dtype}")
+    sb = min(1.0, work_px / max(base_image.shape[:2]))
+    sf = min(1.0, work_px / max(follow_image.shape[:2]))
+    gb, gf = _gray(base_image, sb), _gray(follow_image, sf)
+    mb = _box_mask(gb.shape, base_box, sb, 0.15)
+    mf = _box_mask(gf.shape, follow_box, sf, 0.15)
+
+    def full(m_work: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return (_scale_m(1 / sb) @ _h(m_work) @ _scale_m(sf))[:2]
+
+    def work(m_full: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return (_scale_m(sb) @ _h(m_full) @ _scale_m(1 / sf))[:2]
+
+    m_feat, n_matches, n_inl, resid = _features(gb, gf, mb, mf)
+    if m_feat is not None and n_inl >= MIN_INLIERS:
+        m_work, method = m_feat, "features"
+    elif base_box is not None and follow_box is not None:
+        m_work, method = work(box_similarity(base_box, follow_box)), "face-box"
+    else:
+        m_work, method = work(np.eye(2, 3)), "identity"
+    quality = _ncc(gb, gf, m_work, mb)
+    if refine:
+        m_ecc = _ecc(gb, gf, m_work, mb)
+        if m_ecc is not None:
+            q_ecc = _ncc(gb, gf, m_ecc, mb)
+            if q_ecc >= quality - 1e-3:
+                m_work, quality, method = m_ecc, q_ecc, method + "+ecc"
+    m = full(m_work)
+    return Registration(
+        matrix=(tuple(float(v) for v in m[0]), tuple(float(v) for v in m[1])),  # type: ignore[arg-type]
+        method=method,
+        n_matches=n_matches,
+        n_inliers=n_inl if method.startswith("features") else 0,
+        residual_px=None if resid is None or not method.startswith("features") else resid / sb,
+        quality=quality,
+    )

@@ -1,0 +1,453 @@
+"""Orchestration: pair each labelled photo with a prediction, evaluate it, keep only its record.
+
+Three sources of predictions, one loop (``evaluate_pairs``):
+
+* ``evaluate_photos``: photos + labels; the counting core (``LesionCounter``) counts each photo, in worker
+  processes when ``jobs > 1``.
+* ``evaluate_predictions``: a folder of count JSON files (``CountResult.to_dict``) + labels.
+* ``evaluate_raters``: two label sets; rater B is scored against rater A (inter-rater agreement).
+
+Only small per-photo records and the overlays of the few worst photos are held; photos are read one at
+a time (in the workers).
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lesioncount.data import (
+    DEFAULT_CLASS_MAP,
+    AnnotationError,
+    ImageAnnotation,
+    hayashi_grade_from_name,
+    read_coco,
+    read_voc_dir,
+    read_yolo_dir,
+)
+from lesioncount.evaluate.image_eval import (
+    ALL,
+    EvalConfig,
+    EvaluateError,
+    ImageEval,
+    LesionSet,
+    Overlay,
+    evaluate_image,
+)
+from lesioncount.evaluate.summary import reported_groups, summarize
+from lesioncount.io import IMAGE_EXTENSIONS, write_json
+from lesioncount.types import CountResult
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, eq=False)
+class Pair:
+    """One labelled photo and what is scored against it (``pred`` already in the label frame)."""
+
+    ref: ImageAnnotation
+    pred: LesionSet
+    photo: str | None = None
+
+
+@dataclass(eq=False)
+class EvalResult:
+    """The outcome of a run: per-photo records, the metrics, the worst photos' overlays."""
+
+    records: list[ImageEval]
+    metrics: dict[str, Any]
+    worst: list[Overlay]
+    config: EvalConfig
+    mode: str
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def load_labels(
+    path: str | os.PathLike[str],
+    *,
+    class_map: Mapping[str, str] | None = None,
+    yolo_names: list[str] | None = None,
+    image_folder: str | os.PathLike[str] | None = None,
+) -> list[ImageAnnotation]:
+    """Read a label set, choosing the reader from what ``path`` is.
+
+    Args:
+        path: a COCO ``.json`` file, a folder of Pascal VOC ``.xml`` files, or a folder of YOLO ``.txt`` files.
+        class_map: extra source-name -> class entries over ``DEFAULT_CLASS_MAP``.
+        yolo_names: YOLO class index -> name list (else read from ``data.yaml`` beside or above the folder).
+        image_folder: where YOLO photos are (to read their sizes).
+
+    Raises:
+        AnnotationError: the path is none of these, or a file in it is malformed.
+    """
+    cmap = {**DEFAULT_CLASS_MAP, **(class_map or {})}
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() == ".json":
+        return read_coco(p, cmap)
+    if p.is_dir():
+        if any(p.glob("*.xml")):
+            return read_voc_dir(p, cmap)
+        if any(p.glob("*.txt")):
+            names = yolo_names or _yolo_names(p)
+            return read_yolo_dir(p, names, cmap, image_folder)
+        raise AnnotationError(f"{p}: no .xml (Pascal VOC) or .txt (YOLO) label files in this folder")
+    if not p.exists():
+        raise AnnotationError(f"{p}: no such file or folder")
+    raise AnnotationError(f"{p}: labels must be a COCO .json file or a folder of VOC .xml / YOLO .txt files")
+
+
+def _yolo_names(folder: Path) -> list[str]:
+    import yaml
+
+    for cand in (folder / "data.yaml", folder.parent / "data.yaml", folder.parent.parent / "data.yaml"):
+        if cand.is_file():
+            try:
+                doc = yaml.safe_load(cand.read_text())
+            except yaml.YAMLError as e:
+                raise AnnotationError(f"{cand}: not valid YAML ({e})") from e
+            names = doc.get("names") if isinstance(doc, dict) else None
+            if isinstance(names, dict):
+                names = [names[k] for k in sorted(names)]
+            if isinstance(names, list) and names:
+                return [str(n) for n in names]
+            raise AnnotationError(f"{cand}: needs a 'names' list of class names")
+    raise AnnotationError(f"{folder}: YOLO labels need class names: pass yolo_names or put a data.yaml beside them")
+
+
+def _key(name: str) -> str:
+    """Join key of a photo: its file stem (labels and predictions may differ in folder and extension)."""
+    return Path(name).stem.lower()
+
+
+def label_grade(ann: ImageAnnotation) -> int | None:
+    """The Hayashi grade the label set itself gives a photo (``hayashi_grade`` key or ACNE04 file name)."""
+    g = ann.attributes.get("hayashi_grade")
+    if isinstance(g, int | float) and not isinstance(g, bool):
+        return int(g)
+    return hayashi_grade_from_name(ann.file_name)
+
+
+def to_label_frame(pred: LesionSet, pred_wh: tuple[int, int], ann: ImageAnnotation) -> LesionSet:
+    """Rescale predictions when the labels were drawn on a resized copy of the photo."""
+    pw, ph = pred_wh
+    if pw > 0 and ph > 0 and ann.width > 0 and ann.height > 0 and (pw, ph) != (ann.width, ann.height):
+        return pred.scaled(ann.width / pw, ann.height / ph)
+    return pred
+
+
+def read_count_json(path: str | os.PathLike[str]) -> CountResult:
+    """Read one count JSON (schema v1); raises ``EvaluateError`` naming the file when it is not one."""
+    p = Path(path)
+    try:
+        return CountResult.from_dict(json.loads(p.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EvaluateError(f"{p}: not readable JSON ({e})") from e
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise EvaluateError(f"{p}: not a lesioncount count result (schema v1): {e!r}") from e
+
+
+def _missing(what: str, names: list[str], cfg: EvalConfig, notes: list[str]) -> None:
+    if not names:
+        return
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    if cfg.missing == "error":
+        raise EvaluateError(f"{len(names)} labelled photo(s) have no {what}: {shown}; pass --skip-missing to leave them out")
+    notes.append(f"{len(names)} labelled photo(s) without {what} left out: {shown}")
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def evaluate_pairs(
+    pairs: Iterable[Pair], cfg: EvalConfig, *, mode: str, total: int | None = None,
+    progress: Progress | None = None, notes: list[str] | None = None,
+) -> EvalResult:
+    """Evaluate each pair as it comes (count first), then summarize (reduce second).
+
+    Args:
+        pairs: labelled photos with their predictions, consumed once.
+        cfg: matching and scoring settings.
+        mode: ``photos``, ``predictions`` or ``raters`` (recorded in the metrics).
+        total: number of pairs, for ``progress``.
+        progress: called as ``progress(done, total)`` after each photo.
+        notes: messages gathered while pairing, carried into the result.
+    """
+    records: list[ImageEval] = []
+    worst: list[tuple[int, int, Overlay]] = []  # min-heap on |count error|: the top ``cfg.worst`` survive
+    for k, pair in enumerate(pairs):
+        rec, overlay = evaluate_image(
+            pair.pred, LesionSet.from_refs(pair.ref.lesions), cfg, file_name=pair.ref.file_name,
+            width=pair.ref.width, height=pair.ref.height, photo=pair.photo, label_grade=label_grade(pair.ref),
+        )
+        records.append(rec)
+        if cfg.worst > 0:
+            item = (abs(rec.count_error), -k, overlay)
+            if len(worst) < cfg.worst:
+                heapq.heappush(worst, item)
+            elif item[:2] > worst[0][:2]:
+                heapq.heapreplace(worst, item)
+        if progress is not None:
+            progress(k + 1, total or 0)
+    metrics = summarize(records, cfg)
+    notes = list(notes or [])
+    if reported_groups(records, cfg) == [ALL] and not cfg.class_agnostic and records:
+        notes.append("reference labels carry no lesion type: class-agnostic numbers only")
+    metrics = {"mode": mode, "config": cfg.to_dict(), "notes": notes, **metrics}
+    ordered = [o for _, _, o in sorted(worst, key=lambda t: (-t[0], -t[1]))]
+    return EvalResult(records, metrics, ordered, cfg, mode, notes)
+
+
+def evaluate_predictions(
+    labels: list[ImageAnnotation], predictions: str | os.PathLike[str], cfg: EvalConfig | None = None,
+    *, photos: str | os.PathLike[str] | None = None, progress: Progress | None = None,
+) -> EvalResult:
+    """Score a folder of count JSON files against labels.
+
+    A prediction belongs to the labelled photo whose file stem equals the stem of its ``image.path`` (or,
+    failing that, of the JSON file name). Predictions with no label are ignored.
+
+    Args:
+        labels: the reference (from ``load_labels``).
+        predictions: folder of ``*.json`` count results (searched recursively).
+        cfg: settings (defaults when None).
+        photos: folder of the photos, for the report's gallery (else ``image.path`` when it exists).
+        progress: called as ``progress(done, total)``.
+    """
+    cfg = cfg or EvalConfig()
+    d = Path(predictions)
+    if not d.is_dir():
+        raise EvaluateError(f"{d}: predictions must be a folder of count JSON files")
+    index: dict[str, Path] = {}
+    for jp in sorted(d.rglob("*.json")):
+        try:
+            doc = json.loads(jp.read_text(encoding="utf-8"))
+            key = _key(str(doc["image"]["path"]))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            key = _key(jp.name.removesuffix(".json"))
+        index.setdefault(key, jp)
+        index.setdefault(_key(jp.name.removesuffix(".json")), jp)
+    if not index:
+        raise EvaluateError(f"{d}: no .json count results found")
+    notes: list[str] = []
+    todo = [a for a in labels if _key(a.file_name) in index]
+    _missing("prediction", [a.file_name for a in labels if _key(a.file_name) not in index], cfg, notes)
+    photo_index = _photo_index(photos) if photos else {}
+
+    def pairs() -> Iterator[Pair]:
+        for ann in todo:
+            res = read_count_json(index[_key(ann.file_name)])
+            photo = photo_index.get(_key(ann.file_name)) or (res.image.path if Path(res.image.path).is_file() else None)
+            pred = to_label_frame(LesionSet.from_lesions(res.lesions), (res.image.width, res.image.height), ann)
+            yield Pair(ann, pred, str(photo) if photo else None)
+
+    return evaluate_pairs(pairs(), cfg, mode="predictions", total=len(todo), progress=progress, notes=notes)
+
+
+def evaluate_raters(
+    reference: list[ImageAnnotation], other: list[ImageAnnotation], cfg: EvalConfig | None = None,
+    *, photos: str | os.PathLike[str] | None = None, progress: Progress | None = None,
+) -> EvalResult:
+    """Score one label set (rater B, ``other``) against another (rater A, ``reference``).
+
+    Only photos in ``reference`` are scored; those missing from ``other`` follow ``cfg.missing``. Labels
+    carry no scores, so no AP is reported.
+    """
+    cfg = cfg or EvalConfig()
+    by_key = {_key(a.file_name): a for a in other}
+    notes: list[str] = []
+    todo = [a for a in reference if _key(a.file_name) in by_key]
+    _missing("second rating", [a.file_name for a in reference if _key(a.file_name) not in by_key], cfg, notes)
+    extra = len(set(by_key) - {_key(a.file_name) for a in reference})
+    if extra:
+        notes.append(f"{extra} photo(s) rated only by the second label set were ignored")
+    photo_index = _photo_index(photos) if photos else {}
+
+    def pairs() -> Iterator[Pair]:
+        for ann in todo:
+            b = by_key[_key(ann.file_name)]
+            pred = to_label_frame(LesionSet.from_refs(b.lesions), (b.width, b.height), ann)
+            photo = photo_index.get(_key(ann.file_name))
+            yield Pair(ann, pred, str(photo) if photo else None)
+
+    return evaluate_pairs(pairs(), cfg, mode="raters", total=len(todo), progress=progress, notes=notes)
+
+
+def _photo_index(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    d = Path(folder)
+    if not d.is_dir():
+        raise EvaluateError(f"{d}: photos must be a folder")
+    out: dict[str, Path] = {}
+    for p in sorted(d.rglob("*")):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            out.setdefault(_key(p.name), p)
+    return out
+
+
+# ---------------------------------------------------------------- photos: run the counting core
+
+_COUNTER: Any = None
+
+
+def _init_worker(counter_kwargs: dict[str, Any]) -> None:
+    global _COUNTER
+    from lesioncount.pipeline import LesionCounter
+
+    _COUNTER = LesionCounter(**counter_kwargs)
+
+
+def _count_one(path: str) -> dict[str, Any]:
+    from lesioncount.io import ImageReadError
+
+    try:
+        return _COUNTER.count(path).to_dict()  # a dict pickles cheaply and the same on every Python
+    except ImageReadError as e:
+        return {"error": str(e)}
+
+
+def _bounded_map(fn: Callable[[str], Any], items: list[str], pool: ProcessPoolExecutor | None, ahead: int) -> Iterator[Any]:
+    """``map`` that keeps at most ``ahead`` photos in flight, so results never pile up in memory."""
+    if pool is None:
+        for it in items:
+            yield fn(it)
+        return
+    queue: list[Future[Any]] = []
+    it = iter(items)
+    for item in it:
+        queue.append(pool.submit(fn, item))
+        if len(queue) >= ahead:
+            break
+    while queue:
+        fut = queue.pop(0)
+        nxt = next(it, None)
+        if nxt is not None:
+            queue.append(pool.submit(fn, nxt))
+        yield fut.result()
+
+
+def evaluate_photos(
+    labels: list[ImageAnnotation], photos: str | os.PathLike[str], cfg: EvalConfig | None = None, *,
+    model: str | os.PathLike[str] | None = None, threshold: float | None = None, jobs: int = 1,
+    progress: Progress | None = None, save_predictions: str | os.PathLike[str] | None = None,
+) -> EvalResult:
+    """Count every labelled photo with the counting core and score the counts against the labels.
+
+    Args:
+        labels: the reference (from ``load_labels``).
+        photos: folder holding the photos (searched recursively, joined to labels by file stem).
+        cfg: settings (defaults when None).
+        model: .onnx model (None: ``$LESIONCOUNT_MODEL`` or the shipped model).
+        threshold: one score threshold for every class (None: the model's calibrated thresholds).
+        jobs: worker processes (1: count in this process); each worker runs ONNX Runtime on one thread.
+        progress: called as ``progress(done, total)``.
+        save_predictions: folder to write each photo's count JSON into (to re-score later without counting).
+    """
+    cfg = cfg or EvalConfig()
+    photo_index = _photo_index(photos)
+    notes: list[str] = []
+    todo = [a for a in labels if _key(a.file_name) in photo_index]
+    _missing("photo", [a.file_name for a in labels if _key(a.file_name) not in photo_index], cfg, notes)
+    paths = [str(photo_index[_key(a.file_name)]) for a in todo]
+    jobs = max(1, int(jobs))
+    kwargs: dict[str, Any] = {"model": model, "threshold": threshold, "threads": 1 if jobs > 1 else None}
+    out_dir = Path(save_predictions) if save_predictions else None
+
+    def pairs(pool: ProcessPoolExecutor | None) -> Iterator[Pair]:
+        for ann, path, d in zip(todo, paths, _bounded_map(_count_one, paths, pool, 2 * jobs), strict=True):
+            if "error" in d:
+                if cfg.missing == "error":
+                    raise EvaluateError(f"{path}: cannot be counted: {d['error']}; pass --skip-missing to leave it out")
+                notes.append(f"{ann.file_name} left out: {d['error']}")
+                continue
+            if out_dir is not None:
+                write_json(out_dir / (Path(path).stem + ".json"), d)
+            res = CountResult.from_dict(d)
+            pred = to_label_frame(LesionSet.from_lesions(res.lesions), (res.image.width, res.image.height), ann)
+            yield Pair(ann, pred, path)
+
+    if jobs == 1:
+        _init_worker(kwargs)
+        return evaluate_pairs(pairs(None), cfg, mode="photos", total=len(todo), progress=progress, notes=notes)
+    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(kwargs,)) as pool:
+        return evaluate_pairs(pairs(pool), cfg, mode="photos", total=len(todo), progress=progress, notes=notes)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    if hasattr(x, "item"):  # numpy scalar
+        return _json_safe(x.item())
+    return x
+
+
+def per_image_rows(result: EvalResult) -> list[dict[str, Any]]:
+    """One row per photo: grades, and per reported group the counts and match counts."""
+    groups = list(result.metrics["groups"])
+    rows = []
+    for r in result.records:
+        row: dict[str, Any] = {"file_name": r.file_name, "ref_grade": r.ref_grade,
+                               "ref_grade_source": r.ref_grade_source, "pred_grade": r.pred_grade}
+        for g in groups:
+            ge = r.groups[g]
+            row.update({f"ref_{g}": ge.n_ref, f"pred_{g}": ge.n_pred, f"error_{g}": ge.n_pred - ge.n_ref,
+                        f"tp_{g}": ge.tp, f"fp_{g}": ge.fp, f"fn_{g}": ge.fn})
+            if ge.box_tp is not None:
+                row[f"box_tp_{g}"] = ge.box_tp
+        rows.append(row)
+    return rows
+
+
+def write_outputs(result: EvalResult, out_dir: str | os.PathLike[str], *, report: bool = True) -> dict[str, Path]:
+    """Write ``metrics.json``, ``per_image.csv`` and (unless ``report`` is False) ``report.html``.
+
+    Returns:
+        name -> path of each file written.
+    """
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    paths = {"metrics": d / "metrics.json", "per_image": d / "per_image.csv"}
+    write_json(paths["metrics"], _json_safe(result.metrics))
+    rows = per_image_rows(result)
+    fields = list(rows[0]) if rows else ["file_name", "ref_grade", "ref_grade_source", "pred_grade"]
+    with open(paths["per_image"], "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore", restval="")
+        w.writeheader()
+        w.writerows(rows)
+    if report:
+        from lesioncount.report.evaluate_html import write_evaluate_report
+
+        paths["report"] = d / "report.html"
+        write_evaluate_report(paths["report"], result.metrics, plot_data(result), result.worst)
+    return paths
+
+
+def plot_data(result: EvalResult) -> dict[str, Any]:
+    """The arrays the report plots (so the report does no maths)."""
+    ref = [r.groups[ALL].n_ref for r in result.records]
+    pred = [r.groups[ALL].n_pred for r in result.records]
+    return {
+        "ref_count": ref,
+        "pred_count": pred,
+        "ba_mean": [(a + b) / 2 for a, b in zip(ref, pred, strict=True)],
+        "ba_diff": [b - a for a, b in zip(ref, pred, strict=True)],
+    }

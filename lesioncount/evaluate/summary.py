@@ -1,0 +1,193 @@
+"""Reduce second: per-photo records -> the metrics dict written to ``metrics.json``.
+
+Detection numbers are micro-averaged (match counts summed over photos, then divided); count numbers
+compare per-photo counts; intervals come from resampling photos (``metrics.bootstrap_ci``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lesioncount.count import HAYASHI_LABELS
+from lesioncount.evaluate.image_eval import ALL, EvalConfig, ImageEval, concat_scores
+from lesioncount.evaluate.metrics import (
+    average_precision,
+    bootstrap_ci,
+    count_agreement,
+    detection_scores,
+    grade_agreement,
+    icc,
+    pearson_r,
+    precision_recall_curve,
+    quadratic_weighted_kappa,
+    confusion_matrix,
+)
+from lesioncount.types import CLASSES
+
+#: Headline numbers that get bootstrap intervals.
+HEADLINE = ("precision", "recall", "f1", "ap", "box_map50", "count_mae", "count_pearson_r", "count_icc_2_1",
+            "grade_accuracy", "grade_qwk")
+#: Most points of the PR curve kept in metrics.json.
+PR_POINTS = 200
+
+NAN = float("nan")
+
+
+def reported_groups(records: Sequence[ImageEval], cfg: EvalConfig) -> list[str]:
+    """``all`` plus every class either side has, unless the reference is untyped or the run class-agnostic."""
+    if cfg.class_agnostic or not records:
+        return [ALL]
+    typed_ref = sum(r.groups[c].n_ref for r in records for c in CLASSES)
+    if typed_ref == 0:
+        return [ALL]  # the reference gives no lesion type (expert points): per-class numbers would be empty
+    return [ALL] + [c for c in CLASSES if any(r.groups[c].n_ref or r.groups[c].n_pred for r in records)]
+
+
+def _group_arrays(records: Sequence[ImageEval], group: str) -> dict[str, npt.NDArray[np.int64]]:
+    gs = [r.groups[group] for r in records]
+    return {
+        "n_pred": np.array([g.n_pred for g in gs], np.int64),
+        "n_ref": np.array([g.n_ref for g in gs], np.int64),
+        "tp": np.array([g.tp for g in gs], np.int64),
+    }
+
+
+def _has_boxes(records: Sequence[ImageEval], group: str) -> bool:
+    return bool(records) and all(r.groups[group].box_tp is not None for r in records)
+
+
+def _detection(records: Sequence[ImageEval], group: str, scored: bool) -> dict[str, Any]:
+    a = _group_arrays(records, group)
+    tp, n_pred, n_ref = int(a["tp"].sum()), int(a["n_pred"].sum()), int(a["n_ref"].sum())
+    out: dict[str, Any] = {"tp": tp, "fp": n_pred - tp, "fn": n_ref - tp, **detection_scores(tp, n_pred - tp, n_ref - tp)}
+    if scored:
+        s, t, _ = concat_scores(records, group)
+        out["ap"] = average_precision(s, t, n_ref)
+    if _has_boxes(records, group):
+        btp = sum(int(r.groups[group].box_tp or 0) for r in records)
+        box: dict[str, Any] = {"tp": btp, "fp": n_pred - btp, "fn": n_ref - btp,
+                               **detection_scores(btp, n_pred - btp, n_ref - btp)}
+        if scored:
+            s, t, _ = concat_scores(records, group, box=True)
+            box["ap50"] = average_precision(s, t, n_ref)
+        out["box"] = box
+    return out
+
+
+def _pr_curve(records: Sequence[ImageEval]) -> dict[str, list[float]]:
+    s, t, _ = concat_scores(records, ALL)
+    n_ref = sum(r.groups[ALL].n_ref for r in records)
+    recall, precision, thr = precision_recall_curve(s, t, n_ref)
+    if len(recall) > PR_POINTS:
+        keep = np.unique(np.linspace(0, len(recall) - 1, PR_POINTS).round().astype(int))
+        recall, precision, thr = recall[keep], precision[keep], thr[keep]
+    return {"recall": recall.tolist(), "precision": precision.tolist(), "threshold": thr.tolist()}
+
+
+def _bootstrap(records: Sequence[ImageEval], groups: list[str], cfg: EvalConfig, scored: bool) -> dict[str, Any]:
+    a = _group_arrays(records, ALL)
+    n = len(records)
+    s, t, ix = concat_scores(records, ALL)
+    has_box = scored and _has_boxes(records, ALL)
+    box_sets = {}
+    if has_box:
+        # Box AP per class (mAP) when typed, else the class-agnostic box AP.
+        for g in [c for c in groups if c != ALL] or [ALL]:
+            box_sets[g] = (*concat_scores(records, g, box=True), _group_arrays(records, g)["n_ref"])
+    ref_grade = np.array([r.ref_grade for r in records])
+    pred_grade = np.array([r.pred_grade for r in records])
+
+    def stat(idx: npt.NDArray[np.intp]) -> dict[str, float]:
+        tp, n_pred, n_ref = a["tp"][idx].sum(), a["n_pred"][idx].sum(), a["n_ref"][idx].sum()
+        out = {f"{k}": v for k, v in detection_scores(int(tp), int(n_pred - tp), int(n_ref - tp)).items()}
+        m = np.bincount(idx, minlength=n).astype(np.float64)
+        if scored:
+            out["ap"] = average_precision(s, t, float(n_ref), weights=m[ix])
+        if has_box:
+            out["box_map50"] = float(np.nanmean([
+                average_precision(bs, bt, float(bn[idx].sum()), weights=m[bix]) if bn[idx].sum() else np.nan
+                for bs, bt, bix, bn in box_sets.values()
+            ])) if any(bn[idx].sum() for *_, bn in box_sets.values()) else NAN
+        pc, rc = a["n_pred"][idx].astype(np.float64), a["n_ref"][idx].astype(np.float64)
+        out["count_mae"] = float(np.abs(pc - rc).mean())
+        out["count_pearson_r"] = pearson_r(pc, rc)
+        out["count_icc_2_1"] = icc(np.column_stack([rc, pc]), "2,1")
+        out["grade_accuracy"] = float((ref_grade[idx] == pred_grade[idx]).mean())
+        out["grade_qwk"] = quadratic_weighted_kappa(confusion_matrix(ref_grade[idx], pred_grade[idx], 4))
+        return out
+
+    ci = bootstrap_ci(n, stat, n_boot=cfg.bootstrap, rng=cfg.seed)
+    return {k: list(ci[k]) for k in HEADLINE if k in ci}
+
+
+def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
+    """All metrics of a run.
+
+    Args:
+        records: one ``ImageEval`` per photo.
+        cfg: the run's settings (bootstrap count and seed, class-agnostic switch).
+
+    Returns:
+        A JSON-ready dict (nan where a metric is undefined): ``n_images``, ``groups`` (per group: detection
+        and count agreement), ``map``/``box_map50``, ``grades``, ``per_grade``, ``headline``, ``ci95``,
+        ``pr_curve``.
+    """
+    n = len(records)
+    scored = n > 0 and all(r.scored for r in records)
+    groups = reported_groups(records, cfg)
+    out: dict[str, Any] = {"n_images": n, "scored": scored, "groups": {}}
+    for g in groups:
+        a = _group_arrays(records, g)
+        out["groups"][g] = {
+            "n_pred": int(a["n_pred"].sum()),
+            "n_ref": int(a["n_ref"].sum()),
+            "detection": _detection(records, g, scored),
+            "count": count_agreement(a["n_pred"], a["n_ref"]),
+        }
+    per_class = [g for g in groups if g != ALL] or [ALL]
+    det = {g: out["groups"][g]["detection"] for g in per_class}
+    out["map"] = float(np.nanmean([d["ap"] for d in det.values()])) if scored and n and any(
+        np.isfinite(d["ap"]) for d in det.values()) else NAN
+    boxes = [d["box"].get("ap50", NAN) for d in det.values() if "box" in d]
+    out["box_map50"] = float(np.nanmean(boxes)) if scored and boxes and np.isfinite(boxes).any() else NAN
+
+    ref_grade = [r.ref_grade for r in records]
+    pred_grade = [r.pred_grade for r in records]
+    out["grades"] = {
+        "scale": "hayashi",
+        "labels": list(HAYASHI_LABELS),
+        "reference_source": {src: sum(r.ref_grade_source == src for r in records) for src in ("labels", "counts")},
+        **grade_agreement(ref_grade, pred_grade, 4),
+    }
+    per_grade: dict[str, Any] = {}
+    for k in range(4):
+        sub = [r for r in records if r.ref_grade == k]
+        a = _group_arrays(sub, ALL) if sub else None
+        per_grade[str(k)] = {
+            "label": HAYASHI_LABELS[k],
+            "n_images": len(sub),
+            "detection": _detection(sub, ALL, scored) if sub else None,
+            "count": count_agreement(a["n_pred"], a["n_ref"]) if a is not None else None,
+        }
+    out["per_grade"] = per_grade
+
+    d_all, c_all = out["groups"][ALL]["detection"], out["groups"][ALL]["count"]
+    out["headline"] = {
+        "precision": d_all["precision"],
+        "recall": d_all["recall"],
+        "f1": d_all["f1"],
+        "ap": d_all.get("ap", NAN),
+        "box_map50": out["box_map50"],
+        "count_mae": c_all["mae"],
+        "count_pearson_r": c_all["pearson_r"],
+        "count_icc_2_1": c_all["icc_2_1"],
+        "grade_accuracy": out["grades"]["accuracy"],
+        "grade_qwk": out["grades"]["quadratic_weighted_kappa"],
+    }
+    out["ci95"] = _bootstrap(records, groups, cfg, scored) if n else {}
+    out["pr_curve"] = _pr_curve(records) if scored and n else None
+    return out

@@ -1,0 +1,106 @@
+"""ONNX Runtime predictor: reads the model's contract from its metadata and runs it tile by tile (no torch)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from lesioncount.io import sha256_file
+from lesioncount.preprocess import pad_to_multiple, plan_tiles
+from lesioncount.types import ModelSpec
+
+log = logging.getLogger(__name__)
+
+#: The shipped model's file stem in ``models/``; ``.int8.onnx`` is its quantised twin.
+DEFAULT_MODEL_STEM = "lesioncount-unet16"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No model file where one was expected; the message says where we looked."""
+
+
+def models_dir() -> Path:
+    """``models/`` beside the package (a source checkout or an editable install)."""
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+def resolve_model_path(model: str | os.PathLike[str] | None = None, *, int8: bool = False) -> Path:
+    """The model to load: an explicit path, ``$LESIONCOUNT_MODEL``, or the shipped model in ``models/``."""
+    if model is not None:
+        p = Path(model)
+        if not p.is_file():
+            raise ModelNotFoundError(f"model file {p} does not exist")
+        return p
+    env = os.environ.get("LESIONCOUNT_MODEL")
+    if env:
+        return resolve_model_path(env)
+    p = models_dir() / (DEFAULT_MODEL_STEM + (".int8.onnx" if int8 else ".onnx"))
+    if not p.is_file():
+        raise ModelNotFoundError(f"no shipped model at {p}; pass --model PATH or set LESIONCOUNT_MODEL")
+    return p
+
+
+class Predictor:
+    """Runs a lesion model on working-scale images.
+
+    Args:
+        model_path: the .onnx file (its metadata must hold the ``ModelSpec``).
+        threads: ONNX Runtime intra-op threads (None: ORT's default, all cores).
+    """
+
+    def __init__(self, model_path: str | os.PathLike[str], threads: int | None = None) -> None:
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = Path(model_path)
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own exception types; the message is what matters
+            raise ValueError(f"{self.path}: not a loadable ONNX model ({e})") from e
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.spec = ModelSpec.from_metadata(meta)
+        self.sha256 = sha256_file(self.path)
+        self.input_name = self.session.get_inputs()[0].name
+        self._mean = np.array(self.spec.mean, np.float32)
+        self._inv_std = 1.0 / np.array(self.spec.std, np.float32)
+
+    def _normalise(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        x = (image.astype(np.float32) * (1.0 / 255.0) - self._mean) * self._inv_std
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+    def run(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Raw output ``(C + 2, H / stride, W / stride)`` for one image whose sides are multiples of 16."""
+        out = self.session.run(None, {self.input_name: self._normalise(image)})[0]
+        return np.asarray(out[0], np.float32)
+
+    def predict(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Heatmaps and log sizes for a working-scale image of any size, tiled without seams.
+
+        Args:
+            image: HxWx3 uint8 RGB at the model's working scale.
+
+        Returns:
+            ``heatmaps`` (C, ceil(H / s), ceil(W / s)) in [0, 1] and ``log_size`` (2, ...), s the output stride.
+        """
+        h, w = image.shape[:2]
+        s = self.spec.output_stride
+        padded = pad_to_multiple(image)
+        ph, pw = padded.shape[:2]
+        n_out = len(self.spec.classes) + 2
+        out = np.zeros((n_out, ph // s, pw // s), np.float32)
+        for t in plan_tiles(ph, pw, self.spec.tile_px, self.spec.tile_overlap_px):
+            res = self.run(padded[t.y0 : t.y1, t.x0 : t.x1])
+            oy, ox = (t.y0 + t.keep_y0) // s, (t.x0 + t.keep_x0) // s
+            out[:, oy : (t.y0 + t.keep_y1) // s, ox : (t.x0 + t.keep_x1) // s] = res[
+                :, t.keep_y0 // s : t.keep_y1 // s, t.keep_x0 // s : t.keep_x1 // s
+            ]
+        oh, ow = -(-h // s), -(-w // s)
+        nc = len(self.spec.classes)
+        return out[:nc, :oh, :ow], out[nc:, :oh, :ow]

@@ -1,0 +1,1 @@
+"""Presentation only: overlays, HTML pages, tables. No maths lives here."""

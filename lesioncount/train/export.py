@@ -1,0 +1,183 @@
+"""Export a checkpoint to ONNX with its contract in the metadata, and verify it (checker + ORT parity).
+
+``export_onnx`` writes an fp32 model with dynamic batch, height and width (opset 17), checks it with the
+ONNX checker, and compares ONNX Runtime with torch on a fixed input (max abs difference must be within
+``tolerance``, 1e-4 by default). ``quantize_int8`` makes the static QDQ int8 twin, calibrated on tiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime as ort
+import torch
+
+from lesioncount.train.dataset import MEAN, STD, normalise, synthetic_skin
+from lesioncount.train.model import LesionUNet, create_model
+from lesioncount.types import CLASSES, ModelSpec
+
+log = logging.getLogger(__name__)
+
+TRAINING_DATA_NOTE = (
+    "ACNE04 (Wu et al., ICCV 2019; free for academic use) via Roboflow Acne04 Detection v5, plus synthetic "
+    "scars and post-inflammatory marks rendered on its skin; see the model card"
+)
+
+
+class ExportError(RuntimeError):
+    """The exported model failed a check; the message gives the figures."""
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[LesionUNet, dict[str, Any]]:
+    """Model (eval mode, fp32) and the checkpoint dict."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = state.get("config", {})
+    model = create_model(state.get("arch", cfg.get("arch", "unet16")), len(CLASSES))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, state
+
+
+def spec_for(state: dict[str, Any], model: LesionUNet, version: str) -> ModelSpec:
+    cfg = state.get("config", {})
+    thresholds = state.get("thresholds")
+    if thresholds is None:
+        log.warning("checkpoint has no calibrated thresholds (not a final.pt?): using 0.3 for every class")
+        thresholds = dict.fromkeys(CLASSES, 0.3)
+    return ModelSpec(
+        name=cfg.get("name", "lesioncount"),
+        version=version,
+        classes=CLASSES,
+        mean=MEAN,
+        std=STD,
+        output_stride=model.output_stride,
+        face_height_px=float(cfg.get("face_height_px", 500.0)),
+        thresholds={k: float(v) for k, v in thresholds.items()},
+        tile_px=512,
+        tile_overlap_px=64,
+        training_data=TRAINING_DATA_NOTE if not cfg.get("synthetic_only") else "synthetic lesions only (test model)",
+    )
+
+
+def _set_metadata(path: Path, spec: ModelSpec) -> None:
+    m = onnx.load(str(path))
+    del m.metadata_props[:]
+    for k, v in spec.to_metadata().items():
+        m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    m.doc_string = f"{spec.name} {spec.version}: acne lesion heatmaps ({', '.join(spec.classes)}) + log box size"
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+
+
+def parity(model: LesionUNet, onnx_path: Path, *, seed: int = 0, shape: tuple[int, int] = (160, 224)) -> float:
+    """Max abs difference between torch and ONNX Runtime outputs on a fixed random input."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (1, 3, *shape)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    return float(np.abs(ref - got).max())
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    version: str = "0.1.0",
+    tolerance: float = 1e-4,
+    opset: int = 17,
+) -> tuple[ModelSpec, float]:
+    """Export and verify; returns the spec written and the measured torch/ORT max abs difference.
+
+    Raises:
+        ExportError: ORT and torch differ by more than ``tolerance``.
+    """
+    model, state = load_checkpoint(checkpoint)
+    spec = spec_for(state, model, version)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(1, 3, 256, 256)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter warns about its own deprecation
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(out),
+            input_names=["image"],
+            output_names=["maps"],
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "maps": {0: "batch", 2: "oh", 3: "ow"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    _set_metadata(out, spec)
+    diff = parity(model, out)
+    if diff > tolerance:
+        raise ExportError(f"ONNX Runtime and torch differ by {diff:.2e} (> {tolerance:g}) on the fixed input")
+    log.info("exported %s (torch vs ORT max abs diff %.2e)", out, diff)
+    return spec, diff
+
+
+def calibration_tiles(
+    image_paths: Sequence[str | os.PathLike[str]], n_tiles: int = 64, tile_px: int = 256, seed: int = 0
+) -> list[npt.NDArray[np.float32]]:
+    """Normalised random tiles (1x3xHxW) from training photos, or synthetic skin if none are given."""
+    rng = np.random.default_rng(seed)
+    tiles = []
+    for i in range(n_tiles):
+        if image_paths:
+            bgr = cv2.imread(str(image_paths[int(rng.integers(len(image_paths)))]), cv2.IMREAD_COLOR)
+            img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr is not None else synthetic_skin((tile_px, tile_px), rng)
+        else:
+            img = synthetic_skin((tile_px + 32, tile_px + 32), rng)
+        y = int(rng.integers(0, img.shape[0] - tile_px + 1))
+        x = int(rng.integers(0, img.shape[1] - tile_px + 1))
+        tiles.append(normalise(img[y : y + tile_px, x : x + tile_px])[None])
+        del i
+    return tiles
+
+
+def quantize_int8(
+    fp32_path: str | os.PathLike[str], out: str | os.PathLike[str], tiles: list[npt.NDArray[np.float32]]
+) -> float:
+    """Static QDQ int8 quantisation calibrated on ``tiles``; returns max abs heatmap difference vs fp32."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it: Iterator[npt.NDArray[np.float32]] = iter(tiles)
+
+        def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
+            x = next(self.it, None)
+            return None if x is None else {"image": x}
+
+    fp32_path, out = Path(fp32_path), Path(out)
+    meta = {p.key: p.value for p in onnx.load(str(fp32_path)).metadata_props}
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        )
+    m = onnx.load(str(out))
+    del m.metadata_props[:]
+    for k, v in meta.items():
+        m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.save(m, str(out))
+    a = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = tiles[0]
+    nc = len(CLASSES)
+    return float(np.abs(a.run(None, {"image": x})[0][:, :nc] - b.run(None, {"image": x})[0][:, :nc]).max())

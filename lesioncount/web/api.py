@@ -1,0 +1,210 @@
+"""The JSON API (``/api/v1``, described at ``/api/openapi.json``): what the pages' scripts and clinic scripts call.
+
+Authenticate with ``Authorization: Bearer <token>`` (tokens are made on the Account page) or, from the
+browser, the session cookie plus the ``X-CSRF-Token`` header on writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+
+from lesioncount.web import services as sv
+from lesioncount.web.deps import DB, ApiActor, client_ip
+from lesioncount.web.models import Patient, Photo, Visit
+from lesioncount.web.security import create_api_token
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+
+
+class PatientIn(BaseModel):
+    code: str = Field(description="pseudonymous patient ID (never a name)", examples=["P-0042"])
+    birth_year: int | None = None
+    notes: str = ""
+
+
+class VisitIn(BaseModel):
+    visit_date: dt.date
+    treatment: str = Field("", examples=["botulinum toxin"])
+    units: float | None = Field(None, description="toxin units, if any")
+    areas: str = Field("", examples=["forehead, cheeks"])
+    notes: str = ""
+
+
+class CorrectionIn(BaseModel):
+    op: Literal["add", "remove", "reclassify"]
+    id: str | None = Field(None, description="mark id (remove, reclassify)")
+    cls: str | None = Field(None, description="class (add, reclassify)")
+    x: float | None = None
+    y: float | None = None
+    region: str | None = None
+    radius_px: float | None = None
+    base_version: int | None = Field(None, description="the version you corrected; a stale one is refused")
+
+
+class TokenIn(BaseModel):
+    name: str = "script"
+
+
+def patient_json(p: Patient) -> dict[str, Any]:
+    return {"id": p.id, "code": p.code, "birth_year": p.birth_year, "notes": p.notes}
+
+
+def visit_json(v: Visit) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "patient_id": v.patient_id,
+        "visit_date": v.visit_date.isoformat(),
+        "treatment": v.treatment,
+        "units": v.units,
+        "areas": v.areas,
+        "notes": v.notes,
+        "photos": [photo_status_json(ph) for ph in v.photos],
+    }
+
+
+def photo_status_json(ph: Photo) -> dict[str, Any]:
+    return {
+        "id": ph.id,
+        "view": ph.view,
+        "name": ph.original_name,
+        "status": ph.status,
+        "error": ph.error,
+        "width": ph.width,
+        "height": ph.height,
+    }
+
+
+def photo_json(db: DB, ph: Photo) -> dict[str, Any]:
+    mv = sv.current_version(db, ph)
+    out = photo_status_json(ph)
+    out.update(
+        {
+            "visit_id": ph.visit_id,
+            "patient_id": ph.visit.patient_id,
+            "sha256": ph.sha256,
+            "version": mv.version if mv else None,
+            "marks": mv.marks if mv else [],
+            "counts": mv.counts if mv else None,
+            "model_counts": (ph.result or {}).get("counts"),
+            "warnings": (ph.result or {}).get("quality", {}).get("warnings", []),
+            "changed_by": (mv.author.username if mv and mv.author else None),
+            "changed_at": (mv.created_at.isoformat() + "Z" if mv else None),
+        }
+    )
+    return out
+
+
+@router.get("/me")
+def me(actor: ApiActor) -> dict[str, Any]:
+    u = actor.user
+    return {"username": u.username, "role": u.role, "clinic": u.clinic.name, "via": actor.via}
+
+
+@router.get("/patients")
+def list_patients(actor: ApiActor, db: DB) -> list[dict[str, Any]]:
+    return [patient_json(p) for p in sv.list_patients(db, actor)]
+
+
+@router.post("/patients", status_code=201)
+def create_patient(body: PatientIn, actor: ApiActor, db: DB) -> dict[str, Any]:
+    return patient_json(sv.create_patient(db, actor, body.code, body.birth_year, body.notes))
+
+
+@router.get("/patients/{patient_id}")
+def get_patient(patient_id: int, request: Request, actor: ApiActor, db: DB) -> dict[str, Any]:
+    p = sv.get_patient(db, actor, patient_id)
+    sv.audit(db, actor, "view_patient", "patient", p.id, "api", client_ip(request))
+    db.commit()
+    return {**patient_json(p), "visits": [visit_json(v) for v in p.visits], "summary": sv.patient_summary(db, p)}
+
+
+@router.post("/patients/{patient_id}/visits", status_code=201)
+def create_visit(patient_id: int, body: VisitIn, actor: ApiActor, db: DB) -> dict[str, Any]:
+    p = sv.get_patient(db, actor, patient_id)
+    v = sv.create_visit(db, actor, p, body.visit_date, body.treatment, body.units, body.areas, body.notes)
+    return {**visit_json(v), "warning": sv.treatment_warning(p.birth_year, v.visit_date, v.treatment)}
+
+
+@router.get("/visits/{visit_id}")
+def get_visit(visit_id: int, actor: ApiActor, db: DB) -> dict[str, Any]:
+    return visit_json(sv.get_visit(db, actor, visit_id))
+
+
+@router.get("/visits/{visit_id}/progress")
+def visit_progress(visit_id: int, actor: ApiActor, db: DB) -> dict[str, Any]:
+    """Counting progress of a visit's photos (poll it while photos are counted)."""
+    v = sv.get_visit(db, actor, visit_id)
+    photos = [photo_status_json(ph) for ph in v.photos]
+    finished = sum(ph["status"] in ("done", "failed") for ph in photos)
+    return {"total": len(photos), "finished": finished, "photos": photos}
+
+
+@router.post("/visits/{visit_id}/photos", status_code=201)
+def upload_photos(
+    visit_id: int,
+    request: Request,
+    actor: ApiActor,
+    db: DB,
+    files: Annotated[list[UploadFile], File(description="one or more photos")],
+    view: Annotated[str, Form(description="front, left or right")] = "front",
+) -> dict[str, Any]:
+    """Upload photos of one view; they are checked by content, stored, and counted in the background."""
+    settings = request.app.state.settings
+    if len(files) > settings.max_files_per_upload:
+        raise sv.Invalid(f"at most {settings.max_files_per_upload} photos per upload")
+    v = sv.get_visit(db, actor, visit_id)
+    ups = [sv.Upload(f.file, f.filename) for f in files]
+    photos = sv.add_photos(db, request.app.state.store, request.app.state.queue, actor, v, view, ups)
+    return {"photos": [photo_status_json(ph) for ph in photos]}
+
+
+@router.get("/photos/{photo_id}")
+def get_photo(photo_id: int, actor: ApiActor, db: DB) -> dict[str, Any]:
+    return photo_json(db, sv.get_photo(db, actor, photo_id))
+
+
+@router.get("/photos/{photo_id}/image.jpg", response_class=FileResponse)
+def photo_image(photo_id: int, request: Request, actor: ApiActor, db: DB) -> Response:
+    """The photo as shown in the browser: orientation applied, no EXIF/GPS or other metadata."""
+    ph = sv.get_photo(db, actor, photo_id)
+    st = request.app.state
+    path = st.store.display_copy(ph.sha256, st.settings.display_max_side_px)
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@router.post("/photos/{photo_id}/marks")
+def correct_marks(photo_id: int, body: CorrectionIn, actor: ApiActor, db: DB) -> dict[str, Any]:
+    """Add, remove or reclassify one mark; stored as a new version, the counts follow."""
+    ph = sv.get_photo(db, actor, photo_id)
+    change = body.model_dump(exclude={"base_version"}, exclude_none=True)
+    sv.correct_marks(db, actor, ph, change, body.base_version)
+    return photo_json(db, ph)
+
+
+@router.get("/photos/{photo_id}/versions")
+def mark_versions(photo_id: int, actor: ApiActor, db: DB) -> list[dict[str, Any]]:
+    ph = sv.get_photo(db, actor, photo_id)
+    return [
+        {
+            "version": mv.version,
+            "change": mv.change,
+            "by": mv.author.username if mv.author else "model",
+            "at": mv.created_at.isoformat() + "Z",
+            "counts": mv.counts,
+        }
+        for mv in ph.mark_versions
+    ]
+
+
+@router.post("/tokens", status_code=201)
+def new_token(body: TokenIn, actor: ApiActor, db: DB) -> dict[str, Any]:
+    """A new API token for the caller; shown once, store it safely."""
+    token, row = create_api_token(db, actor.user, body.name)
+    sv.audit(db, actor, "create_token", "token", row.id, body.name)
+    db.commit()
+    return {"id": row.id, "name": row.name, "token": token}

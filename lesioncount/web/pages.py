@@ -1,0 +1,342 @@
+"""Server-rendered pages. Forms post here with a CSRF field; uploads and mark corrections go through the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile
+
+from lesioncount.types import CLASSES, VIEWS
+from lesioncount.web import services as sv
+from lesioncount.web.deps import DB, PageActor, check_form_csrf, client_ip
+from lesioncount.web.models import ROLES, ApiToken
+from lesioncount.web.reports import counts_report_html
+from lesioncount.web.security import (
+    CSRF_FIELD,
+    PRELOGIN_COOKIE,
+    SESSION_COOKIE,
+    Actor,
+    authenticate,
+    create_api_token,
+    session_actor,
+    start_session,
+    token_digest,
+    tokens_equal,
+)
+
+router = APIRouter(include_in_schema=False)
+#: Line colours of the counts chart (also used by the overlay, see static/app.css).
+CLASS_COLOURS = {"inflammatory": "#d7263d", "comedone": "#1b98e0", "scar": "#f4a259", "total_acne": "#444444"}
+
+
+def render(request: Request, name: str, actor: Actor | None, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+    templates = request.app.state.templates
+    base = {"request": request, "actor": actor, "csrf": actor.csrf_token if actor else "", "csrf_field": CSRF_FIELD}
+    return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status_code)
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _safe_next(url: str | None) -> str:
+    return url if url and url.startswith("/") and not url.startswith("//") and "\\" not in url else "/"
+
+
+async def _form(request: Request, actor: Actor) -> Any:
+    form = await request.form()
+    check_form_csrf(actor, form.get(CSRF_FIELD))
+    return form
+
+
+def _opt_int(v: Any) -> int | None:
+    v = (str(v) if v is not None else "").strip()
+    if not v:
+        return None
+    try:
+        return int(v)
+    except ValueError as e:
+        raise sv.Invalid(f"{v!r} is not a whole number") from e
+
+
+def _opt_float(v: Any) -> float | None:
+    v = (str(v) if v is not None else "").strip()
+    if not v:
+        return None
+    try:
+        return float(v)
+    except ValueError as e:
+        raise sv.Invalid(f"{v!r} is not a number") from e
+
+
+# --- login -------------------------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, db: DB, next: str = "/") -> Response:
+    if session_actor(db, request.cookies.get(SESSION_COOKIE), request.app.state.settings.session_ttl_s):
+        return redirect(_safe_next(next))
+    return _login_form(request, next, "")
+
+
+def _login_form(request: Request, next_url: str, error: str, status_code: int = 200) -> Response:
+    pre = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
+    resp = render(request, "login.html", None, status_code, prelogin=pre, next=_safe_next(next_url), error=error)
+    resp.set_cookie(
+        PRELOGIN_COOKIE, pre, httponly=True, samesite="strict", secure=request.app.state.settings.cookie_secure
+    )
+    return resp
+
+
+@router.post("/login")
+async def login(request: Request, db: DB) -> Response:
+    form = await request.form()
+    next_url = _safe_next(str(form.get("next") or "/"))
+    if not tokens_equal(str(form.get(CSRF_FIELD) or ""), request.cookies.get(PRELOGIN_COOKIE)):
+        raise HTTPException(403, "the login form has expired; reload the page and try again")
+    user = authenticate(db, str(form.get("username") or ""), str(form.get("password") or ""))
+    if user is None:
+        sv.audit(db, None, "login_failed", "user", None, str(form.get("username") or "")[:100], client_ip(request))
+        db.commit()
+        return _login_form(request, next_url, "Wrong user name or password.", 401)
+    token, _row = start_session(db, user)
+    sv.audit(db, Actor(user, "session"), "login", "user", user.id, "", client_ip(request))
+    db.commit()
+    resp = redirect(next_url)
+    resp.set_cookie(
+        SESSION_COOKIE, token, httponly=True, samesite="lax", secure=request.app.state.settings.cookie_secure
+    )
+    resp.delete_cookie(PRELOGIN_COOKIE)
+    return resp
+
+
+@router.post("/logout")
+async def logout(request: Request, db: DB, actor: PageActor) -> Response:
+    await _form(request, actor)
+    found = session_actor(db, request.cookies.get(SESSION_COOKIE), request.app.state.settings.session_ttl_s)
+    if found is not None:
+        db.delete(found[1])
+    sv.audit(db, actor, "logout", "user", actor.user.id)
+    db.commit()
+    resp = redirect("/login")
+    resp.delete_cookie(SESSION_COOKIE)
+    return resp
+
+
+# --- patients ----------------------------------------------------------------------------------------------
+
+
+@router.get("/")
+def home(request: Request, db: DB, actor: PageActor) -> Response:
+    return render(request, "patients.html", actor, patients=sv.list_patients(db, actor))
+
+
+@router.post("/patients")
+async def new_patient(request: Request, db: DB, actor: PageActor) -> Response:
+    form = await _form(request, actor)
+    p = sv.create_patient(
+        db, actor, str(form.get("code") or ""), _opt_int(form.get("birth_year")), str(form.get("notes") or "")
+    )
+    return redirect(f"/patients/{p.id}")
+
+
+def _chart(series: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
+    """Polyline points of a small counts-over-time chart (server-drawn SVG, no chart library)."""
+    w, h, pad = 560, 220, 36
+    n = len(series)
+    top = max([1] + [row["counts"][k] for row in series for k in keys])
+    xs = [pad + (w - 2 * pad) * (i / (n - 1) if n > 1 else 0.5) for i in range(n)]
+
+    def y(v: int) -> float:
+        return h - pad - (h - 2 * pad) * v / top
+
+    lines = [
+        {
+            "key": k,
+            "colour": CLASS_COLOURS[k],
+            "points": " ".join(f"{x:.1f},{y(row['counts'][k]):.1f}" for x, row in zip(xs, series, strict=True)),
+            "dots": [(x, y(row["counts"][k]), row["counts"][k]) for x, row in zip(xs, series, strict=True)],
+        }
+        for k in keys
+    ]
+    ticks = [(x, row["date"]) for x, row in zip(xs, series, strict=True)]
+    return {"w": w, "h": h, "pad": pad, "top": top, "lines": lines, "ticks": ticks, "y_top": y(top)}
+
+
+@router.get("/patients/{patient_id}")
+def patient_page(request: Request, patient_id: int, db: DB, actor: PageActor, view: str | None = None) -> Response:
+    p = sv.get_patient(db, actor, patient_id)
+    summary = sv.patient_summary(db, p)
+    views = summary["views"]
+    chosen = view if view in views else ("front" if "front" in views else (views[0] if views else None))
+    series = summary["series"].get(chosen, []) if chosen else []
+    chart = _chart(series, list(summary["classes"])) if series else None
+    sv.audit(db, actor, "view_patient", "patient", p.id, "", client_ip(request))
+    db.commit()
+    return render(
+        request,
+        "patient.html",
+        actor,
+        patient=p,
+        summary=summary,
+        view=chosen,
+        series=series,
+        chart=chart,
+        colours=CLASS_COLOURS,
+        today=dt.date.today().isoformat(),
+    )
+
+
+@router.post("/patients/{patient_id}/visits")
+async def new_visit(request: Request, patient_id: int, db: DB, actor: PageActor) -> Response:
+    form = await _form(request, actor)
+    p = sv.get_patient(db, actor, patient_id)
+    try:
+        when = dt.date.fromisoformat(str(form.get("visit_date") or ""))
+    except ValueError as e:
+        raise sv.Invalid("give the visit date as YYYY-MM-DD") from e
+    v = sv.create_visit(
+        db,
+        actor,
+        p,
+        when,
+        str(form.get("treatment") or ""),
+        _opt_float(form.get("units")),
+        str(form.get("areas") or ""),
+        str(form.get("notes") or ""),
+    )
+    return redirect(f"/visits/{v.id}")
+
+
+@router.get("/patients/{patient_id}/report.html")
+def patient_report(request: Request, patient_id: int, db: DB, actor: PageActor) -> Response:
+    p = sv.get_patient(db, actor, patient_id)
+    html = counts_report_html(sv.patient_summary(db, p), actor.user.clinic.name)
+    sv.audit(db, actor, "download_report", "patient", p.id, "", client_ip(request))
+    db.commit()
+    return HTMLResponse(
+        html,
+        headers={
+            "Content-Disposition": f'attachment; filename="lesioncount-{p.code}-report.html"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+# --- visits and photos -------------------------------------------------------------------------------------
+
+
+@router.get("/visits/{visit_id}")
+def visit_page(request: Request, visit_id: int, db: DB, actor: PageActor) -> Response:
+    v = sv.get_visit(db, actor, visit_id)
+    counts = {ph.id: (sv.current_version(db, ph) or None) for ph in v.photos}
+    return render(
+        request,
+        "visit.html",
+        actor,
+        visit=v,
+        patient=v.patient,
+        views=VIEWS,
+        counts=counts,
+        warning=sv.treatment_warning(v.patient.birth_year, v.visit_date, v.treatment),
+        max_mb=request.app.state.settings.max_upload_bytes // 1_000_000,
+    )
+
+
+@router.post("/visits/{visit_id}/photos")
+async def upload_form(request: Request, visit_id: int, db: DB, actor: PageActor) -> Response:
+    """The no-JavaScript upload: a plain multipart form (the drop zone uses the API instead)."""
+    form = await _form(request, actor)
+    v = sv.get_visit(db, actor, visit_id)
+    files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
+    sv.add_photos(
+        db,
+        request.app.state.store,
+        request.app.state.queue,
+        actor,
+        v,
+        str(form.get("view") or "front"),
+        [sv.Upload(f.file, f.filename) for f in files],
+    )
+    return redirect(f"/visits/{v.id}")
+
+
+@router.get("/photos/{photo_id}")
+def photo_page(request: Request, photo_id: int, db: DB, actor: PageActor) -> Response:
+    ph = sv.get_photo(db, actor, photo_id)
+    sv.audit(db, actor, "view_photo", "photo", ph.id, "", client_ip(request))
+    db.commit()
+    return render(
+        request,
+        "photo.html",
+        actor,
+        photo=ph,
+        visit=ph.visit,
+        patient=ph.visit.patient,
+        classes=CLASSES,
+        colours=CLASS_COLOURS,
+        can_correct=actor.can("correct"),
+        versions=list(reversed(ph.mark_versions)),
+    )
+
+
+# --- admin and account -------------------------------------------------------------------------------------
+
+
+@router.get("/admin/users")
+def users_page(request: Request, db: DB, actor: PageActor) -> Response:
+    return render(request, "users.html", actor, users=sv.list_users(db, actor), roles=ROLES)
+
+
+@router.post("/admin/users")
+async def new_user(request: Request, db: DB, actor: PageActor) -> Response:
+    form = await _form(request, actor)
+    sv.create_user(
+        db, actor, str(form.get("username") or ""), str(form.get("password") or ""), str(form.get("role") or "")
+    )
+    return redirect("/admin/users")
+
+
+@router.get("/admin/audit")
+def audit_page(request: Request, db: DB, actor: PageActor) -> Response:
+    return render(request, "audit.html", actor, events=sv.list_audit(db, actor))
+
+
+@router.get("/account")
+def account_page(request: Request, db: DB, actor: PageActor) -> Response:
+    tokens = db.query(ApiToken).filter(ApiToken.user_id == actor.user.id, ApiToken.revoked.is_(False)).all()
+    return render(request, "account.html", actor, tokens=tokens, new_token=None)
+
+
+@router.post("/account/tokens")
+async def account_new_token(request: Request, db: DB, actor: PageActor) -> Response:
+    form = await _form(request, actor)
+    token, row = create_api_token(db, actor.user, str(form.get("name") or "script"))
+    sv.audit(db, actor, "create_token", "token", row.id, row.name)
+    db.commit()
+    tokens = db.query(ApiToken).filter(ApiToken.user_id == actor.user.id, ApiToken.revoked.is_(False)).all()
+    return render(request, "account.html", actor, tokens=tokens, new_token=token)
+
+
+@router.post("/account/tokens/{token_id}/revoke")
+async def account_revoke_token(request: Request, token_id: int, db: DB, actor: PageActor) -> Response:
+    await _form(request, actor)
+    row = db.get(ApiToken, token_id)
+    if row is None or row.user_id != actor.user.id:
+        raise sv.NotFound(f"no token {token_id}")
+    row.revoked = True
+    sv.audit(db, actor, "revoke_token", "token", row.id, row.name)
+    db.commit()
+    return redirect("/account")
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+__all__ = ["router", "token_digest"]

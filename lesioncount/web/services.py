@@ -1,0 +1,387 @@
+"""What the pages and the JSON API do, in one place: every lookup is scoped to the actor's clinic,
+every change checks the actor's role and writes the audit log.
+
+Routes stay thin: they parse the request, call one function here and render or serialise the answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lesioncount.types import ACNE_CLASSES, CLASSES, VIEWS
+from lesioncount.web.counting import CountQueue
+from lesioncount.web.marks import apply_change, counts_of
+from lesioncount.web.models import ROLES, AuditEvent, Clinic, MarkVersion, Patient, Photo, User, Visit
+from lesioncount.web.security import Actor, hash_password
+from lesioncount.web.storage import PhotoStore, StagedPhoto, UploadError
+
+#: Classes shown over time, in this order.
+SUMMARY_KEYS: tuple[str, ...] = (*CLASSES, "total_acne")
+_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TOXIN_RE = re.compile(r"botul|botox|toxin|dysport|xeomin", re.IGNORECASE)
+
+
+class NotFound(LookupError):
+    """No such record in the actor's clinic (records of other clinics are reported the same way)."""
+
+
+class Forbidden(PermissionError):
+    """The actor's role does not allow this."""
+
+
+class Invalid(ValueError):
+    """The input cannot be used; the message says why."""
+
+
+def audit(
+    db: Session, actor: Actor | None, action: str, obj: str = "", obj_id: int | None = None, detail: str = "", ip: str = ""
+) -> None:
+    db.add(
+        AuditEvent(
+            clinic_id=actor.clinic_id if actor else None,
+            user_id=actor.user.id if actor else None,
+            username=actor.user.username if actor else "",
+            action=action,
+            object_type=obj,
+            object_id=obj_id,
+            detail=detail[:1000],
+            ip=ip[:64],
+        )
+    )
+
+
+def require(actor: Actor, right: str) -> None:
+    if not actor.can(right):
+        raise Forbidden(f"a {actor.user.role} may not do this ({right})")
+
+
+# --- users and clinics -----------------------------------------------------------------------------------
+
+
+def create_clinic_admin(db: Session, clinic_name: str, username: str, password: str) -> User:
+    """The first admin of a clinic (the clinic is created when new). Used by ``lesioncount create-admin``."""
+    clinic = db.scalar(select(Clinic).where(Clinic.name == clinic_name))
+    if clinic is None:
+        clinic = Clinic(name=clinic_name)
+        db.add(clinic)
+        db.flush()
+    user = _new_user(db, clinic.id, username, password, "admin")
+    audit(db, None, "create_admin", "user", user.id, f"{username} in clinic {clinic_name}")
+    db.commit()
+    return user
+
+
+def _new_user(db: Session, clinic_id: int, username: str, password: str, role: str) -> User:
+    if role not in ROLES:
+        raise Invalid(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{2,100}", username or ""):
+        raise Invalid("a user name has 2-100 letters, digits or _ . @ -")
+    if db.scalar(select(User).where(User.username == username)) is not None:
+        raise Invalid(f"the user name {username!r} is taken")
+    try:
+        pw = hash_password(password)
+    except ValueError as e:
+        raise Invalid(str(e)) from e
+    user = User(clinic_id=clinic_id, username=username, password_hash=pw, role=role)
+    db.add(user)
+    db.flush()
+    return user
+
+
+def create_user(db: Session, actor: Actor, username: str, password: str, role: str) -> User:
+    require(actor, "manage_users")
+    user = _new_user(db, actor.clinic_id, username, password, role)
+    audit(db, actor, "create_user", "user", user.id, f"{username} ({role})")
+    db.commit()
+    return user
+
+
+def list_users(db: Session, actor: Actor) -> list[User]:
+    require(actor, "manage_users")
+    return list(db.scalars(select(User).where(User.clinic_id == actor.clinic_id).order_by(User.username)))
+
+
+def list_audit(db: Session, actor: Actor, limit: int = 200) -> list[AuditEvent]:
+    require(actor, "read_audit")
+    q = select(AuditEvent).where(AuditEvent.clinic_id == actor.clinic_id).order_by(AuditEvent.id.desc()).limit(limit)
+    return list(db.scalars(q))
+
+
+# --- patients and visits -----------------------------------------------------------------------------------
+
+
+def list_patients(db: Session, actor: Actor) -> list[Patient]:
+    return list(db.scalars(select(Patient).where(Patient.clinic_id == actor.clinic_id).order_by(Patient.code)))
+
+
+def get_patient(db: Session, actor: Actor, patient_id: int) -> Patient:
+    p = db.get(Patient, patient_id)
+    if p is None or p.clinic_id != actor.clinic_id:
+        raise NotFound(f"no patient {patient_id}")
+    return p
+
+
+def create_patient(db: Session, actor: Actor, code: str, birth_year: int | None, notes: str = "") -> Patient:
+    require(actor, "write")
+    code = (code or "").strip()
+    if not _CODE_RE.match(code):
+        raise Invalid("a patient ID has 1-64 letters, digits or _ . - (use a pseudonym, never a name)")
+    this_year = dt.date.today().year
+    if birth_year is not None and not 1900 <= birth_year <= this_year:
+        raise Invalid(f"birth year must be between 1900 and {this_year}")
+    if db.scalar(select(Patient).where(Patient.clinic_id == actor.clinic_id, Patient.code == code)):
+        raise Invalid(f"patient ID {code!r} already exists in this clinic")
+    p = Patient(clinic_id=actor.clinic_id, code=code, birth_year=birth_year, notes=notes[:5000])
+    db.add(p)
+    db.flush()
+    audit(db, actor, "create_patient", "patient", p.id, code)
+    db.commit()
+    return p
+
+
+def get_visit(db: Session, actor: Actor, visit_id: int) -> Visit:
+    v = db.get(Visit, visit_id)
+    if v is None or v.patient.clinic_id != actor.clinic_id:
+        raise NotFound(f"no visit {visit_id}")
+    return v
+
+
+def create_visit(
+    db: Session,
+    actor: Actor,
+    patient: Patient,
+    visit_date: dt.date,
+    treatment: str = "",
+    units: float | None = None,
+    areas: str = "",
+    notes: str = "",
+) -> Visit:
+    require(actor, "write")
+    if units is not None and not 0 <= units <= 10000:
+        raise Invalid("units must be between 0 and 10000")
+    v = Visit(
+        patient_id=patient.id,
+        visit_date=visit_date,
+        treatment=treatment.strip()[:100],
+        units=units,
+        areas=areas.strip()[:200],
+        notes=notes[:5000],
+    )
+    db.add(v)
+    db.flush()
+    audit(db, actor, "create_visit", "visit", v.id, f"patient {patient.code} {visit_date.isoformat()} {treatment}")
+    db.commit()
+    return v
+
+
+def age_warning(birth_year: int | None, visits: list[Visit]) -> str:
+    """The botulinum toxin warning for a patient who is, or may be, under 18 at a toxin visit ('' if none)."""
+    if birth_year is None:
+        toxin = [v for v in visits if _TOXIN_RE.search(v.treatment or "")]
+        return "Botulinum toxin recorded but no birth year: check the patient is 18 or over." if toxin else ""
+    msgs = []
+    for v in visits:
+        if not _TOXIN_RE.search(v.treatment or ""):
+            continue
+        age = v.visit_date.year - birth_year
+        if age < 18:
+            msgs.append(f"{v.visit_date.isoformat()}: patient is under 18 (born {birth_year})")
+        elif age == 18:
+            msgs.append(f"{v.visit_date.isoformat()}: patient may be under 18 (born {birth_year}; check the date)")
+    if not msgs:
+        return ""
+    return "Botulinum toxin is not to be used under 18. " + "; ".join(msgs) + "."
+
+
+def treatment_warning(birth_year: int | None, visit_date: dt.date, treatment: str) -> str:
+    """The same check for a visit about to be recorded."""
+    probe = Visit(visit_date=visit_date, treatment=treatment)
+    return age_warning(birth_year, [probe]) if birth_year is not None and _TOXIN_RE.search(treatment) else ""
+
+
+# --- photos -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file of an upload request."""
+
+    stream: BinaryIO
+    filename: str | None
+
+
+def add_photos(
+    db: Session, store: PhotoStore, queue: CountQueue, actor: Actor, visit: Visit, view: str, uploads: list[Upload]
+) -> list[Photo]:
+    """Check, store and queue for counting a batch of photos; all or nothing.
+
+    Every file is checked before any is stored; if one fails, none is kept (no file, no row).
+
+    Raises:
+        Invalid: a file is refused (the message names it and says why) or the view is unknown.
+    """
+    require(actor, "write")
+    if view not in VIEWS:
+        raise Invalid(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
+    if not uploads:
+        raise Invalid("no photo was sent")
+    staged: list[StagedPhoto] = []
+    try:
+        for up in uploads:
+            staged.append(store.stage(up.stream, up.filename))
+    except UploadError as e:
+        for s in staged:
+            store.discard(s)
+        raise Invalid(str(e)) from e
+    except BaseException:
+        for s in staged:
+            store.discard(s)
+        raise
+    created: list[str] = []
+    try:
+        photos = []
+        for s in staged:
+            if store.commit(s):
+                created.append(s.sha256)
+            photo = Photo(
+                visit_id=visit.id,
+                view=view,
+                sha256=s.sha256,
+                original_name=s.original_name,
+                image_format=s.image_format,
+                width=s.width,
+                height=s.height,
+                size_bytes=s.size_bytes,
+                status="queued",
+                uploaded_by=actor.user.id,
+            )
+            db.add(photo)
+            photos.append(photo)
+        db.flush()
+        for photo in photos:
+            audit(db, actor, "upload_photo", "photo", photo.id, f"visit {visit.id} {view} {photo.original_name}")
+        db.commit()
+    except BaseException:
+        db.rollback()
+        for s in staged:
+            store.discard(s)
+        for sha in created:  # only files this request created; older identical uploads stay
+            if db.scalar(select(func.count()).select_from(Photo).where(Photo.sha256 == sha)) == 0:
+                store.remove_original(sha)
+        raise
+    for photo in photos:
+        queue.submit(photo.id)
+    return photos
+
+
+def get_photo(db: Session, actor: Actor, photo_id: int) -> Photo:
+    ph = db.get(Photo, photo_id)
+    if ph is None or ph.visit.patient.clinic_id != actor.clinic_id:
+        raise NotFound(f"no photo {photo_id}")
+    return ph
+
+
+def current_version(db: Session, photo: Photo) -> MarkVersion | None:
+    return db.scalar(
+        select(MarkVersion).where(MarkVersion.photo_id == photo.id).order_by(MarkVersion.version.desc()).limit(1)
+    )
+
+
+def correct_marks(
+    db: Session, actor: Actor, photo: Photo, change: dict[str, Any], base_version: int | None
+) -> MarkVersion:
+    """Apply one correction as a new mark version (who, when, what) and return it.
+
+    Args:
+        base_version: the version the clinician was looking at; a stale one is refused so that two people
+            correcting at once do not overwrite each other. None skips the check.
+    """
+    require(actor, "correct")
+    cur = current_version(db, photo)
+    if cur is None:
+        raise Invalid("this photo is not counted yet")
+    if base_version is not None and base_version != cur.version:
+        raise Invalid(f"the marks changed (now version {cur.version}); reload the photo and try again")
+    try:
+        marks, what = apply_change(cur.marks, change, width=photo.width, height=photo.height)
+    except ValueError as e:
+        raise Invalid(str(e)) from e
+    mv = MarkVersion(
+        photo_id=photo.id, version=cur.version + 1, marks=marks, counts=counts_of(marks), change=what, author_id=actor.user.id
+    )
+    db.add(mv)
+    try:
+        db.flush()
+    except IntegrityError as e:  # someone else saved this version number first
+        db.rollback()
+        raise Invalid("the marks changed meanwhile; reload the photo and try again") from e
+    audit(db, actor, "correct_marks", "photo", photo.id, f"v{mv.version}: {what}")
+    db.commit()
+    return mv
+
+
+# --- the patient's course ----------------------------------------------------------------------------------
+
+
+def visit_counts(db: Session, visit: Visit) -> dict[str, dict[str, Any]]:
+    """Per view: the current counts of the visit's newest counted photo of that view."""
+    out: dict[str, dict[str, Any]] = {}
+    for photo in visit.photos:
+        if photo.status != "done":
+            continue
+        mv = current_version(db, photo)
+        if mv is not None:
+            out[photo.view] = {"photo_id": photo.id, "counts": dict(mv.counts), "version": mv.version}
+    return out
+
+
+def change(base: int, now: int) -> dict[str, float | int | None]:
+    """Absolute and percent change from baseline (percent is None when the baseline is 0)."""
+    return {"abs": now - base, "pct": round(100.0 * (now - base) / base, 1) if base else None}
+
+
+def patient_summary(db: Session, patient: Patient) -> dict[str, Any]:
+    """Counts over time per view and class, with change from the first counted visit (the baseline)."""
+    visits = []
+    for v in patient.visits:
+        visits.append(
+            {
+                "visit_id": v.id,
+                "date": v.visit_date.isoformat(),
+                "treatment": v.treatment,
+                "units": v.units,
+                "areas": v.areas,
+                "views": visit_counts(db, v),
+            }
+        )
+    views = [vw for vw in VIEWS if any(vw in x["views"] for x in visits)]
+    series: dict[str, list[dict[str, Any]]] = {}
+    for vw in views:
+        rows = [x for x in visits if vw in x["views"]]
+        base = rows[0]["views"][vw]["counts"]
+        series[vw] = [
+            {
+                "visit_id": x["visit_id"],
+                "date": x["date"],
+                "photo_id": x["views"][vw]["photo_id"],
+                "counts": {k: x["views"][vw]["counts"].get(k, 0) for k in SUMMARY_KEYS},
+                "change": {k: change(base.get(k, 0), x["views"][vw]["counts"].get(k, 0)) for k in SUMMARY_KEYS},
+            }
+            for x in rows
+        ]
+    return {
+        "patient": {"id": patient.id, "code": patient.code, "birth_year": patient.birth_year},
+        "visits": visits,
+        "views": views,
+        "series": series,
+        "classes": list(SUMMARY_KEYS),
+        "acne_classes": list(ACNE_CLASSES),
+        "warning": age_warning(patient.birth_year, list(patient.visits)),
+    }
