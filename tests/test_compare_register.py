@@ -1,0 +1,148 @@
+"""Registration and lesion matching on synthetic visit series with known lesion fates (no model)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from lesioncount.compare import demo
+from lesioncount.compare.match import default_tolerance_px, match_lesions
+from lesioncount.compare.register import invert, map_points, register, warp_to_base
+from lesioncount.types import Lesion
+
+
+@pytest.fixture(scope="module")
+def clean() -> np.ndarray:
+    return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def series(clean: np.ndarray) -> tuple[np.ndarray, list, list[Lesion]]:
+    base, planted = demo.baseline(clean, 1)
+    assert len(planted) >= 12
+    h, w = base.shape[:2]
+    return base, planted, [demo.to_lesion(p, w, h) for p in planted]
+
+
+CASES = {
+    "clean": dict(),
+    "shift": dict(shift_px=(20.0, -12.0)),
+    "rotate": dict(rotation_deg=8.0, shift_px=(6.0, 4.0)),
+    "rotate-ccw-scale-up": dict(rotation_deg=-5.0, scale=1.08),
+    "scale-down": dict(scale=0.88, shift_px=(-10.0, 8.0)),
+}
+PHOTOMETRIC = {"same": (0.0, 0.0), "darker": (-1.5, 0.0), "brighter-blurred": (0.8, 1.5)}
+
+
+@pytest.mark.parametrize("photo", list(PHOTOMETRIC))
+@pytest.mark.parametrize("case", list(CASES))
+def test_series_is_registered_and_matched_exactly(clean, series, case, photo) -> None:
+    base, planted, base_lesions = series
+    stops, blur = PHOTOMETRIC[photo]
+    m_true = demo.similarity(clean.shape, **CASES[case])
+    fu = demo.follow_up(clean, planted, 7, matrix=m_true, stops=stops, blur_sigma_px=blur)
+    base_copy, follow_copy = base.copy(), fu.image.copy()
+    reg = register(base, fu.image)
+    assert np.array_equal(base, base_copy) and np.array_equal(fu.image, follow_copy)  # inputs untouched
+    # The recovered transform maps every true follow-up lesion back onto its baseline place.
+    back = map_points(reg.affine, [(les.x, les.y) for les in fu.lesions])
+    truth = map_points(invert(m_true), [(les.x, les.y) for les in fu.lesions])
+    assert np.abs(back - truth).max() < 1.0
+    assert reg.quality > 0.95 and reg.quality_label == "good"
+    assert reg.method == "features+ecc"
+    assert reg.rotation_deg == pytest.approx(CASES[case].get("rotation_deg", 0.0), abs=0.3)
+    assert 1 / reg.scale == pytest.approx(CASES[case].get("scale", 1.0), abs=0.01)
+
+    match = match_lesions(
+        base_lesions, fu.lesions, reg.matrix, tolerance_px=6.0, base_shape=base.shape, follow_shape=fu.image.shape
+    )
+    assert match.pairs == tuple(sorted(fu.persisting))
+    assert match.resolved == fu.resolved
+    assert match.new == fu.new
+    assert match.base_out_of_view == () and match.follow_out_of_view == ()
+    assert max(match.distances_px) < 1.0
+
+
+def test_tally_per_class_and_region(clean, series) -> None:
+    base, planted, base_lesions = series
+    fu = demo.follow_up(clean, planted, 3, matrix=demo.similarity(clean.shape, shift_px=(5.0, 5.0)))
+    match = match_lesions(base_lesions, fu.lesions, register(base, fu.image).matrix, tolerance_px=6.0)
+    tally = match.tally()
+    for cls in ("inflammatory", "comedone", "scar"):
+        assert tally[cls]["resolved"] == sum(base_lesions[i].cls == cls for i in fu.resolved)
+        assert tally[cls]["persisting"] == sum(base_lesions[i].cls == cls for i, _ in fu.persisting)
+        assert tally[cls]["new"] == sum(fu.lesions[j].cls == cls for j in fu.new)
+    assert tally["total_acne"]["new"] == tally["inflammatory"]["new"] + tally["comedone"]["new"]
+    by_region = match.tally_by_region()
+    total = sum(
+        by_region[r][c][s] for r in by_region for c in ("inflammatory", "comedone", "scar") for s in by_region[r][c]
+    )
+    assert total == len(fu.resolved) + len(fu.persisting) + len(fu.new)
+    assert match.status_of_base().count("persisting") == len(fu.persisting)
+    assert match.status_of_follow().count("new") == len(fu.new)
+
+
+def test_lesions_pushed_out_of_frame_are_not_called_resolved(clean, series) -> None:
+    base, planted, base_lesions = series
+    m_true = demo.similarity(clean.shape, shift_px=(150.0, 0.0))
+    fu = demo.follow_up(clean, planted, 5, matrix=m_true, keep=1.0, new_counts={"papule": 0})
+    fu_in = [les for les in fu.lesions if les.x < clean.shape[1] - 3]
+    reg = register(base, fu.image)
+    match = match_lesions(
+        base_lesions, fu_in, reg.matrix, tolerance_px=6.0, base_shape=base.shape, follow_shape=fu.image.shape
+    )
+    assert match.resolved == ()
+    assert len(match.base_out_of_view) == len(base_lesions) - len(fu_in)
+    assert len(match.pairs) == len(fu_in)
+
+
+def _les(cls: str, x: float, y: float) -> Lesion:
+    return Lesion(cls=cls, x=x, y=y, area_px=10.0, bbox=(x - 2, y - 2, 4, 4), score=0.9, region="nose")
+
+
+def test_hungarian_beats_greedy_and_respects_tolerance_and_class() -> None:
+    # Greedy nearest-first would pair b0-f0 (distance 1) and leave b1 unmatched; the optimum pairs both.
+    base = [_les("inflammatory", 0, 0), _les("inflammatory", 4, 0), _les("comedone", 50, 50)]
+    follow = [_les("inflammatory", 1, 0), _les("inflammatory", -3, 0), _les("inflammatory", 50, 50)]
+    m = match_lesions(base, follow, tolerance_px=4.0)
+    assert m.pairs == ((0, 1), (1, 0))
+    assert m.distances_px == (3.0, 3.0)
+    assert m.resolved == (2,) and m.new == (2,)  # class changed: not the same lesion
+    assert match_lesions(base, follow, tolerance_px=2.0).pairs == ((0, 0),)
+
+
+def test_empty_and_bad_inputs() -> None:
+    m = match_lesions([], [])
+    assert m.pairs == () and m.resolved == () and m.new == ()
+    assert match_lesions([_les("scar", 1, 1)], []).resolved == (0,)
+    with pytest.raises(ValueError, match="tolerance_px must be positive"):
+        match_lesions([], [], tolerance_px=0)
+    with pytest.raises(ValueError, match="2x3"):
+        match_lesions([], [], np.eye(3))
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        register(np.zeros((64, 64), np.uint8), np.zeros((64, 64, 3), np.uint8))
+
+
+def test_default_tolerance() -> None:
+    assert default_tolerance_px((0, 0, 100, 1000), None) == pytest.approx(20.0)
+    assert default_tolerance_px(None, (300, 400, 3)) == pytest.approx(5.0)
+    assert default_tolerance_px((0, 0, 10, 10), None) == 3.0
+
+
+def test_flat_images_fall_back_without_crashing() -> None:
+    flat = np.full((101, 99, 3), 128, np.uint8)
+    reg = register(flat, flat, base_box=(10, 10, 50, 60), follow_box=(20, 10, 50, 60))
+    assert reg.method == "face-box"  # no features, and ECC cannot converge on a flat image
+    assert reg.affine[0, 2] == pytest.approx(-10.0, abs=1e-6)
+    assert register(flat, flat).method == "identity"
+
+
+def test_warp_to_base_footprint(clean) -> None:
+    m_true = demo.similarity(clean.shape, shift_px=(40.0, 0.0))
+    follow = cv2.warpAffine(clean, m_true, (512, 512))
+    reg = register(clean, follow)
+    warped, valid = warp_to_base(follow, reg, clean.shape)
+    assert warped.shape == clean.shape and valid.dtype == bool
+    assert not valid[:, -30:].any() and valid[:, :460].all()
