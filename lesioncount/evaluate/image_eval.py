@@ -77,7 +77,9 @@ class EvalConfig:
         object.__setattr__(self, "exclude_classes", tuple(self.exclude_classes))
         object.__setattr__(self, "class_map", {str(k).strip().lower(): str(v) for k, v in self.class_map.items()})
         if self.tolerance_mode not in TOLERANCE_MODES:
-            raise EvaluateError(f"tolerance_mode {self.tolerance_mode!r} unknown; use one of {', '.join(TOLERANCE_MODES)}")
+            raise EvaluateError(
+                f"tolerance_mode {self.tolerance_mode!r} unknown; use one of {', '.join(TOLERANCE_MODES)}"
+            )
         if self.grade_from not in GRADE_SOURCES:
             raise EvaluateError(f"grade_from {self.grade_from!r} unknown; use one of {', '.join(GRADE_SOURCES)}")
         if self.missing not in ("error", "skip"):
@@ -128,7 +130,11 @@ class LesionSet:
     def select(self, keep: BoolArray) -> LesionSet:
         return LesionSet(
             tuple(c for c, k in zip(self.cls, keep, strict=True) if k),
-            self.xy[keep], self.wh[keep], self.radius[keep], self.score[keep], self.scored,
+            self.xy[keep],
+            self.wh[keep],
+            self.radius[keep],
+            self.score[keep],
+            self.scored,
         )
 
     def scaled(self, sx: float, sy: float) -> LesionSet:
@@ -242,9 +248,15 @@ def group_masks(pred: LesionSet, ref: LesionSet, cfg: EvalConfig) -> dict[str, t
     return out
 
 
-def _evaluate_group(pred: LesionSet, ref: LesionSet, cfg: EvalConfig) -> tuple[GroupEval, BoolArray, BoolArray, FloatArray]:
+def _evaluate_group(
+    pred: LesionSet, ref: LesionSet, cfg: EvalConfig
+) -> tuple[GroupEval, BoolArray, BoolArray, FloatArray]:
     tol = reference_tolerance_px(
-        ref.radius, ref.wh, mode=cfg.tolerance_mode, scale=cfg.tolerance_scale, min_px=cfg.min_tolerance_px  # type: ignore[arg-type]
+        ref.radius,
+        ref.wh,
+        mode=cfg.tolerance_mode,
+        scale=cfg.tolerance_scale,
+        min_px=cfg.min_tolerance_px,  # type: ignore[arg-type]
     )
     pi, ri, _ = match_centres(pred.xy, ref.xy, tol)
     pm, rm = np.zeros(len(pred), bool), np.zeros(len(ref), bool)
@@ -317,7 +329,9 @@ def evaluate_image(
     return rec, overlay
 
 
-def concat_scores(records: Sequence[ImageEval], group: str, box: bool = False) -> tuple[FloatArray, BoolArray, npt.NDArray[np.intp]]:
+def concat_scores(
+    records: Sequence[ImageEval], group: str, box: bool = False
+) -> tuple[FloatArray, BoolArray, npt.NDArray[np.intp]]:
     """All predictions of a group across photos: ``(scores, is_tp, photo_index)``."""
     s, t, ix = [], [], []
     for k, r in enumerate(records):

@@ -165,7 +165,9 @@ def _missing(what: str, names: list[str], cfg: EvalConfig, notes: list[str]) -> 
         return
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     if cfg.missing == "error":
-        raise EvaluateError(f"{len(names)} labelled photo(s) have no {what}: {shown}; pass --skip-missing to leave them out")
+        raise EvaluateError(
+            f"{len(names)} labelled photo(s) have no {what}: {shown}; pass --skip-missing to leave them out"
+        )
     notes.append(f"{len(names)} labelled photo(s) without {what} left out: {shown}")
 
 
@@ -173,8 +175,13 @@ def _missing(what: str, names: list[str], cfg: EvalConfig, notes: list[str]) -> 
 
 
 def evaluate_pairs(
-    pairs: Iterable[Pair], cfg: EvalConfig, *, mode: str, total: int | None = None,
-    progress: Progress | None = None, notes: list[str] | None = None,
+    pairs: Iterable[Pair],
+    cfg: EvalConfig,
+    *,
+    mode: str,
+    total: int | None = None,
+    progress: Progress | None = None,
+    notes: list[str] | None = None,
 ) -> EvalResult:
     """Evaluate each pair as it comes (count first), then summarize (reduce second).
 
@@ -190,8 +197,14 @@ def evaluate_pairs(
     worst: list[tuple[int, int, Overlay]] = []  # min-heap on |count error|: the top ``cfg.worst`` survive
     for k, pair in enumerate(pairs):
         rec, overlay = evaluate_image(
-            pair.pred, LesionSet.from_refs(pair.ref.lesions), cfg, file_name=pair.ref.file_name,
-            width=pair.ref.width, height=pair.ref.height, photo=pair.photo, label_grade=label_grade(pair.ref),
+            pair.pred,
+            LesionSet.from_refs(pair.ref.lesions),
+            cfg,
+            file_name=pair.ref.file_name,
+            width=pair.ref.width,
+            height=pair.ref.height,
+            photo=pair.photo,
+            label_grade=label_grade(pair.ref),
         )
         records.append(rec)
         if cfg.worst > 0:
@@ -212,8 +225,12 @@ def evaluate_pairs(
 
 
 def evaluate_predictions(
-    labels: list[ImageAnnotation], predictions: str | os.PathLike[str], cfg: EvalConfig | None = None,
-    *, photos: str | os.PathLike[str] | None = None, progress: Progress | None = None,
+    labels: list[ImageAnnotation],
+    predictions: str | os.PathLike[str],
+    cfg: EvalConfig | None = None,
+    *,
+    photos: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
 ) -> EvalResult:
     """Score a folder of count JSON files against labels.
 
@@ -258,8 +275,12 @@ def evaluate_predictions(
 
 
 def evaluate_raters(
-    reference: list[ImageAnnotation], other: list[ImageAnnotation], cfg: EvalConfig | None = None,
-    *, photos: str | os.PathLike[str] | None = None, progress: Progress | None = None,
+    reference: list[ImageAnnotation],
+    other: list[ImageAnnotation],
+    cfg: EvalConfig | None = None,
+    *,
+    photos: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
 ) -> EvalResult:
     """Score one label set (rater B, ``other``) against another (rater A, ``reference``).
 
@@ -318,7 +339,9 @@ def _count_one(path: str) -> dict[str, Any]:
         return {"error": str(e)}
 
 
-def _bounded_map(fn: Callable[[str], Any], items: list[str], pool: ProcessPoolExecutor | None, ahead: int) -> Iterator[Any]:
+def _bounded_map(
+    fn: Callable[[str], Any], items: list[str], pool: ProcessPoolExecutor | None, ahead: int
+) -> Iterator[Any]:
     """``map`` that keeps at most ``ahead`` photos in flight, so results never pile up in memory."""
     if pool is None:
         for it in items:
@@ -339,9 +362,15 @@ def _bounded_map(fn: Callable[[str], Any], items: list[str], pool: ProcessPoolEx
 
 
 def evaluate_photos(
-    labels: list[ImageAnnotation], photos: str | os.PathLike[str], cfg: EvalConfig | None = None, *,
-    model: str | os.PathLike[str] | None = None, threshold: float | None = None, jobs: int = 1,
-    progress: Progress | None = None, save_predictions: str | os.PathLike[str] | None = None,
+    labels: list[ImageAnnotation],
+    photos: str | os.PathLike[str],
+    cfg: EvalConfig | None = None,
+    *,
+    model: str | os.PathLike[str] | None = None,
+    threshold: float | None = None,
+    jobs: int = 1,
+    progress: Progress | None = None,
+    save_predictions: str | os.PathLike[str] | None = None,
 ) -> EvalResult:
     """Count every labelled photo with the counting core and score the counts against the labels.
 
@@ -405,12 +434,24 @@ def per_image_rows(result: EvalResult) -> list[dict[str, Any]]:
     groups = list(result.metrics["groups"])
     rows = []
     for r in result.records:
-        row: dict[str, Any] = {"file_name": r.file_name, "ref_grade": r.ref_grade,
-                               "ref_grade_source": r.ref_grade_source, "pred_grade": r.pred_grade}
+        row: dict[str, Any] = {
+            "file_name": r.file_name,
+            "ref_grade": r.ref_grade,
+            "ref_grade_source": r.ref_grade_source,
+            "pred_grade": r.pred_grade,
+        }
         for g in groups:
             ge = r.groups[g]
-            row.update({f"ref_{g}": ge.n_ref, f"pred_{g}": ge.n_pred, f"error_{g}": ge.n_pred - ge.n_ref,
-                        f"tp_{g}": ge.tp, f"fp_{g}": ge.fp, f"fn_{g}": ge.fn})
+            row.update(
+                {
+                    f"ref_{g}": ge.n_ref,
+                    f"pred_{g}": ge.n_pred,
+                    f"error_{g}": ge.n_pred - ge.n_ref,
+                    f"tp_{g}": ge.tp,
+                    f"fp_{g}": ge.fp,
+                    f"fn_{g}": ge.fn,
+                }
+            )
             if ge.box_tp is not None:
                 row[f"box_tp_{g}"] = ge.box_tp
         rows.append(row)

@@ -17,6 +17,7 @@ from lesioncount.evaluate.image_eval import ALL, EvalConfig, ImageEval, concat_s
 from lesioncount.evaluate.metrics import (
     average_precision,
     bootstrap_ci,
+    confusion_matrix,
     count_agreement,
     detection_scores,
     grade_agreement,
@@ -24,13 +25,22 @@ from lesioncount.evaluate.metrics import (
     pearson_r,
     precision_recall_curve,
     quadratic_weighted_kappa,
-    confusion_matrix,
 )
 from lesioncount.types import CLASSES
 
 #: Headline numbers that get bootstrap intervals.
-HEADLINE = ("precision", "recall", "f1", "ap", "box_map50", "count_mae", "count_pearson_r", "count_icc_2_1",
-            "grade_accuracy", "grade_qwk")
+HEADLINE = (
+    "precision",
+    "recall",
+    "f1",
+    "ap",
+    "box_map50",
+    "count_mae",
+    "count_pearson_r",
+    "count_icc_2_1",
+    "grade_accuracy",
+    "grade_qwk",
+)
 #: Most points of the PR curve kept in metrics.json.
 PR_POINTS = 200
 
@@ -63,14 +73,23 @@ def _has_boxes(records: Sequence[ImageEval], group: str) -> bool:
 def _detection(records: Sequence[ImageEval], group: str, scored: bool) -> dict[str, Any]:
     a = _group_arrays(records, group)
     tp, n_pred, n_ref = int(a["tp"].sum()), int(a["n_pred"].sum()), int(a["n_ref"].sum())
-    out: dict[str, Any] = {"tp": tp, "fp": n_pred - tp, "fn": n_ref - tp, **detection_scores(tp, n_pred - tp, n_ref - tp)}
+    out: dict[str, Any] = {
+        "tp": tp,
+        "fp": n_pred - tp,
+        "fn": n_ref - tp,
+        **detection_scores(tp, n_pred - tp, n_ref - tp),
+    }
     if scored:
         s, t, _ = concat_scores(records, group)
         out["ap"] = average_precision(s, t, n_ref)
     if _has_boxes(records, group):
         btp = sum(int(r.groups[group].box_tp or 0) for r in records)
-        box: dict[str, Any] = {"tp": btp, "fp": n_pred - btp, "fn": n_ref - btp,
-                               **detection_scores(btp, n_pred - btp, n_ref - btp)}
+        box: dict[str, Any] = {
+            "tp": btp,
+            "fp": n_pred - btp,
+            "fn": n_ref - btp,
+            **detection_scores(btp, n_pred - btp, n_ref - btp),
+        }
         if scored:
             s, t, _ = concat_scores(records, group, box=True)
             box["ap50"] = average_precision(s, t, n_ref)
@@ -108,10 +127,18 @@ def _bootstrap(records: Sequence[ImageEval], groups: list[str], cfg: EvalConfig,
         if scored:
             out["ap"] = average_precision(s, t, float(n_ref), weights=m[ix])
         if has_box:
-            out["box_map50"] = float(np.nanmean([
-                average_precision(bs, bt, float(bn[idx].sum()), weights=m[bix]) if bn[idx].sum() else np.nan
-                for bs, bt, bix, bn in box_sets.values()
-            ])) if any(bn[idx].sum() for *_, bn in box_sets.values()) else NAN
+            out["box_map50"] = (
+                float(
+                    np.nanmean(
+                        [
+                            average_precision(bs, bt, float(bn[idx].sum()), weights=m[bix]) if bn[idx].sum() else np.nan
+                            for bs, bt, bix, bn in box_sets.values()
+                        ]
+                    )
+                )
+                if any(bn[idx].sum() for *_, bn in box_sets.values())
+                else NAN
+            )
         pc, rc = a["n_pred"][idx].astype(np.float64), a["n_ref"][idx].astype(np.float64)
         out["count_mae"] = float(np.abs(pc - rc).mean())
         out["count_pearson_r"] = pearson_r(pc, rc)
@@ -150,8 +177,11 @@ def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
         }
     per_class = [g for g in groups if g != ALL] or [ALL]
     det = {g: out["groups"][g]["detection"] for g in per_class}
-    out["map"] = float(np.nanmean([d["ap"] for d in det.values()])) if scored and n and any(
-        np.isfinite(d["ap"]) for d in det.values()) else NAN
+    out["map"] = (
+        float(np.nanmean([d["ap"] for d in det.values()]))
+        if scored and n and any(np.isfinite(d["ap"]) for d in det.values())
+        else NAN
+    )
     boxes = [d["box"].get("ap50", NAN) for d in det.values() if "box" in d]
     out["box_map50"] = float(np.nanmean(boxes)) if scored and boxes and np.isfinite(boxes).any() else NAN
 
