@@ -1,0 +1,101 @@
+"""Endpoints on hand-computed cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from lesioncount.compare.endpoints import (
+    Change,
+    contraindication_warnings,
+    count_change,
+    durability_curve,
+    grade_change,
+    is_botulinum_toxin,
+    region_change,
+    responder_flags,
+)
+
+
+def test_count_change_hand_computed() -> None:
+    ch = count_change(
+        {"inflammatory": 40, "comedone": 60, "scar": 5, "total_acne": 100},
+        {"inflammatory": 18, "comedone": 66, "scar": 5},
+    )
+    assert ch["inflammatory"].absolute == -22 and ch["inflammatory"].percent == pytest.approx(-55.0)
+    assert ch["comedone"].absolute == 6 and ch["comedone"].percent == pytest.approx(10.0)
+    assert ch["scar"].percent == 0.0
+    assert ch["total_acne"] == Change(100, 84)  # follow-up total derived from its classes
+    assert ch["total_acne"].percent == pytest.approx(-16.0)
+    assert Change(0, 3).percent is None and Change(0, 3).absolute == 3
+    assert Change(0, 3).to_dict() == {"baseline": 0, "followup": 3, "absolute": 3, "percent": None}
+
+
+def test_region_change_includes_regions_of_either_visit() -> None:
+    rc = region_change({"nose": {"inflammatory": 4}}, {"chin": {"comedone": 2}})
+    assert set(rc) == {"nose", "chin"}
+    assert rc["nose"]["inflammatory"] == Change(4, 0) and rc["chin"]["comedone"] == Change(0, 2)
+
+
+def test_responder_flags() -> None:
+    ch = count_change({"inflammatory": 30, "comedone": 20, "scar": 0}, {"inflammatory": 15, "comedone": 11, "scar": 2})
+    flags = responder_flags(ch)
+    assert flags["inflammatory"] is True  # exactly -50% counts
+    assert flags["comedone"] is False  # -45%
+    assert flags["scar"] is None  # baseline 0: undefined
+    assert responder_flags(ch, threshold_pct=40)["comedone"] is True
+
+
+def test_grade_change() -> None:
+    b = {"hayashi": {"grade": 2, "label": "severe", "n_lesions": 30}, "gags": {"score": 20, "label": "moderate"}}
+    f = {"hayashi": {"grade": 1, "label": "moderate", "n_lesions": 10}, "gags": {"score": 9, "label": "mild"}}
+    g = grade_change(b, f)
+    assert g["hayashi"]["change"] == -1 and g["gags"]["change"] == -11 and g["gags"]["followup_label"] == "mild"
+    assert grade_change(b, {"hayashi": f["hayashi"], "gags": None})["gags"] is None
+
+
+def test_durability_rebound_after_toxin() -> None:
+    # Baseline 40, nadir 10 at day 60 (-75%), 18 at day 150, 28 at day 200: improvement 30, half is 15.
+    d = durability_curve([40, 20, 10, 18, 28], [0, 30, 60, 150, 200], treatment="Botox 20 U forehead")
+    assert d.nadir_index == 2 and d.best_reduction_pct == pytest.approx(75.0)
+    assert d.percent_change == (0.0, -50.0, -75.0, -55.0, -30.0)
+    assert d.rebound and d.rebound_index == 4  # 18 - 10 = 8 < 15; 28 - 10 = 18 >= 15
+    assert d.regained_fraction == pytest.approx(18 / 30)
+    # Slope from nadir to last visit: 18 lesions / 140 days; 30 to regain -> day 60 + 30 * 140 / 18.
+    assert d.days_to_baseline == pytest.approx(60 + 30 * 140 / 18)
+    assert d.hint is not None and "re-treatment" in d.hint and "botulinum" in d.hint
+
+
+def test_durability_rising_but_not_yet_rebound_and_sustained() -> None:
+    d = durability_curve([40, 10, 14], [0, 60, 120])
+    assert not d.rebound and d.hint is not None and "rising again" in d.hint
+    assert d.days_to_baseline == pytest.approx(60 + 30 * 60 / 4)
+    sustained = durability_curve([40, 12, 10, 9], [0, 30, 60, 90])
+    assert not sustained.rebound and sustained.hint is None and sustained.nadir_index == 3
+    watch = durability_curve([40, 12, 10], [0, 60, 130], treatment="onabotulinumtoxinA", days_since_treatment=130)
+    assert watch.hint is not None and "4-6 months" in watch.hint
+    # The minimum-lesion rule stops a 1 -> 2 wobble from being called a rebound.
+    assert not durability_curve([3, 1, 2]).rebound
+    # No improvement: nothing to rebound from.
+    flat = durability_curve([0, 0, 3])
+    assert not flat.rebound and flat.best_reduction_pct is None and flat.regained_fraction is None
+
+
+def test_durability_errors() -> None:
+    with pytest.raises(ValueError, match="at least 3 visits"):
+        durability_curve([4, 2])
+    with pytest.raises(ValueError, match="days has 2 entries"):
+        durability_curve([4, 2, 1], [0, 1])
+    with pytest.raises(ValueError, match="negative"):
+        durability_curve([4, -2, 1])
+
+
+def test_toxin_under_18_warning() -> None:
+    assert is_botulinum_toxin("Botox 20U") and is_botulinum_toxin("incobotulinumtoxinA (Xeomin)")
+    assert not is_botulinum_toxin("isotretinoin 20 mg") and not is_botulinum_toxin(None)
+    w = contraindication_warnings(
+        [("botulinum toxin 30 U", 16, dt.date(2026, 3, 1)), ("botox", 25, None), ("doxycycline", 15, None)]
+    )
+    assert len(w) == 1 and "aged 16" in w[0] and "contraindicated under 18" in w[0] and "2026-03-01" in w[0]
+    assert contraindication_warnings([("botox", None, None)]) == []  # age unknown: no claim either way
