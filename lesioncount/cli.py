@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "lesioncount.demo:add_cli",
     "train": "lesioncount.commands:add_train",
     "export": "lesioncount.commands:add_export",
+    "evaluate": "lesioncount.evaluate.cli:add_cli",
 }
 
 
