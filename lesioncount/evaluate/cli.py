@@ -192,6 +192,6 @@ def headline_table(metrics: dict[str, Any]) -> Any:
         t.add_row(f"{g}: ref/pred lesions", f"{m['n_ref']}/{m['n_pred']}", "")
         t.add_row(f"{g}: P / R / F1", f"{_fmt(d['precision'])} / {_fmt(d['recall'])} / {_fmt(d['f1'])}", "")
         t.add_row(
-            f"[{g}] count MAE / r / ICC(2,1)", f"{_fmt(c['mae'])} / {_fmt(c['pearson_r'])} / {_fmt(c['icc_2_1'])}", ""
+            f"{g}: count MAE / r / ICC(2,1)", f"{_fmt(c['mae'])} / {_fmt(c['pearson_r'])} / {_fmt(c['icc_2_1'])}", ""
         )
     return t

@@ -162,8 +162,10 @@ def greedy_match_by_score(
         (P,) bool: whether each prediction (in the input order) is a true positive.
     """
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    ok = np.asarray(allowed, dtype=bool).reshape(len(s), -1)
-    q = np.asarray(quality, dtype=np.float64).reshape(ok.shape)
+    ok = np.asarray(allowed, dtype=bool)
+    q = np.asarray(quality, dtype=np.float64)
+    if ok.ndim != 2 or ok.shape[0] != len(s) or q.shape != ok.shape:
+        raise ValueError(f"allowed {ok.shape} and quality {q.shape} must both be (P={len(s)}, R)")
     tp = np.zeros(len(s), bool)
     taken = np.zeros(ok.shape[1], bool)
     for i in np.argsort(-s, kind="stable"):
