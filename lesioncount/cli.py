@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "lesioncount.commands:add_train",
     "export": "lesioncount.commands:add_export",
     "evaluate": "lesioncount.evaluate.cli:add_cli",
+    "score": "lesioncount.batch.cli:add_cli",
 }
 
 

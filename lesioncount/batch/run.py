@@ -275,7 +275,7 @@ def _run_dask(
             return fut
 
         first = [submit(*pending.pop()) for _ in range(min(limit, len(pending)))]
-        ac = as_completed(first)
+        ac = as_completed(first, loop=client.loop)
         for fut in ac:
             sha, path = futs.pop(fut.key)
             try:

@@ -69,7 +69,7 @@ def photo_table(manifest: pd.DataFrame, outcomes: Sequence[Outcome]) -> pd.DataF
         Manifest columns, ``manifest_row``, ``photo_sha256``, ``status``, ``error``, model name/version/sha256,
         photo size, face found/view, ``view_mismatch`` (the photo looks like another view than the manifest
         says), counts per class (``COUNT_CLASSES``) and per region (``REGION_COLUMNS``), Hayashi and GAGS
-        grades, quality ``warnings`` ('; '-joined) and ``time_s``. Counts are nullable integers, missing
+        grades, quality ``warnings`` ('; '-joined), ``time_s`` and ``worker``. Counts are nullable integers, missing
         unless ``status == 'ok'``.
     """
     if len(manifest) != len(outcomes):
@@ -118,6 +118,7 @@ def photo_table(manifest: pd.DataFrame, outcomes: Sequence[Outcome]) -> pd.DataF
         row["n_warnings"] = len(warns) if r else None
         row["warnings"] = "; ".join(warns) if warns else None
         row["time_s"] = o.elapsed_s
+        row["worker"] = o.worker or None
         rows.append(row)
     df = pd.DataFrame(rows)
     int_cols = [
