@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from lesioncount.count import count_by_class, count_by_region, grades
 from lesioncount.synth import KINDS, PlantedLesion, plant, render, skin_tone_mask
-from lesioncount.types import Lesion
+from lesioncount.types import CountResult, FaceInfo, ImageInfo, Lesion, ModelInfo
 
 #: Default lesion mix planted at baseline.
 BASELINE_COUNTS: dict[str, int] = {"papule": 5, "pustule": 2, "blackhead": 4, "whitehead": 2, "boxcar": 2}
@@ -156,4 +157,25 @@ def follow_up(
         new=tuple(range(len(kept), len(lesions))),
         stops=stops,
         blur_sigma_px=blur_sigma_px,
+    )
+
+
+def make_result(
+    lesions: tuple[Lesion, ...] | list[Lesion],
+    shape: tuple[int, ...],
+    *,
+    path: str = "synthetic.png",
+    face_box: tuple[int, int, int, int] | None = None,
+    view: str = "front",
+) -> CountResult:
+    """A ``CountResult`` holding given lesions, as the counting pipeline would return it (no model)."""
+    h, w = shape[:2]
+    return CountResult(
+        image=ImageInfo(path, w, h, "0" * 64),
+        model=ModelInfo("truth", "0", "0" * 64),
+        face=FaceInfo(found=face_box is not None, box=face_box, method="synthetic", view=view),
+        lesions=tuple(lesions),
+        counts=count_by_class(lesions),
+        counts_by_region=count_by_region(lesions),
+        grades=grades(list(lesions), regions_known=True),
     )

@@ -1,0 +1,369 @@
+"""Can two photos of one patient be compared? Exposure, white balance, sharpness, scale, pose, alignment.
+
+Each photo is summarised by ``photo_stats`` (no reference to the other photo), then ``assess_comparability``
+turns the differences into a score in [0, 1], plain warnings ("follow-up is 1.8 stops darker") and two
+verdicts: ``comparable`` (counts and lesion matching can be trusted) and ``lighting_comparable`` (colour
+measures such as redness and shine can be compared).
+
+Measures:
+
+- exposure: median linear luminance of the face skin, in stops (log2);
+- white balance: grey-world chromaticity of the backdrop (everything off the face), log2 R/G and B/G;
+  measured off the face so that a real change in skin redness is not mistaken for a colour cast. When
+  the face fills the frame the whole frame is used and the figure is less trustworthy;
+- sharpness: RMS Laplacian over RMS contrast of the face, after resizing the face to a fixed height and a
+  light blur, so it depends on neither exposure nor photo size;
+- scale and in-plane rotation: from the registration (face box heights without it);
+- pose: views must match; an affine anisotropy above 1.08 hints that the head is turned.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from lesioncount.compare.register import Registration
+
+Box = tuple[float, float, float, float]
+
+#: Face height (pixels) at which sharpness is measured.
+SHARPNESS_FACE_PX = 320
+#: Thresholds for a warning.
+WARN_STOPS = 0.5
+WARN_WB_LOG2 = 0.2
+WARN_SHARPNESS_RATIO = 0.6
+WARN_SCALE_RATIO = 1.25
+WARN_ROTATION_DEG = 5.0
+WARN_ANISOTROPY = 1.08
+WARN_QUALITY = 0.5
+#: Colour measures (redness, shine) are compared only within these limits.
+LIGHTING_STOPS = 0.5
+LIGHTING_WB_LOG2 = 0.15
+#: A pair scoring below this is marked not comparable.
+MIN_SCORE = 0.5
+
+
+@dataclass(frozen=True)
+class PhotoStats:
+    """Per-photo figures used for comparability.
+
+    Attributes:
+        exposure_log2: log2 of the median linear luminance (0-1) of the face skin.
+        wb_log2_rg: log2 of the grey-world R/G ratio off the face.
+        wb_log2_bg: log2 of the grey-world B/G ratio off the face.
+        wb_source: ``backdrop`` or ``whole-frame``.
+        sharpness: RMS Laplacian / RMS contrast of the face at ``SHARPNESS_FACE_PX``.
+        clipped_fraction: share of face pixels with a channel at 255 (over-exposure).
+        face_height_px: face box height, or None.
+        view: the photo's view (``front``, ``left``, ``right`` or ``unknown``).
+    """
+
+    exposure_log2: float
+    wb_log2_rg: float
+    wb_log2_bg: float
+    wb_source: str
+    sharpness: float
+    clipped_fraction: float
+    face_height_px: float | None
+    view: str = "unknown"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exposure_log2": round(self.exposure_log2, 4),
+            "wb_log2_rg": round(self.wb_log2_rg, 4),
+            "wb_log2_bg": round(self.wb_log2_bg, 4),
+            "wb_source": self.wb_source,
+            "sharpness": round(self.sharpness, 6),
+            "clipped_fraction": round(self.clipped_fraction, 5),
+            "face_height_px": self.face_height_px,
+            "view": self.view,
+        }
+
+
+@dataclass(frozen=True)
+class Comparability:
+    """How comparable a follow-up photo is with its baseline.
+
+    Attributes:
+        score: 1 = fully comparable, 0 = not comparable.
+        comparable: counts and lesion matching can be compared (score >= ``MIN_SCORE``, same view).
+        lighting_comparable: colour measures (redness, shine) can be compared.
+        exposure_stops: follow-up minus baseline exposure (negative = follow-up darker).
+        wb_shift_log2: (R/G, B/G) log2 shift of the follow-up's white balance.
+        sharpness_ratio: follow-up sharpness / baseline sharpness (below 1 = follow-up blurrier).
+        scale_ratio: follow-up face size / baseline face size, or None.
+        rotation_deg: follow-up in-plane rotation relative to baseline, or None.
+        anisotropy: affine anisotropy of the registration (1 = pure similarity), or None.
+        alignment_quality: registration NCC, or None.
+        view_match: both photos have the same view.
+        warnings: plain-language problems, worst first.
+    """
+
+    score: float
+    comparable: bool
+    lighting_comparable: bool
+    exposure_stops: float
+    wb_shift_log2: tuple[float, float]
+    sharpness_ratio: float
+    scale_ratio: float | None
+    rotation_deg: float | None
+    anisotropy: float | None
+    alignment_quality: float | None
+    view_match: bool
+    warnings: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        def r(v: float | None, n: int = 3) -> float | None:
+            return None if v is None else round(v, n)
+
+        return {
+            "score": round(self.score, 3),
+            "comparable": self.comparable,
+            "lighting_comparable": self.lighting_comparable,
+            "exposure_stops": round(self.exposure_stops, 3),
+            "wb_shift_log2": [round(v, 4) for v in self.wb_shift_log2],
+            "sharpness_ratio": round(self.sharpness_ratio, 3),
+            "scale_ratio": r(self.scale_ratio),
+            "rotation_deg": r(self.rotation_deg, 2),
+            "anisotropy": r(self.anisotropy, 4),
+            "alignment_quality": r(self.alignment_quality, 4),
+            "view_match": self.view_match,
+            "warnings": list(self.warnings),
+        }
+
+
+def srgb_to_linear(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """sRGB uint8 -> linear light float32 in [0, 1] (IEC 61966-2-1)."""
+    c = image.astype(np.float32) / 255.0
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(lin: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    """Linear light float in [0, 1] -> sRGB uint8 (values clipped)."""
+    c = np.clip(lin, 0.0, 1.0)
+    s = np.where(c <= 0.0031308, c * 12.92, 1.055 * np.power(c, 1 / 2.4) - 0.055)
+    return np.clip(s * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def face_mask(shape: tuple[int, ...], face_box: Box | None) -> npt.NDArray[np.bool_]:
+    """HxW bool: an ellipse inscribed in the face box (the central 60% of the frame with no box)."""
+    h, w = shape[:2]
+    m = np.zeros((h, w), np.uint8)
+    if face_box is None:
+        cx, cy, ax, ay = w / 2, h / 2, 0.3 * w, 0.3 * h
+    else:
+        x, y, bw, bh = face_box
+        cx, cy, ax, ay = x + bw / 2, y + bh / 2, bw / 2, bh / 2
+    cv2.ellipse(m, (round(cx), round(cy)), (max(1, round(ax)), max(1, round(ay))), 0, 0, 360, 1, -1)
+    return m.astype(bool)
+
+
+def _sharpness(gray: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]) -> float:
+    if mask.sum() < 64:
+        return 0.0
+    # A light blur first: the finest scale is mostly noise, JPEG blocking and resampling artefacts.
+    lap = cv2.Laplacian(cv2.GaussianBlur(gray, (0, 0), 1.0), cv2.CV_32F, ksize=3)
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    sel = inner if inner.sum() >= 64 else mask
+    var = float(gray[sel].var())
+    return float(np.sqrt((lap[sel] ** 2).mean() / var)) if var > 1e-9 else 0.0
+
+
+def _face_crop_gray(
+    image: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_], face_height_px: float | None
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Grey image and mask resized so the face is ``SHARPNESS_FACE_PX`` tall."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), bool)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    gray = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    m = mask[y0:y1, x0:x1]
+    s = SHARPNESS_FACE_PX / float(face_height_px or (y1 - y0))
+    if abs(s - 1) > 1e-3:
+        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+        gray = cv2.resize(gray, None, fx=s, fy=s, interpolation=interp)
+        m = cv2.resize(m.astype(np.uint8), (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    return gray, m
+
+
+def photo_stats(
+    image: npt.NDArray[np.uint8],
+    *,
+    face_box: Box | None = None,
+    skin_mask: npt.NDArray[np.bool_] | None = None,
+    view: str = "unknown",
+) -> PhotoStats:
+    """Summarise one photo for comparability.
+
+    Args:
+        image: HxWx3 uint8 RGB.
+        face_box: ``(x, y, w, h)`` face box, or None.
+        skin_mask: HxW bool skin to measure exposure on (the face ellipse when None).
+        view: the photo's view.
+
+    Returns:
+        The photo's statistics.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be HxWx3 uint8 RGB, got {image.shape} {image.dtype}")
+    face = face_mask(image.shape, face_box)
+    skin = skin_mask if skin_mask is not None and skin_mask.sum() >= 64 else face
+    lin = srgb_to_linear(image)
+    y = 0.2126 * lin[..., 0] + 0.7152 * lin[..., 1] + 0.0722 * lin[..., 2]
+    exposure = math.log2(max(float(np.median(y[skin])) if skin.any() else float(np.median(y)), 1e-6))
+    # Backdrop: off a generously padded face box; needs a fair share of the frame to be meaningful.
+    if face_box is not None:
+        x, yb, bw, bh = face_box
+        pad = face_mask(image.shape, (x - 0.35 * bw, yb - 0.35 * bh, 1.7 * bw, 1.9 * bh))
+    else:
+        pad = face
+    off = ~pad & (image.max(axis=2) < 250) & (image.min(axis=2) > 5)
+    source = "backdrop" if off.mean() >= 0.15 else "whole-frame"
+    sel = off if source == "backdrop" else np.ones(image.shape[:2], bool)
+    means = lin[sel].mean(axis=0) + 1e-6
+    gray, m = _face_crop_gray(image, face, face_box[3] if face_box is not None else None)
+    return PhotoStats(
+        exposure_log2=exposure,
+        wb_log2_rg=float(np.log2(means[0] / means[1])),
+        wb_log2_bg=float(np.log2(means[2] / means[1])),
+        wb_source=source,
+        sharpness=_sharpness(gray, m),
+        clipped_fraction=float((image[face] == 255).any(axis=1).mean()) if face.any() else 0.0,
+        face_height_px=None if face_box is None else float(face_box[3]),
+        view=view,
+    )
+
+
+def _fmt_ratio(r: float) -> str:
+    return f"{abs(r - 1) * 100:.0f}%"
+
+
+def assess_comparability(
+    base: PhotoStats,
+    follow: PhotoStats,
+    registration: Registration | None = None,
+) -> Comparability:
+    """Score how comparable a follow-up is with its baseline, with plain warnings.
+
+    Args:
+        base: baseline ``photo_stats``.
+        follow: follow-up ``photo_stats``.
+        registration: follow-up -> baseline registration, when done (gives scale, rotation, pose, quality).
+
+    Returns:
+        The comparability verdict.
+    """
+    warnings: list[tuple[float, str]] = []  # (severity, text)
+    score = 1.0
+    view_match = base.view == follow.view or "unknown" in (base.view, follow.view)
+    if not view_match:
+        warnings.append(
+            (1.0, f"views differ (baseline {base.view}, follow-up {follow.view}): photos cannot be compared")
+        )
+        score = 0.0
+
+    stops = follow.exposure_log2 - base.exposure_log2
+    if abs(stops) >= WARN_STOPS:
+        word = "darker" if stops < 0 else "brighter"
+        warnings.append((min(1.0, abs(stops) / 2), f"follow-up is {abs(stops):.1f} stops {word} than baseline"))
+    score *= float(np.clip(1 - (abs(stops) - 0.33) / 2.5, 0.0, 1.0))
+    if follow.clipped_fraction > 0.02 and follow.clipped_fraction > 2 * base.clipped_fraction:
+        warnings.append((0.4, f"follow-up is over-exposed on {100 * follow.clipped_fraction:.0f}% of the face"))
+        score *= 0.85
+
+    wb = (follow.wb_log2_rg - base.wb_log2_rg, follow.wb_log2_bg - base.wb_log2_bg)
+    wb_mag = float(math.hypot(*wb))
+    if wb_mag >= WARN_WB_LOG2:
+        warm = wb[0] - wb[1]
+        tone = "warmer (more red/yellow)" if warm > 0 else "cooler (more blue)"
+        if abs(warm) < 0.5 * wb_mag:
+            tone = "greener" if wb[0] + wb[1] < 0 else "more magenta"
+        warnings.append((min(1.0, wb_mag), f"follow-up colour balance is {tone}: red/blue ratio x{2**warm:.2f}"))
+    score *= float(np.clip(1 - max(0.0, wb_mag - 0.1) / 1.0, 0.0, 1.0))
+
+    sr = follow.sharpness / base.sharpness if base.sharpness > 0 else 1.0
+    if sr < WARN_SHARPNESS_RATIO:
+        warnings.append((1 - sr, f"follow-up is blurrier than baseline (sharpness {100 * sr:.0f}% of baseline)"))
+    elif sr > 1 / WARN_SHARPNESS_RATIO:
+        warnings.append((1 - 1 / sr, f"baseline is blurrier than follow-up (sharpness {100 / sr:.0f}% of follow-up)"))
+    score *= float(np.clip((min(sr, 1 / sr) / WARN_SHARPNESS_RATIO) ** 2, 0.2, 1.0)) if sr > 0 else 0.2
+
+    scale_ratio: float | None = None
+    rotation = anis = quality = None
+    if registration is not None:
+        scale_ratio = 1.0 / registration.scale
+        rotation, anis, quality = registration.rotation_deg, registration.anisotropy, registration.quality
+    elif base.face_height_px and follow.face_height_px:
+        scale_ratio = follow.face_height_px / base.face_height_px
+    if scale_ratio is not None and not (1 / WARN_SCALE_RATIO <= scale_ratio <= WARN_SCALE_RATIO):
+        word = "larger" if scale_ratio > 1 else "smaller"
+        warnings.append((0.3, f"face is {_fmt_ratio(scale_ratio)} {word} in the follow-up (camera distance changed)"))
+        # A smaller face loses small lesions; a larger one only loses frame.
+        score *= float(np.clip(scale_ratio**1.5 if scale_ratio < 1 else 1 / scale_ratio**0.5, 0.3, 1.0))
+    if rotation is not None and abs(rotation) >= WARN_ROTATION_DEG:
+        way = "counter-clockwise" if rotation > 0 else "clockwise"
+        warnings.append((0.2, f"follow-up is rotated {abs(rotation):.0f}° {way} relative to baseline (head tilt)"))
+        score *= float(np.clip(1 - (abs(rotation) - WARN_ROTATION_DEG) / 40, 0.5, 1.0))
+    if anis is not None and anis >= WARN_ANISOTROPY:
+        warnings.append((0.5, f"head pose differs (the face is stretched {100 * (anis - 1):.0f}% along one axis)"))
+        score *= float(np.clip(1 - (anis - 1) * 2, 0.3, 1.0))
+    if quality is not None:
+        if quality < WARN_QUALITY:
+            warnings.append(
+                (0.8, f"alignment is poor (quality {quality:.2f}): lesion-by-lesion matching is unreliable")
+            )
+        score *= float(np.clip((quality - 0.2) / (0.8 - 0.2), 0.0, 1.0))
+    if base.wb_source == "whole-frame" or follow.wb_source == "whole-frame":
+        warnings.append((0.05, "the face fills the frame: white balance is judged from the whole photo, skin included"))
+    warnings.sort(key=lambda t: -t[0])
+    lighting = view_match and abs(stops) <= LIGHTING_STOPS and wb_mag <= LIGHTING_WB_LOG2
+    return Comparability(
+        score=float(score),
+        comparable=bool(view_match and score >= MIN_SCORE),
+        lighting_comparable=bool(lighting),
+        exposure_stops=float(stops),
+        wb_shift_log2=(float(wb[0]), float(wb[1])),
+        sharpness_ratio=float(sr),
+        scale_ratio=scale_ratio,
+        rotation_deg=rotation,
+        anisotropy=anis,
+        alignment_quality=quality,
+        view_match=view_match,
+        warnings=tuple(t for _, t in warnings),
+    )
+
+
+def normalise_colour(
+    follow_image: npt.NDArray[np.uint8],
+    base: PhotoStats,
+    follow: PhotoStats,
+    *,
+    max_stops: float = 2.0,
+) -> tuple[npt.NDArray[np.uint8], str]:
+    """Bring a follow-up's exposure and white balance to the baseline's, for display side by side.
+
+    Gains are applied in linear light: one overall gain for exposure (measured on face skin) and R and B
+    gains for white balance (measured on the backdrop only: a skin-based correction would erase the real
+    change in redness we want to show). Not done when the exposure gap exceeds ``max_stops`` (too much is
+    clipped or lost in noise to recover). Counting always runs on the original photos.
+
+    Returns:
+        ``(image, note)``: the corrected image (a copy) and a note on what was done.
+    """
+    stops = follow.exposure_log2 - base.exposure_log2
+    if abs(stops) > max_stops:
+        return follow_image.copy(), f"not normalised: exposure differs by {abs(stops):.1f} stops"
+    gains = np.full(3, 2.0 ** (-stops), np.float32)
+    note = f"exposure {-stops:+.2f} stops"
+    if base.wb_source == "backdrop" and follow.wb_source == "backdrop":
+        gains[0] *= 2.0 ** (base.wb_log2_rg - follow.wb_log2_rg)
+        gains[2] *= 2.0 ** (base.wb_log2_bg - follow.wb_log2_bg)
+        note += ", white balance matched on the backdrop"
+    out = linear_to_srgb(srgb_to_linear(follow_image) * gains)
+    return out, "normalised: " + note

@@ -1,0 +1,322 @@
+"""Compare one patient's visits: the public entry point ``compare_visits``.
+
+For every view, the earliest visit is the baseline and every later visit of that view is compared with
+it: comparability, registration, lesion matching, change from baseline, grades, responder flags and the
+photo measures (shine, redness). With three or more visits of a view, the durability of the response is
+followed for inflammatory lesions and total acne. Safety warnings (botulinum toxin under 18) cover all
+visits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from lesioncount.compare.comparability import Comparability, PhotoStats, assess_comparability, photo_stats
+from lesioncount.compare.endpoints import (
+    Change,
+    Durability,
+    contraindication_warnings,
+    count_change,
+    durability_curve,
+    grade_change,
+    is_botulinum_toxin,
+    region_change,
+    responder_flags,
+)
+from lesioncount.compare.match import LesionMatch, default_tolerance_px, match_lesions
+from lesioncount.compare.register import Registration, register
+from lesioncount.compare.secondary import SkinMeasures, compare_measures, skin_measures
+from lesioncount.compare.visits import Visit, order_visits
+from lesioncount.types import VIEWS
+
+log = logging.getLogger(__name__)
+
+#: Version of the ``VisitComparison.to_dict`` JSON (see docs/compare.md and ``schema.py``).
+COMPARE_SCHEMA_VERSION = "1.0"
+#: Photo measures run on a copy whose long side is at most this.
+MEASURE_LONG_SIDE_PX = 1200
+#: Classes whose durability is followed.
+DURABILITY_CLASSES = ("inflammatory", "total_acne")
+
+
+@dataclass(frozen=True, eq=False)
+class PairComparison:
+    """One follow-up compared with the baseline of its view.
+
+    Attributes:
+        view: the view.
+        baseline_index: index of the baseline in ``VisitComparison.visits``.
+        followup_index: index of the follow-up.
+        days: days from baseline to follow-up, or None.
+        registration: follow-up -> baseline registration (None without both photos).
+        comparability: comparability verdict (None without both photos).
+        match: lesion-level match (None without both photos).
+        change: per class and ``total_acne``.
+        region_change: per region, per class.
+        grades: Hayashi and GAGS change.
+        responder: per class, at least ``responder_threshold_pct`` fewer lesions.
+        secondary: shine/redness values and change, or why they are withheld.
+    """
+
+    view: str
+    baseline_index: int
+    followup_index: int
+    days: float | None
+    registration: Registration | None
+    comparability: Comparability | None
+    match: LesionMatch | None
+    change: dict[str, Change]
+    region_change: dict[str, dict[str, Change]]
+    grades: dict[str, Any]
+    responder: dict[str, bool | None]
+    secondary: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "view": self.view,
+            "baseline_index": self.baseline_index,
+            "followup_index": self.followup_index,
+            "days": self.days,
+            "registration": None if self.registration is None else self.registration.to_dict(),
+            "comparability": None if self.comparability is None else self.comparability.to_dict(),
+            "match": None if self.match is None else self.match.to_dict(),
+            "change": {k: c.to_dict() for k, c in self.change.items()},
+            "region_change": {r: {k: c.to_dict() for k, c in v.items()} for r, v in self.region_change.items()},
+            "grades": self.grades,
+            "responder": self.responder,
+            "secondary": self.secondary,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class VisitComparison:
+    """Everything ``compare_visits`` found for one patient.
+
+    Attributes:
+        visits: the visits in date order.
+        pairs: every follow-up against the baseline of its view.
+        durability: view -> class -> durability (views with three or more visits).
+        photo_stats: per visit, the comparability statistics (None without a photo).
+        measures: per visit, shine and redness (None without a photo or skin).
+        warnings: patient-level warnings (contraindications, missing dates or photos).
+        responder_threshold_pct: the responder rule used.
+    """
+
+    visits: tuple[Visit, ...]
+    pairs: tuple[PairComparison, ...]
+    durability: dict[str, dict[str, Durability]]
+    photo_stats: tuple[PhotoStats | None, ...]
+    measures: tuple[SkinMeasures | None, ...]
+    warnings: tuple[str, ...]
+    responder_threshold_pct: float = 50.0
+
+    def pairs_for(self, view: str) -> list[PairComparison]:
+        """The pairs of one view, in follow-up order."""
+        return [p for p in self.pairs if p.view == view]
+
+    @property
+    def views(self) -> list[str]:
+        """Views present, in ``VIEWS`` order."""
+        present = {v.view for v in self.visits}
+        return [v for v in VIEWS if v in present]
+
+    def _visit_dict(self, i: int) -> dict[str, Any]:
+        v, st, me = self.visits[i], self.photo_stats[i], self.measures[i]
+        return {
+            "index": i,
+            "name": v.name,
+            "date": None if v.date is None else v.date.isoformat(),
+            "view": v.view,
+            "age_years": v.age_years,
+            "treatment": v.treatment,
+            "image": v.result.image.path,
+            "counts": dict(v.result.counts),
+            "counts_by_region": {r: dict(c) for r, c in v.result.counts_by_region.items()},
+            "grades": v.result.grades,
+            "photo_stats": None if st is None else st.to_dict(),
+            "measures": None if me is None else me.to_dict(),
+            "result": v.result.to_dict(),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (schema in docs/compare.md, ``lesioncount.compare.schema``)."""
+        return {
+            "schema_version": COMPARE_SCHEMA_VERSION,
+            "kind": "lesioncount.visit_comparison",
+            "visits": [self._visit_dict(i) for i in range(len(self.visits))],
+            "pairs": [p.to_dict() for p in self.pairs],
+            "durability": {view: {c: d.to_dict() for c, d in ds.items()} for view, ds in self.durability.items()},
+            "responder_threshold_pct": self.responder_threshold_pct,
+            "warnings": list(self.warnings),
+        }
+
+
+def _small(
+    image: npt.NDArray[np.uint8], box: Sequence[float] | None, skin: npt.NDArray[np.bool_] | None
+) -> tuple[npt.NDArray[np.uint8], tuple[float, float, float, float] | None, npt.NDArray[np.bool_] | None]:
+    """The photo, face box and skin at a long side of at most ``MEASURE_LONG_SIDE_PX``."""
+    s = min(1.0, MEASURE_LONG_SIDE_PX / max(image.shape[:2]))
+    box_s = None if box is None else (box[0] * s, box[1] * s, box[2] * s, box[3] * s)
+    if s == 1.0:
+        return image, box_s, skin
+    small = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    if skin is not None:
+        size = (small.shape[1], small.shape[0])
+        skin = cv2.resize(skin.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return small, box_s, skin
+
+
+def _days(a: dt.date | None, b: dt.date | None) -> float | None:
+    return None if a is None or b is None else float((b - a).days)
+
+
+def compare_visits(
+    visits: Sequence[Visit],
+    *,
+    tolerance_px: float | None = None,
+    responder_threshold_pct: float = 50.0,
+    refine: bool = True,
+) -> VisitComparison:
+    """Compare one patient's visits, each follow-up against the baseline of the same view.
+
+    Args:
+        visits: the patient's visits (any order; sorted by date when every date is known).
+        tolerance_px: lesion matching tolerance in baseline pixels; None: 2% of the baseline face height.
+        responder_threshold_pct: responder rule (percent fewer lesions).
+        refine: run the ECC refinement of the registration.
+
+    Returns:
+        The comparison.
+
+    Raises:
+        ValueError: no visits, or a visit's photo does not match its count result's size.
+    """
+    if not visits:
+        raise ValueError("compare_visits needs at least one visit (a baseline)")
+    ordered = order_visits(visits)
+    warnings: list[str] = []
+    for v in ordered:
+        if v.view not in VIEWS:
+            raise ValueError(f"visit {v.name}: view {v.view!r} is not one of {', '.join(VIEWS)}")
+        if v.image is not None and (v.image.shape[1], v.image.shape[0]) != (
+            v.result.image.width,
+            v.result.image.height,
+        ):
+            raise ValueError(
+                f"visit {v.name}: photo is {v.image.shape[1]}x{v.image.shape[0]} but its counts are for "
+                f"{v.result.image.width}x{v.result.image.height}; pass the photo the counts were made on"
+            )
+    if any(v.date is None for v in ordered):
+        warnings.append("some visits have no date: visits are taken in the order given and no durability days")
+    if any(v.image is None for v in ordered):
+        warnings.append("some visits have no photo: those are compared on counts only (no lesion matching)")
+    warnings += contraindication_warnings([(v.treatment, v.age_years, v.date) for v in ordered])
+    if any(is_botulinum_toxin(v.treatment) and v.age_years is None for v in ordered):
+        warnings.append("botulinum toxin is recorded but the patient's age is not: it is contraindicated under 18")
+
+    small = [None if v.image is None else _small(v.image, v.result.face.box, v.skin_mask) for v in ordered]
+    stats: list[PhotoStats | None] = []
+    measures: list[SkinMeasures | None] = []
+    for v, sm in zip(ordered, small, strict=True):
+        if sm is None:
+            stats.append(None)
+            measures.append(None)
+            continue
+        img, box, skin = sm
+        stats.append(photo_stats(img, face_box=box, skin_mask=skin, view=v.view))
+        if skin is None:
+            from lesioncount.compare.comparability import face_mask
+
+            skin = face_mask(img.shape, box)
+        measures.append(skin_measures(img, skin))
+
+    pairs: list[PairComparison] = []
+    durability: dict[str, dict[str, Durability]] = {}
+    for view in VIEWS:
+        idx = [i for i, v in enumerate(ordered) if v.view == view]
+        if not idx:
+            continue
+        b = idx[0]
+        base = ordered[b]
+        for f in idx[1:]:
+            pairs.append(
+                _compare_pair(ordered, stats, measures, b, f, view, tolerance_px, responder_threshold_pct, refine)
+            )
+        if len(idx) >= 3:
+            treat = [i for i in idx if ordered[i].treatment]
+            last_t = ordered[treat[-1]] if treat else None
+            since = _days(last_t.date, ordered[idx[-1]].date) if last_t is not None else None
+            durability[view] = {
+                c: durability_curve(
+                    [ordered[i].result.counts.get(c, 0) for i in idx],
+                    [_days(base.date, ordered[i].date) for i in idx],
+                    cls=c,
+                    treatment=last_t.treatment if last_t is not None else None,
+                    days_since_treatment=since,
+                )
+                for c in DURABILITY_CLASSES
+            }
+    return VisitComparison(
+        visits=tuple(ordered),
+        pairs=tuple(pairs),
+        durability=durability,
+        photo_stats=tuple(stats),
+        measures=tuple(measures),
+        warnings=tuple(warnings),
+        responder_threshold_pct=responder_threshold_pct,
+    )
+
+
+def _compare_pair(
+    visits: Sequence[Visit],
+    stats: Sequence[PhotoStats | None],
+    measures: Sequence[SkinMeasures | None],
+    b: int,
+    f: int,
+    view: str,
+    tolerance_px: float | None,
+    responder_threshold_pct: float,
+    refine: bool,
+) -> PairComparison:
+    base, follow = visits[b], visits[f]
+    reg = comp = match = None
+    secondary: dict[str, Any] = {"shown": False, "reason": "no photo for one of the visits"}
+    if base.image is not None and follow.image is not None:
+        log.info("registering %s onto %s (%s view)", follow.name, base.name, view)
+        reg = register(
+            base.image, follow.image, base_box=base.result.face.box, follow_box=follow.result.face.box, refine=refine
+        )
+        comp = assess_comparability(stats[b], stats[f], reg)  # type: ignore[arg-type]
+        tol = tolerance_px or default_tolerance_px(base.result.face.box, base.image.shape)
+        match = match_lesions(
+            base.result.lesions,
+            follow.result.lesions,
+            reg.matrix,
+            tolerance_px=tol,
+            base_shape=base.image.shape,
+            follow_shape=follow.image.shape,
+        )
+        secondary = compare_measures(measures[b], measures[f], comp)
+    change = count_change(base.result.counts, follow.result.counts)
+    return PairComparison(
+        view=view,
+        baseline_index=b,
+        followup_index=f,
+        days=_days(base.date, follow.date),
+        registration=reg,
+        comparability=comp,
+        match=match,
+        change=change,
+        region_change=region_change(base.result.counts_by_region, follow.result.counts_by_region),
+        grades=grade_change(base.result.grades, follow.result.grades),
+        responder=responder_flags(change, threshold_pct=responder_threshold_pct),
+        secondary=secondary,
+    )
