@@ -155,15 +155,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 result = run.evaluate_raters(labels, other, cfg, photos=args.image_folder, progress=progress)
         paths = run.write_outputs(result, args.out, report=not args.no_report)
     except (AnnotationError, EvaluateError, ConfigError, ImageReadError, FileNotFoundError) as e:
-        console.print(f"error: {e}", markup=False, highlight=False)
+        console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
 
     out = Console()
     out.print(headline_table(result.metrics))
     for note in result.notes:
-        console.print(f"note: {note}", markup=False, highlight=False)
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     for name, path in paths.items():
-        console.print(f"{name}: {path}", markup=False, highlight=False)
+        console.print(f"{name}: {path}", markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
