@@ -8,7 +8,7 @@ measures such as redness and shine can be compared).
 Measures:
 
 - exposure: median linear luminance of the face skin, in stops (log2);
-- white balance: grey-world chromaticity of the backdrop (everything off the face), log2 R/G and B/G;
+- white balance: median chromaticity of the backdrop (everything off the face), log2 R/G and B/G;
   measured off the face so that a real change in skin redness is not mistaken for a colour cast. When
   the face fills the frame the whole frame is used and the figure is less trustworthy;
 - sharpness: RMS Laplacian over RMS contrast of the face, after resizing the face to a fixed height and a
@@ -54,8 +54,8 @@ class PhotoStats:
 
     Attributes:
         exposure_log2: log2 of the median linear luminance (0-1) of the face skin.
-        wb_log2_rg: log2 of the grey-world R/G ratio off the face.
-        wb_log2_bg: log2 of the grey-world B/G ratio off the face.
+        wb_log2_rg: median log2 R/G (linear light) off the face.
+        wb_log2_bg: median log2 B/G (linear light) off the face.
         wb_source: ``backdrop`` or ``whole-frame``.
         sharpness: RMS Laplacian / RMS contrast of the face at ``SHARPNESS_FACE_PX``.
         clipped_fraction: share of face pixels with a channel at 255 (over-exposure).
@@ -223,15 +223,17 @@ def photo_stats(
         pad = face_mask(image.shape, (x - 0.35 * bw, yb - 0.35 * bh, 1.7 * bw, 1.9 * bh))
     else:
         pad = face
-    off = ~pad & (image.max(axis=2) < 250) & (image.min(axis=2) > 5)
+    off = ~pad & (image.max(axis=2) < 250) & (image.min(axis=2) > 20)  # no clipped or near-black pixels
     source = "backdrop" if off.mean() >= 0.15 else "whole-frame"
     sel = off if source == "backdrop" else np.ones(image.shape[:2], bool)
-    means = lin[sel].mean(axis=0) + 1e-6
+    # Median of per-pixel chromaticity: unlike a mean it barely depends on which bright pixels clipped.
+    px = lin[sel] + 1e-4
+    log_rg, log_bg = float(np.median(np.log2(px[:, 0] / px[:, 1]))), float(np.median(np.log2(px[:, 2] / px[:, 1])))
     gray, m = _face_crop_gray(image, face, face_box[3] if face_box is not None else None)
     return PhotoStats(
         exposure_log2=exposure,
-        wb_log2_rg=float(np.log2(means[0] / means[1])),
-        wb_log2_bg=float(np.log2(means[2] / means[1])),
+        wb_log2_rg=log_rg,
+        wb_log2_bg=log_bg,
         wb_source=source,
         sharpness=_sharpness(gray, m),
         clipped_fraction=float((image[face] == 255).any(axis=1).mean()) if face.any() else 0.0,
