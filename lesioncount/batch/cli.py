@@ -63,12 +63,12 @@ def run_score(args: argparse.Namespace) -> int:
     try:
         manifest = read_manifest(args.manifest, root=args.root, allow_missing=args.allow_missing)
     except ManifestError as e:
-        console.print(str(e), markup=False, highlight=False)
+        console.print(str(e), markup=False, highlight=False, soft_wrap=True)
         return EXIT_BAD_MANIFEST
     for w in manifest.warnings:
-        console.print(f"warning: {w}", markup=False, highlight=False)
+        console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if args.check:
-        console.print(f"{args.manifest}: {len(manifest)} photos, manifest OK", markup=False)
+        console.print(f"{args.manifest}: {len(manifest)} photos, manifest OK", markup=False, soft_wrap=True)
         return EXIT_OK
 
     scorer = PipelineScorer.create(
@@ -131,7 +131,7 @@ def run_score(args: argparse.Namespace) -> int:
     console.print(table)
     bad = [(o, r) for o, r in zip(report.outcomes, manifest.table.itertuples(), strict=True) if o.status != "ok"]
     for o, r in bad[:20]:
-        console.print(f"  row {r.row}: {o.status}: {o.error}", markup=False, highlight=False)
+        console.print(f"  row {r.row}: {o.status}: {o.error}", markup=False, highlight=False, soft_wrap=True)
     if len(bad) > 20:
         console.print(f"  ... and {len(bad) - 20} more (see the status and error columns of photos.csv)")
     return EXIT_OK if not bad else EXIT_INCOMPLETE

@@ -112,6 +112,7 @@ class ResultStore:
             if row is None:
                 self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (STORE_SCHEMA_VERSION,))
         if row is not None and row[0] != STORE_SCHEMA_VERSION:
+            self._conn.close()
             raise ValueError(
                 f"{self.path}: results store schema {row[0]}, this lesioncount reads {STORE_SCHEMA_VERSION}; "
                 "use a new --out folder"

@@ -1,0 +1,55 @@
+"""``lesioncount score`` from the command line: exit codes, the report, the progress and throughput lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lesioncount.cli import main
+from lesioncount.io import write_image
+
+
+def _manifest(tmp_path: Path, photos: dict[str, str]) -> Path:
+    rows = [("S1", "baseline", "2026-01-05", view, path) for view, path in photos.items()]
+    path = tmp_path / "m.csv"
+    pd.DataFrame(rows, columns=["subject_id", "visit", "visit_date", "view", "path"]).to_csv(path, index=False)
+    return path
+
+
+def test_bad_manifest_exit_2_with_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    m = _manifest(tmp_path, {"sideways": "a.jpg"})
+    assert main(["score", str(m), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "2 problems found, nothing was scored" in err
+    assert "view 'sideways' is not one of front, left, right" in err and "a.jpg does not exist" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_image(tmp_path / "a.png", np.full((80, 80, 3), 180, np.uint8))
+    m = _manifest(tmp_path, {"front": "a.png"})
+    assert main(["score", str(m), "-o", str(tmp_path / "out"), "--check"]) == 0
+    assert "1 photos, manifest OK" in capsys.readouterr().err
+
+
+def test_score_reports_throughput_and_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from skimage.data import astronaut
+
+    write_image(tmp_path / "a.jpg", astronaut())
+    (tmp_path / "b.jpg").write_text("not a photo")
+    m = _manifest(tmp_path, {"front": "a.jpg", "left": "b.jpg"})
+    out = tmp_path / "out"
+    code = main(["score", str(m), "-o", str(out), "--workers", "0", "--threads", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1  # some photos did not score
+    assert "photos/min" in err and "row 3: failed: ImageReadError" in err
+    run = json.loads((out / "run.json").read_text())
+    assert run["scored"] == 2 and run["failed"] == 1 and run["model_sha256"] and run["photos_per_minute"] > 0
+    assert (out / "summary.parquet").exists()
+    # Rerun: nothing to score for the good photo; the failed one is retried.
+    assert main(["score", str(m), "-o", str(out), "--workers", "0", "--threads", "1", "--no-progress"]) == 1
+    assert json.loads((out / "run.json").read_text())["already_done"] == 1

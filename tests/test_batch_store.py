@@ -1,0 +1,68 @@
+"""The results store: keys, replace-not-duplicate, hash cache, durability of committed writes."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from lesioncount.batch.store import ModelKey, Record, ResultStore
+
+KEY = ModelKey.make("m" * 64, {"threshold": None})
+
+
+def test_key_is_canonical() -> None:
+    assert ModelKey.make("m", {"b": 1, "a": None}) == ModelKey.make("m", {"a": None, "b": 1})
+    assert ModelKey.make("m", {"a": None}).settings == '{"a":null}'
+
+
+def test_put_get_replace_and_done(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.put(Record("p1", KEY, "failed", "/x/1.jpg", error="corrupt"))
+        store.put(Record("p2", KEY, "ok", "/x/2.jpg", result={"counts": {"scar": 1}}, elapsed_s=0.5, worker="h:1"))
+        assert store.done(KEY) == {"p2"}  # failed photos are retried by a rerun
+        store.put(Record("p1", KEY, "ok", "/y/1.jpg", result={"counts": {}}))
+        assert store.count() == 2 and store.done(KEY) == {"p1", "p2"}
+        rec = store.get("p2", KEY)
+        assert rec is not None and rec.result == {"counts": {"scar": 1}} and rec.worker == "h:1" and rec.scored_at
+        other = ModelKey.make("n" * 64)
+        assert store.get("p2", other) is None and store.done(other) == set()
+        store.put(Record("p2", other, "ok", "/x/2.jpg", result={}))
+        assert store.count() == 3 and store.count(KEY) == 2
+        assert [r.photo_sha256 for r in store.records(KEY)] == ["p1", "p2"]
+
+
+def test_wal_mode_and_committed_writes_visible_to_other_readers(tmp_path: Path) -> None:
+    db = tmp_path / "r.sqlite"
+    store = ResultStore(db)
+    store.put(Record("p1", KEY, "ok", "/x", result={}))
+    # Another connection (what a crash-then-rerun sees) finds the row without any close or checkpoint.
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
+    store.close()
+
+
+def test_hash_cache_follows_file_changes(tmp_path: Path) -> None:
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"one")
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        h1 = store.photo_sha256(photo)
+        assert h1 == "7692c3ad3540bb803c020b3aee66cd8887123234ea0c6e7143c0add73ff431ed"
+        assert store.photo_sha256(photo) == h1
+        photo.write_bytes(b"two!")
+        os.utime(photo, ns=(1, 2))
+        assert store.photo_sha256(photo) != h1
+        out = store.photo_sha256_many([str(photo), str(tmp_path / "gone.jpg")])
+        assert isinstance(out[str(tmp_path / "gone.jpg")], FileNotFoundError)
+
+
+def test_rejects_a_newer_schema(tmp_path: Path) -> None:
+    db = tmp_path / "r.sqlite"
+    ResultStore(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    with pytest.raises(ValueError, match="results store schema 99"):
+        ResultStore(db)
