@@ -65,6 +65,7 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--model", help="model .onnx for --photos (default: $LESIONCOUNT_MODEL or the shipped model)")
     p.add_argument("--threshold", type=float, help="one score threshold for all classes (--photos)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for --photos (default 1)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads per process for --photos")
     p.add_argument("--save-predictions", help="with --photos: also write each photo's count JSON here")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -141,6 +142,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     model=args.model,
                     threshold=args.threshold,
                     jobs=args.jobs,
+                    threads=args.threads,
                     progress=progress,
                     save_predictions=args.save_predictions,
                 )

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -320,41 +321,39 @@ def _photo_index(folder: str | os.PathLike[str]) -> dict[str, Path]:
 
 # ---------------------------------------------------------------- photos: run the counting core
 
-_COUNTER: Any = None
+_WORKER_COUNTER: Any = None  # one per worker process, made by the pool initializer
 
 
 def _init_worker(counter_kwargs: dict[str, Any]) -> None:
-    global _COUNTER
+    global _WORKER_COUNTER
     from lesioncount.pipeline import LesionCounter
 
-    _COUNTER = LesionCounter(**counter_kwargs)
+    _WORKER_COUNTER = LesionCounter(**counter_kwargs)
 
 
-def _count_one(path: str) -> dict[str, Any]:
+def _count_with(counter: Any, path: str) -> dict[str, Any]:
     from lesioncount.io import ImageReadError
 
     try:
-        return _COUNTER.count(path).to_dict()  # a dict pickles cheaply and the same on every Python
+        return counter.count(path).to_dict()  # a dict pickles cheaply and the same on every Python
     except ImageReadError as e:
         return {"error": str(e)}
 
 
-def _bounded_map(
-    fn: Callable[[str], Any], items: list[str], pool: ProcessPoolExecutor | None, ahead: int
-) -> Iterator[Any]:
-    """``map`` that keeps at most ``ahead`` photos in flight, so results never pile up in memory."""
-    if pool is None:
-        for it in items:
-            yield fn(it)
-        return
-    queue: list[Future[Any]] = []
+def _count_in_worker(path: str) -> dict[str, Any]:
+    return _count_with(_WORKER_COUNTER, path)
+
+
+def _bounded_map(fn: Callable[[str], Any], items: list[str], pool: ProcessPoolExecutor, ahead: int) -> Iterator[Any]:
+    """``pool.map`` in order that keeps at most ``ahead`` photos in flight, so results never pile up."""
+    queue: deque[Future[Any]] = deque()
     it = iter(items)
     for item in it:
         queue.append(pool.submit(fn, item))
         if len(queue) >= ahead:
             break
     while queue:
-        fut = queue.pop(0)
+        fut = queue.popleft()
         nxt = next(it, None)
         if nxt is not None:
             queue.append(pool.submit(fn, nxt))
@@ -369,6 +368,8 @@ def evaluate_photos(
     model: str | os.PathLike[str] | None = None,
     threshold: float | None = None,
     jobs: int = 1,
+    threads: int | None = None,
+    counter: Any = None,
     progress: Progress | None = None,
     save_predictions: str | os.PathLike[str] | None = None,
 ) -> EvalResult:
@@ -380,7 +381,10 @@ def evaluate_photos(
         cfg: settings (defaults when None).
         model: .onnx model (None: ``$LESIONCOUNT_MODEL`` or the shipped model).
         threshold: one score threshold for every class (None: the model's calibrated thresholds).
-        jobs: worker processes (1: count in this process); each worker runs ONNX Runtime on one thread.
+        jobs: worker processes (1: count in this process).
+        threads: ONNX Runtime threads per process (None: all cores with ``jobs=1``, one per worker otherwise).
+        counter: an existing ``LesionCounter`` to count with in this process (``model``, ``threshold``,
+            ``jobs`` and ``threads`` are then ignored).
         progress: called as ``progress(done, total)``.
         save_predictions: folder to write each photo's count JSON into (to re-score later without counting).
     """
@@ -391,11 +395,11 @@ def evaluate_photos(
     _missing("photo", [a.file_name for a in labels if _key(a.file_name) not in photo_index], cfg, notes)
     paths = [str(photo_index[_key(a.file_name)]) for a in todo]
     jobs = max(1, int(jobs))
-    kwargs: dict[str, Any] = {"model": model, "threshold": threshold, "threads": 1 if jobs > 1 else None}
+    kwargs: dict[str, Any] = {"model": model, "threshold": threshold, "threads": threads or (1 if jobs > 1 else None)}
     out_dir = Path(save_predictions) if save_predictions else None
 
-    def pairs(pool: ProcessPoolExecutor | None) -> Iterator[Pair]:
-        for ann, path, d in zip(todo, paths, _bounded_map(_count_one, paths, pool, 2 * jobs), strict=True):
+    def pairs(results: Iterator[dict[str, Any]]) -> Iterator[Pair]:
+        for ann, path, d in zip(todo, paths, results, strict=True):
             if "error" in d:
                 if cfg.missing == "error":
                     raise EvaluateError(f"{path}: cannot be counted: {d['error']}; pass --skip-missing to leave it out")
@@ -407,11 +411,17 @@ def evaluate_photos(
             pred = to_label_frame(LesionSet.from_lesions(res.lesions), (res.image.width, res.image.height), ann)
             yield Pair(ann, pred, path)
 
-    if jobs == 1:
-        _init_worker(kwargs)
-        return evaluate_pairs(pairs(None), cfg, mode="photos", total=len(todo), progress=progress, notes=notes)
+    def run(results: Iterator[dict[str, Any]]) -> EvalResult:
+        return evaluate_pairs(pairs(results), cfg, mode="photos", total=len(todo), progress=progress, notes=notes)
+
+    if counter is not None or jobs == 1 or len(paths) <= 1:
+        if counter is None:
+            from lesioncount.pipeline import LesionCounter
+
+            counter = LesionCounter(**kwargs)
+        return run(_count_with(counter, p) for p in paths)
     with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(kwargs,)) as pool:
-        return evaluate_pairs(pairs(pool), cfg, mode="photos", total=len(todo), progress=progress, notes=notes)
+        return run(_bounded_map(_count_in_worker, paths, pool, 2 * jobs))
 
 
 # ---------------------------------------------------------------- outputs
