@@ -1,0 +1,368 @@
+"""The patient timeline report: HTML (and PDF through WeasyPrint) for a ``VisitComparison``.
+
+Presentation only: every figure comes from ``lesioncount.compare``. The page holds, per view, a timeline
+chart of counts per class, the durability summary, and per follow-up the comparability verdict, aligned
+before/after crops with every lesion marked by its fate (resolved, persisting, new), and the change tables.
+Images are embedded (base64), so the HTML is one self-contained file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from lesioncount.compare.comparability import normalise_colour
+from lesioncount.compare.core import PairComparison, VisitComparison
+from lesioncount.compare.register import warp_to_base
+from lesioncount.types import CLASSES, REGIONS, Lesion
+
+#: RGB colour per lesion fate (Okabe-Ito: distinguishable with the common colour-vision deficiencies).
+STATUS_COLOURS: dict[str, tuple[int, int, int]] = {
+    "resolved": (0, 158, 115),
+    "persisting": (230, 159, 0),
+    "new": (213, 94, 0),
+    "out_of_view": (150, 150, 150),
+}
+#: Line colour per class in the timeline chart.
+CLASS_LINE_COLOURS: dict[str, str] = {
+    "inflammatory": "#d55e00",
+    "comedone": "#0072b2",
+    "scar": "#999999",
+    "total_acne": "#000000",
+}
+CHANGE_ROWS = ("inflammatory", "comedone", "total_acne", "scar")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1100px}
+h1{font-size:22px} h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
+h3{font-size:15px;margin-top:24px}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f4f4f4} td.l,th.l{text-align:left}
+.warn{background:#fff4e5;border-left:4px solid #e69f00;padding:6px 10px;margin:6px 0;font-size:13px}
+.bad{background:#fdecea;border-left:4px solid #d55e00}
+.ok{background:#e9f7f1;border-left:4px solid #009e73}
+.pair{display:flex;gap:12px;flex-wrap:wrap} .pair figure{margin:0} figcaption{font-size:12px;color:#555}
+.legend span{display:inline-block;margin-right:14px;font-size:12px}
+.dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:4px;vertical-align:middle}
+.small{font-size:12px;color:#555}
+img{max-width:100%}
+@page{size:A4;margin:12mm}
+"""
+
+
+def _png_data_uri(image: npt.NDArray[np.uint8], *, jpeg: bool = True) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if jpeg:
+        Image.fromarray(image).save(buf, format="JPEG", quality=88)
+        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    Image.fromarray(image).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _e(x: object) -> str:
+    return html.escape(str(x))
+
+
+def _pct(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:+.0f}%"
+
+
+def _crop_box(box: Sequence[float] | None, shape: tuple[int, ...], pad: float = 0.25) -> tuple[int, int, int, int]:
+    h, w = shape[:2]
+    if box is None:
+        return 0, 0, w, h
+    x, y, bw, bh = box
+    x0, y0 = int(max(0, x - pad * bw)), int(max(0, y - pad * bh))
+    x1, y1 = int(min(w, x + bw * (1 + pad))), int(min(h, y + bh * (1 + pad)))
+    return x0, y0, x1, y1
+
+
+def _mark(
+    image: npt.NDArray[np.uint8],
+    items: Sequence[tuple[float, float, float, str]],
+    origin: tuple[int, int],
+    scale: float,
+) -> npt.NDArray[np.uint8]:
+    """Draw ``(x, y, radius, status)`` markers (source pixels) on an already cropped and scaled image."""
+    out = image.copy()
+    t = max(1, round(out.shape[1] / 300))
+    for x, y, r, status in items:
+        cx, cy = round((x - origin[0]) * scale), round((y - origin[1]) * scale)
+        rr = max(4, round(r * scale) + 3)
+        colour = STATUS_COLOURS[status]
+        if status == "new":  # a square: new lesions stand out by shape as well as colour
+            cv2.rectangle(out, (cx - rr, cy - rr), (cx + rr, cy + rr), colour, t, cv2.LINE_AA)
+        else:
+            cv2.circle(out, (cx, cy), rr, colour, t, cv2.LINE_AA)
+            if status == "persisting":
+                cv2.circle(out, (cx, cy), rr + 2 * t, colour, t, cv2.LINE_AA)
+    return out
+
+
+def _radius(les: Lesion) -> float:
+    return float(max(les.bbox[2], les.bbox[3]) / 2)
+
+
+def before_after_crops(
+    comparison: VisitComparison, pair: PairComparison, *, width_px: int = 420
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], str] | None:
+    """Baseline face crop and the aligned, colour-normalised follow-up crop, lesions marked by fate.
+
+    Returns:
+        ``(baseline crop, follow-up crop, colour note)`` as uint8 RGB, or None without photos or a match.
+    """
+    base = comparison.visits[pair.baseline_index]
+    follow = comparison.visits[pair.followup_index]
+    if base.image is None or follow.image is None or pair.registration is None or pair.match is None:
+        return None
+    warped, valid = warp_to_base(follow.image, pair.registration, base.image.shape)
+    note = "follow-up shown as photographed"
+    bs, fs = comparison.photo_stats[pair.baseline_index], comparison.photo_stats[pair.followup_index]
+    if bs is not None and fs is not None:
+        warped, note = normalise_colour(warped, bs, fs)
+    warped[~valid] = 255
+    x0, y0, x1, y1 = _crop_box(base.result.face.box, base.image.shape)
+    scale = width_px / max(1, x1 - x0)
+    size = (width_px, max(1, round((y1 - y0) * scale)))
+    b_crop = cv2.resize(np.ascontiguousarray(base.image[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA)
+    f_crop = cv2.resize(np.ascontiguousarray(warped[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA)
+    m = pair.match
+    s_base = pair.registration.scale
+    b_items = [(les.x, les.y, _radius(les), st) for les, st in zip(m.base_lesions, m.status_of_base(), strict=True)]
+    f_items = [
+        (xy[0], xy[1], _radius(les) * s_base, st)
+        for les, xy, st in zip(m.follow_lesions, m.follow_xy_in_base, m.status_of_follow(), strict=True)
+    ]
+    return _mark(b_crop, b_items, (x0, y0), scale), _mark(f_crop, f_items, (x0, y0), scale), note
+
+
+def timeline_png(comparison: VisitComparison, view: str) -> bytes:
+    """A PNG chart of counts per class over the visits of one view (days since baseline when dated)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    visits = [v for v in comparison.visits if v.view == view]
+    dated = all(v.date is not None for v in visits)
+    xs: list[float] = (
+        [float((v.date - visits[0].date).days) for v in visits] if dated else list(range(len(visits)))  # type: ignore[operator]
+    )
+    fig = Figure(figsize=(8.0, 3.0), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for cls in ("inflammatory", "comedone", "total_acne", "scar"):
+        ys = [v.result.counts.get(cls, 0) for v in visits]
+        style = "-" if cls != "total_acne" else "--"
+        ax.plot(xs, ys, style, marker="o", color=CLASS_LINE_COLOURS[cls], label=cls.replace("_", " "))
+    for i, v in enumerate(visits):
+        if v.treatment:
+            ax.axvline(xs[i], color="#009e73", alpha=0.5, lw=1)
+            ax.annotate("treatment", (xs[i], 0), textcoords="offset points", xytext=(3, 3), fontsize=7, color="#009e73")
+    dur = comparison.durability.get(view, {}).get("inflammatory")
+    if dur is not None and dur.rebound_index is not None:
+        k = dur.rebound_index
+        ax.annotate("rebound", (xs[k], dur.counts[k]), textcoords="offset points", xytext=(-10, 8), fontsize=8)
+    ax.set_xlabel("days since baseline" if dated else "visit")
+    ax.set_ylabel("lesions")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _change_table(pair: PairComparison, threshold: float) -> str:
+    rows = []
+    for k in CHANGE_ROWS:
+        c = pair.change[k]
+        flag = pair.responder.get(k)
+        resp = "n/a" if flag is None else ("yes" if flag else "no")
+        rows.append(
+            f"<tr><td class=l>{_e(k.replace('_', ' '))}</td><td>{c.baseline}</td><td>{c.followup}</td>"
+            f"<td>{c.absolute:+d}</td><td>{_pct(c.percent)}</td><td>{resp}</td></tr>"
+        )
+    g = pair.grades
+    grade_rows = []
+    for name in ("hayashi", "gags"):
+        if g.get(name):
+            gg = g[name]
+            grade_rows.append(
+                f"<tr><td class=l>{name.upper() if name == 'gags' else 'Hayashi'}</td><td>{gg['baseline']}</td>"
+                f"<td>{gg['followup']}</td><td>{gg['change']:+d}</td><td colspan=2 class=l>"
+                f"{_e(gg.get('baseline_label'))} → {_e(gg.get('followup_label'))}</td></tr>"
+            )
+    return (
+        "<table><tr><th class=l>count</th><th>baseline</th><th>follow-up</th><th>change</th><th>%</th>"
+        f"<th>≥{threshold:g}% fewer</th></tr>" + "".join(rows) + "".join(grade_rows) + "</table>"
+    )
+
+
+def _fate_table(pair: PairComparison) -> str:
+    if pair.match is None:
+        return "<p class=small>No lesion-level matching (a photo is missing).</p>"
+    t = pair.match.tally()
+    rows = "".join(
+        f"<tr><td class=l>{_e(c.replace('_', ' '))}</td><td>{t[c]['resolved']}</td><td>{t[c]['persisting']}</td>"
+        f"<td>{t[c]['new']}</td><td>{t[c]['out_of_view']}</td></tr>"
+        for c in (*CLASSES, "total_acne")
+    )
+    return (
+        "<table><tr><th class=l>lesions</th><th>resolved</th><th>persisting</th><th>new</th><th>not in both photos</th>"
+        f"</tr>{rows}</table><p class=small>matched within {pair.match.tolerance_px:.0f} px of the aligned position</p>"
+    )
+
+
+def _region_table(pair: PairComparison) -> str:
+    rows = []
+    for r in [*REGIONS, *[r for r in pair.region_change if r not in REGIONS]]:
+        ch = pair.region_change.get(r)
+        if ch is None or all(ch[k].baseline == 0 and ch[k].followup == 0 for k in ch):
+            continue
+        cells = "".join(f"<td>{ch[k].baseline} → {ch[k].followup} ({_pct(ch[k].percent)})</td>" for k in CHANGE_ROWS)
+        rows.append(f"<tr><td class=l>{_e(r.replace('_', ' '))}</td>{cells}</tr>")
+    if not rows:
+        return ""
+    head = "".join(f"<th>{_e(k.replace('_', ' '))}</th>" for k in CHANGE_ROWS)
+    return f"<table><tr><th class=l>region</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _secondary_html(sec: dict[str, Any]) -> str:
+    if not sec.get("shown"):
+        return f"<p class=small>Shine and redness not compared: {_e(sec.get('reason'))}.</p>"
+    b, f = sec["baseline"], sec["followup"]
+    return (
+        "<table><tr><th class=l>skin measure</th><th>baseline</th><th>follow-up</th><th>change</th></tr>"
+        f"<tr><td class=l>shine (highlight share of skin)</td><td>{100 * b['shine_fraction']:.2f}%</td>"
+        f"<td>{100 * f['shine_fraction']:.2f}%</td><td>{100 * sec['shine_change']:+.2f} pts</td></tr>"
+        f"<tr><td class=l>redness (erythema index)</td><td>{b['erythema_index']:.1f}</td>"
+        f"<td>{f['erythema_index']:.1f}</td><td>{sec['erythema_change']:+.1f}</td></tr></table>"
+        f"<p class=small>{_e(sec['caveat'])}</p>"
+    )
+
+
+def _pair_html(comparison: VisitComparison, pair: PairComparison, crop_px: int) -> str:
+    base = comparison.visits[pair.baseline_index]
+    follow = comparison.visits[pair.followup_index]
+    days = f", day {pair.days:.0f}" if pair.days is not None else ""
+    parts = [f"<h3>{_e(follow.name)} vs baseline {_e(base.name)}{days}</h3>"]
+    comp = pair.comparability
+    if comp is not None:
+        cls = "ok" if comp.comparable and not comp.warnings else "warn" if comp.comparable else "warn bad"
+        verdict = "comparable" if comp.comparable else "NOT comparable: read the change with caution"
+        reg = pair.registration
+        quality = f"; alignment quality {reg.quality:.2f} ({reg.quality_label}, {reg.method})" if reg else ""
+        parts.append(f"<div class='{cls}'>Comparability {comp.score:.2f}: {verdict}{_e(quality)}")
+        parts += [f"<br>• {_e(w)}" for w in comp.warnings]
+        parts.append("</div>")
+    crops = before_after_crops(comparison, pair, width_px=crop_px)
+    if crops is not None:
+        b_img, f_img, note = crops
+        parts.append(
+            "<div class=pair>"
+            f"<figure><img src='{_png_data_uri(b_img)}' alt='baseline'><figcaption>baseline {_e(base.name)}"
+            "</figcaption></figure>"
+            f"<figure><img src='{_png_data_uri(f_img)}' alt='follow-up aligned'><figcaption>follow-up "
+            f"{_e(follow.name)}, aligned to baseline ({_e(note)})</figcaption></figure></div>"
+        )
+        parts.append(
+            "<div class=legend>"
+            + "".join(
+                f"<span><i class=dot style='background:rgb{STATUS_COLOURS[s]}'></i>{label}</span>"
+                for s, label in (
+                    ("resolved", "resolved (circle, baseline)"),
+                    ("persisting", "persisting (double circle)"),
+                    ("new", "new (square, follow-up)"),
+                    ("out_of_view", "not in both photos"),
+                )
+            )
+            + "</div>"
+        )
+    parts += [_change_table(pair, comparison.responder_threshold_pct), _fate_table(pair), _region_table(pair)]
+    parts.append(_secondary_html(pair.secondary))
+    return "\n".join(parts)
+
+
+def _visits_table(comparison: VisitComparison) -> str:
+    rows = []
+    for i, v in enumerate(comparison.visits):
+        c, g = v.result.counts, v.result.grades
+        gags = g.get("gags")
+        me = comparison.measures[i]
+        rows.append(
+            f"<tr><td class=l>{_e(v.name)}</td><td class=l>{_e(v.view)}</td>"
+            f"<td>{'' if v.age_years is None else f'{v.age_years:g}'}</td><td class=l>{_e(v.treatment or '')}</td>"
+            + "".join(f"<td>{c.get(k, 0)}</td>" for k in CHANGE_ROWS)
+            + f"<td>{g['hayashi']['grade']}</td><td>{'' if not gags else gags['score']}</td>"
+            f"<td>{'' if me is None else f'{100 * me.shine_fraction:.2f}%'}</td>"
+            f"<td>{'' if me is None else f'{me.erythema_index:.1f}'}</td></tr>"
+        )
+    head = "".join(f"<th>{_e(k.replace('_', ' '))}</th>" for k in CHANGE_ROWS)
+    return (
+        "<table><tr><th class=l>visit</th><th class=l>view</th><th>age</th><th class=l>treatment</th>"
+        f"{head}<th>Hayashi</th><th>GAGS</th><th>shine</th><th>redness</th></tr>{''.join(rows)}</table>"
+        "<p class=small>Shine and redness per visit are photo measures; compare them only where the pair below "
+        "says the lighting is comparable.</p>"
+    )
+
+
+def render_visits_html(comparison: VisitComparison, *, title: str = "Treatment response", crop_px: int = 420) -> str:
+    """A self-contained HTML report of a ``VisitComparison``.
+
+    Args:
+        comparison: from ``lesioncount.compare.compare_visits``.
+        title: page title (a patient code, say; avoid names in shared reports).
+        crop_px: width of each before/after crop in pixels.
+
+    Returns:
+        The HTML page as a string (images embedded).
+    """
+    parts = [
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
+    ]
+    for w in comparison.warnings:
+        bad = "contraindicated" in w
+        parts.append(f"<div class='warn{' bad' if bad else ''}'>{_e(w)}</div>")
+    parts.append("<h2>Visits</h2>" + _visits_table(comparison))
+    for view in comparison.views:
+        parts.append(f"<h2>{_e(view.capitalize())} view</h2>")
+        n = sum(v.view == view for v in comparison.visits)
+        if n >= 2:
+            png = timeline_png(comparison, view)
+            parts.append(f"<img alt='timeline' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>")
+        for cls, dur in comparison.durability.get(view, {}).items():
+            best = "n/a" if dur.best_reduction_pct is None else f"{dur.best_reduction_pct:.0f}% fewer"
+            line = f"{cls.replace('_', ' ')}: best {best} at visit {dur.nadir_index + 1}"
+            line += "; rebound" if dur.rebound else "; no rebound"
+            box = "warn" if dur.rebound else "ok"
+            parts.append(f"<div class={box}>{_e(line)}{'<br>' + _e(dur.hint) if dur.hint else ''}</div>")
+        for pair in comparison.pairs_for(view):
+            parts.append(_pair_html(comparison, pair, crop_px))
+    parts.append(
+        "<p class=small>Counts are machine counts (lesioncount); percent change is (follow-up − baseline) / "
+        "baseline. A responder has at least the stated share fewer lesions than at baseline. Not a diagnosis.</p>"
+        "</body></html>"
+    )
+    return "\n".join(parts)
+
+
+def render_visits_pdf(comparison: VisitComparison, *, title: str = "Treatment response") -> bytes:
+    """The same report as a PDF (WeasyPrint)."""
+    import logging
+
+    from weasyprint import HTML
+
+    # WeasyPrint logs every unsupported CSS property at WARNING; ours are deliberate fallbacks.
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    return HTML(string=render_visits_html(comparison, title=title, crop_px=320)).write_pdf()  # type: ignore[no-any-return]
