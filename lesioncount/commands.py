@@ -52,7 +52,7 @@ def run_count(args: argparse.Namespace) -> int:
     from lesioncount.pipeline import LesionCounter
     from lesioncount.report.overlay import draw_overlay
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # soft wrap: error lines stay whole for grep and logs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:

@@ -227,10 +227,13 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
             sched.step()
             step += 1
             seen += x.shape[0]
-            run_loss += float(loss)
+            run_loss += float(loss.detach())
+            if time.monotonic() - last_ckpt >= cfg.checkpoint_every_s:
+                checkpoint()
+                last_ckpt = time.monotonic()
             if step % 50 == 0 or step == cfg.steps:
                 rate = seen / max(1e-6, time.monotonic() - t0)
-                rec = {"step": step, "loss": run_loss / 50 if step % 50 == 0 else float(loss),
+                rec = {"step": step, "loss": run_loss / 50 if step % 50 == 0 else float(loss.detach()),
                        "lr": sched.get_last_lr()[0], "crops_per_s": rate, "time": time.time()}
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
@@ -242,9 +245,6 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
                 logf.write(json.dumps({"step": step, "val": figs, "thresholds": th, "time": time.time()}) + "\n")
                 logf.flush()
                 log.info("step %d validation %s thresholds %s", step, figs, th)
-            if time.monotonic() - last_ckpt > cfg.checkpoint_every_s:
-                checkpoint()
-                last_ckpt = time.monotonic()
         checkpoint()
         th, figs = calibrate(evaluate_maps(model, val), stride)
         logf.write(json.dumps({"step": step, "final_val": figs, "thresholds": th, "time": time.time()}) + "\n")

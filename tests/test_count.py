@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from lesioncount.count import (
+    count_by_class,
+    count_by_region,
+    decode_lesions,
+    find_peaks,
+    gags_label,
+    gags_score,
+    grades,
+    hayashi_grade,
+)
+from lesioncount.types import Lesion
+
+
+def _les(cls: str, region: str = "other", x: float = 0.0) -> Lesion:
+    return Lesion(cls, x, 0.0, 1.0, (0.0, 0.0, 1.0, 1.0), 0.9, region)
+
+
+def test_find_peaks_golden() -> None:
+    prob = np.zeros((7, 9), np.float32)
+    prob[1, 2] = 0.9
+    prob[5, 6] = 0.5
+    prob[5, 7] = 0.4  # neighbour of a higher peak: not a peak
+    prob[3, 8] = 0.2  # under the threshold
+    peaks = find_peaks(prob, 0.3)
+    np.testing.assert_allclose(peaks, [[2, 1, 0.9], [6, 5, 0.5]])
+
+
+def test_plateau_gives_one_peak_at_its_centroid() -> None:
+    prob = np.zeros((6, 6), np.float32)
+    prob[2, 2:4] = 0.6  # two equal neighbours (what bf16 inference produces)
+    peaks = find_peaks(prob, 0.1)
+    assert len(peaks) == 1
+    np.testing.assert_allclose(peaks[0], [2.5, 2.0, 0.6])
+
+
+def test_find_peaks_matches_scipy_maximum_filter_on_random_maps() -> None:
+    rng = np.random.default_rng(3)
+    prob = rng.random((40, 50)).astype(np.float32)  # ties have probability ~0
+    mine = {(int(x), int(y)) for x, y, _ in find_peaks(prob, 0.5)}
+    ref = (prob == ndimage.maximum_filter(prob, size=3, mode="nearest")) & (prob >= 0.5)
+    assert mine == {(int(x), int(y)) for y, x in zip(*np.nonzero(ref), strict=True)}
+
+
+def test_find_peaks_edge_cases() -> None:
+    assert find_peaks(np.zeros((0, 0), np.float32), 0.1).shape == (0, 3)
+    assert find_peaks(np.zeros((5, 5), np.float32), 0.1).shape == (0, 3)
+    one = np.zeros((1, 1), np.float32) + 0.8
+    assert len(find_peaks(one, 0.5)) == 1
+    with pytest.raises(ValueError, match="HxW"):
+        find_peaks(np.zeros((2, 3, 3), np.float32), 0.1)
+    prob = np.zeros((5, 5), np.float32)
+    prob[2, 2] = 0.5
+    before = prob.copy()
+    find_peaks(prob, 0.1)
+    np.testing.assert_array_equal(prob, before)
+
+
+def test_decode_lesions_best_class_wins_and_maps_to_input_pixels() -> None:
+    heat = np.zeros((3, 8, 8), np.float32)
+    heat[0, 4, 3] = 0.7
+    heat[1, 4, 3] = 0.4  # same place, weaker class: dropped
+    heat[2, 1, 6] = 0.5
+    log_size = np.zeros((2, 8, 8), np.float32)
+    log_size[:, 4, 3] = np.log([10.0, 6.0])
+    out = decode_lesions(heat, log_size, {"inflammatory": 0.3, "comedone": 0.3, "scar": 0.3}, stride=2)
+    assert [o[0] for o in out] == ["inflammatory", "scar"]
+    cls, x, y, w, h, s = out[0]
+    assert (x, y) == (7.0, 9.0) and w == pytest.approx(10) and h == pytest.approx(6) and s == pytest.approx(0.7)
+
+
+def test_hayashi_bounds() -> None:
+    assert [hayashi_grade(n) for n in (0, 5, 6, 20, 21, 50, 51)] == [0, 0, 1, 1, 2, 2, 3]
+    with pytest.raises(ValueError):
+        hayashi_grade(-1)
+
+
+def test_gags_worst_lesion_times_weight() -> None:
+    lesions = [_les("comedone", "forehead"), _les("inflammatory", "forehead"), _les("comedone", "nose"),
+               _les("inflammatory", "other"), _les("scar", "chin")]
+    assert gags_score(lesions) == 2 * 2 + 1 * 1
+    assert gags_label(0) == "none" and gags_label(18) == "mild" and gags_label(19) == "moderate"
+    assert gags_label(31) == "severe" and gags_label(39) == "very severe"
+
+
+def test_counts_by_class_and_region() -> None:
+    lesions = [_les("comedone", "nose"), _les("inflammatory", "nose"), _les("scar", "chin")]
+    c = count_by_class(lesions)
+    assert c == {"inflammatory": 1, "comedone": 1, "scar": 1, "total_acne": 2}
+    r = count_by_region(lesions)
+    assert r["nose"]["total_acne"] == 2 and r["chin"]["scar"] == 1 and r["forehead"]["total_acne"] == 0
+    g = grades(lesions, regions_known=False)
+    assert g["gags"] is None and g["hayashi"]["grade"] == 0
+    assert count_by_class([]) == {"inflammatory": 0, "comedone": 0, "scar": 0, "total_acne": 0}

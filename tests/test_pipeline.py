@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lesioncount.infer import Predictor
+from lesioncount.pipeline import LesionCounter
+from lesioncount.schema import validate_count_result
+from lesioncount.types import CountResult
+from toy_model import make_toy_model, red_blob
+
+GREY = 170
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_toy_model(tmp_path_factory.mktemp("toy") / "toy.onnx")
+
+
+def _grey(h: int, w: int) -> np.ndarray:
+    return np.full((h, w, 3), GREY, np.uint8)
+
+
+def test_tiled_prediction_equals_whole_image(toy: Path) -> None:
+    pred = Predictor(toy, threads=1)
+    img = red_blob(red_blob(_grey(300, 420), 100, 100, 3), 250, 200, 3)
+    heat, _ = pred.predict(img)  # 128 px tiles: several tiles
+    padded = np.pad(img, ((0, 4), (0, 12), (0, 0)), mode="reflect")
+    whole = pred.run(padded)[:3, :150, :210]
+    # Reflect padding differs from the neighbour tile's pixels only at the image border; inside, equal.
+    np.testing.assert_allclose(heat[:, 2:-2, 2:-2], whole[:, 2:-2, 2:-2], atol=1e-6)
+
+
+@pytest.mark.parametrize("x", [96.0, 97.0, 95.0])
+def test_lesion_on_a_tile_border_is_counted_once(toy: Path, x: float) -> None:
+    # Tiles of 128 with overlap 32 start at 0, 96, ...: the kept halves meet at x = 112; the tile windows
+    # themselves meet at 96 and 128. Put a lesion on those lines.
+    counter = LesionCounter(toy, threads=1)
+    for cx in (x, 112.0, 128.0):
+        img = red_blob(_grey(240, 300), cx, 120, 3)
+        r = counter.count(img)
+        assert r.counts["inflammatory"] == 1, cx
+        assert abs(r.lesions[0].x - cx) <= 1.5  # photo pixels; one map pixel is 0.8 photo pixels here
+
+
+def test_coordinates_scale_with_resolution(toy: Path) -> None:
+    counter = LesionCounter(toy, threads=1)
+    spots = [(60, 70), (200, 150), (300, 90)]
+    small = _grey(240, 360)
+    for x, y in spots:
+        small = red_blob(small, x, y, 3)
+    big = np.kron(small, np.ones((3, 3, 1), np.uint8))  # the same scene at 3x the pixels
+    a, b = counter.count(small), counter.count(big)
+    assert a.counts == b.counts and a.counts["inflammatory"] == 3
+    for la, lb in zip(sorted(a.lesions, key=lambda l: l.x), sorted(b.lesions, key=lambda l: l.x), strict=True):
+        assert lb.x == pytest.approx(la.x * 3, abs=3.5) and lb.y == pytest.approx(la.y * 3, abs=3.5)
+
+
+@pytest.mark.parametrize("orientation", [6, 3, 8])
+def test_exif_rotation_gives_rotated_coordinates(toy: Path, tmp_path: Path, orientation: int) -> None:
+    stored = red_blob(red_blob(_grey(200, 320), 50, 40, 3), 250, 150, 3)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "r.png", exif=exif)
+    Image.fromarray(stored).save(tmp_path / "plain.png")
+    counter = LesionCounter(toy, threads=1)
+    rot, plain = counter.count(tmp_path / "r.png"), counter.count(tmp_path / "plain.png")
+    h, w = 200, 320
+    assert (rot.image.width, rot.image.height) == ((h, w) if orientation in (6, 8) else (w, h))
+
+    def rotate(x: float, y: float) -> tuple[float, float]:
+        # Where a stored pixel appears once the viewer applies the orientation.
+        return {6: (h - y, x), 3: (w - x, h - y), 8: (y, w - x)}[orientation]
+
+    expected = sorted(rotate(les.x, les.y) for les in plain.lesions)
+    got = sorted((les.x, les.y) for les in rot.lesions)
+    assert len(got) == len(expected) == 2
+    for (ex, ey), (gx, gy) in zip(expected, got, strict=True):
+        assert gx == pytest.approx(ex, abs=1.5) and gy == pytest.approx(ey, abs=1.5)
+
+
+def test_result_is_valid_schema_and_round_trips(toy: Path, astronaut: np.ndarray) -> None:
+    r = LesionCounter(toy, threads=1).count(red_blob(astronaut, 250, 140, 3), name="astronaut.png")
+    doc = r.to_dict()
+    validate_count_result(doc)
+    assert CountResult.from_dict(doc).to_dict() == doc
+    assert r.face.found and r.face.view == "front" and r.grades["gags"] is not None
+
+
+def test_schema_rejects_a_broken_result(toy: Path) -> None:
+    import jsonschema
+
+    doc = LesionCounter(toy, threads=1).count(_grey(100, 100)).to_dict()
+    doc["counts"]["inflammatory"] = -1
+    with pytest.raises(jsonschema.ValidationError):
+        validate_count_result(doc)
+
+
+def test_no_face_warns_and_counts_whole_frame(toy: Path) -> None:
+    r = LesionCounter(toy, threads=1).count(red_blob(_grey(200, 200), 100, 100, 3))
+    assert not r.face.found and any("no face" in w for w in r.warnings)
+    assert r.counts["inflammatory"] == 1
+
+
+def test_counting_imports_no_torch(toy: Path) -> None:
+    code = (
+        "import sys, numpy as np; from lesioncount import count_lesions; "
+        f"r = count_lesions(np.full((200, 200, 3), 170, np.uint8), model={str(toy)!r}); "
+        "assert 'torch' not in sys.modules and 'albumentations' not in sys.modules, 'torch imported'; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+def test_bad_array_input_is_refused(toy: Path) -> None:
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        LesionCounter(toy, threads=1).count(np.zeros((10, 10), np.float32))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threshold"):
+        LesionCounter(toy, threshold=1.5)
