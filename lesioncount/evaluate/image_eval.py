@@ -254,9 +254,9 @@ def _evaluate_group(
     tol = reference_tolerance_px(
         ref.radius,
         ref.wh,
-        mode=cfg.tolerance_mode,
+        mode=cfg.tolerance_mode,  # type: ignore[arg-type]  # checked in EvalConfig.__post_init__
         scale=cfg.tolerance_scale,
-        min_px=cfg.min_tolerance_px,  # type: ignore[arg-type]
+        min_px=cfg.min_tolerance_px,
     )
     pi, ri, _ = match_centres(pred.xy, ref.xy, tol)
     pm, rm = np.zeros(len(pred), bool), np.zeros(len(ref), bool)

@@ -278,11 +278,11 @@ def bootstrap_ci(
     a = (1 - level) / 2
     out = {}
     for name, vals in draws.items():
-        v = np.asarray(vals)
-        v = v[np.isfinite(v)]
-        if len(v) < n_boot / 2:
+        arr = np.asarray(vals)
+        finite = arr[np.isfinite(arr)]
+        if len(finite) < n_boot / 2:
             out[name] = (NAN, NAN)
         else:
-            lo, hi = np.quantile(v, [a, 1 - a])
+            lo, hi = np.quantile(finite, [a, 1 - a])
             out[name] = (float(lo), float(hi))
     return out

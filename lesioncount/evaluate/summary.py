@@ -196,12 +196,12 @@ def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
     per_grade: dict[str, Any] = {}
     for k in range(4):
         sub = [r for r in records if r.ref_grade == k]
-        a = _group_arrays(sub, ALL) if sub else None
+        ga = _group_arrays(sub, ALL) if sub else None
         per_grade[str(k)] = {
             "label": HAYASHI_LABELS[k],
             "n_images": len(sub),
             "detection": _detection(sub, ALL, scored) if sub else None,
-            "count": count_agreement(a["n_pred"], a["n_ref"]) if a is not None else None,
+            "count": count_agreement(ga["n_pred"], ga["n_ref"]) if ga is not None else None,
         }
     out["per_grade"] = per_grade
 

@@ -221,7 +221,7 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
     )
 
     parts.append("<h2>Detection and counts per class</h2>")
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for g, m in metrics["groups"].items():
         d, c = m["detection"], m["count"]
         rows.append(
