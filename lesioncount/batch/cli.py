@@ -57,7 +57,7 @@ def run_score(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from lesioncount.batch.manifest import ManifestError, read_manifest
-    from lesioncount.batch.run import PipelineScorer, run_batch
+    from lesioncount.batch.run import PipelineScorer, Scored, run_batch
 
     console = Console(stderr=True)
     try:
@@ -86,20 +86,21 @@ def run_score(args: argparse.Namespace) -> int:
         console=console,
         disable=args.no_progress,
     )
-    state = {"task": None, "failed": 0}
+    failed = 0
 
     def on_start(n: int) -> None:
-        state["task"] = progress.add_task("score", total=n, rate="", failed="")
+        progress.add_task("score", total=n, rate="", failed="")
 
-    def on_result(s: Any) -> None:
+    def on_result(s: Scored) -> None:
+        nonlocal failed
         task = progress.tasks[0]
-        state["failed"] += s.status != "ok"
+        failed += s.status != "ok"
         speed = task.finished_speed or task.speed
         progress.update(
-            state["task"],
+            task.id,
             advance=1,
             rate=f"{speed * 60:.1f}/min" if speed else "",
-            failed=f"{state['failed']} failed" if state["failed"] else "",
+            failed=f"{failed} failed" if failed else "",
         )
 
     with progress:
