@@ -101,7 +101,5 @@ class CountQueue:
             photo.status = "done"
             photo.error = ""
             if not photo.mark_versions:
-                db.add(
-                    MarkVersion(photo_id=photo.id, version=1, marks=marks, counts=counts_of(marks), change="model")
-                )
+                db.add(MarkVersion(photo_id=photo.id, version=1, marks=marks, counts=counts_of(marks), change="model"))
             db.commit()

@@ -79,8 +79,11 @@ def apply_change(
             r = float(change.get("radius_px") or DEFAULT_MANUAL_RADIUS_PX)
         except (KeyError, TypeError, ValueError) as e:
             raise MarkError("an added mark needs numeric x and y") from e
-        if not (0 <= x < width and 0 <= y < height) or not (0 < r < max(width, height)):
+        if not (0 <= x < width and 0 <= y < height):
             raise MarkError(f"({x:.0f}, {y:.0f}) is not on the {width}x{height} photo")
+        if not r > 0:
+            raise MarkError("a mark's radius must be positive")
+        r = min(r, min(width, height) / 2)
         region = str(change.get("region") or "other")
         if region not in REGIONS:
             raise MarkError(f"unknown region {region!r}; choose one of {', '.join(REGIONS)}")

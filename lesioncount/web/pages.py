@@ -24,7 +24,6 @@ from lesioncount.web.security import (
     create_api_token,
     session_actor,
     start_session,
-    token_digest,
     tokens_equal,
 )
 
@@ -337,6 +336,3 @@ async def account_revoke_token(request: Request, token_id: int, db: DB, actor: P
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
-
-
-__all__ = ["router", "token_digest"]

@@ -41,7 +41,13 @@ class Invalid(ValueError):
 
 
 def audit(
-    db: Session, actor: Actor | None, action: str, obj: str = "", obj_id: int | None = None, detail: str = "", ip: str = ""
+    db: Session,
+    actor: Actor | None,
+    action: str,
+    obj: str = "",
+    obj_id: int | None = None,
+    detail: str = "",
+    ip: str = "",
 ) -> None:
     db.add(
         AuditEvent(
@@ -314,7 +320,12 @@ def correct_marks(
     except ValueError as e:
         raise Invalid(str(e)) from e
     mv = MarkVersion(
-        photo_id=photo.id, version=cur.version + 1, marks=marks, counts=counts_of(marks), change=what, author_id=actor.user.id
+        photo_id=photo.id,
+        version=cur.version + 1,
+        marks=marks,
+        counts=counts_of(marks),
+        change=what,
+        author_id=actor.user.id,
     )
     db.add(mv)
     try:
@@ -349,7 +360,7 @@ def change(base: int, now: int) -> dict[str, float | int | None]:
 
 def patient_summary(db: Session, patient: Patient) -> dict[str, Any]:
     """Counts over time per view and class, with change from the first counted visit (the baseline)."""
-    visits = []
+    visits: list[dict[str, Any]] = []
     for v in patient.visits:
         visits.append(
             {

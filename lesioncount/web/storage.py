@@ -89,9 +89,7 @@ class PhotoStore:
                 while chunk := stream.read(_CHUNK):
                     size += len(chunk)
                     if size > self.max_bytes:
-                        raise UploadError(
-                            f"{name}: larger than the {self.max_bytes / 1e6:.0f} MB limit per photo"
-                        )
+                        raise UploadError(f"{name}: larger than the {self.max_bytes / 1e6:.0f} MB limit per photo")
                     h.update(chunk)
                     out.write(chunk)
                 out.flush()
@@ -162,9 +160,8 @@ class PhotoStore:
         if dest.exists():
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(self.original_path(sha256)) as im:
-            im = ImageOps.exif_transpose(im)
-            clean = im.convert("RGB")
+        with Image.open(self.original_path(sha256)) as src:
+            clean = ImageOps.exif_transpose(src).convert("RGB")
             if max(clean.size) > max_side_px:
                 clean.thumbnail((max_side_px, max_side_px), Image.Resampling.LANCZOS)
             # A new image from raw pixels carries no info dict, so nothing but pixels is written.

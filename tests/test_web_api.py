@@ -1,0 +1,247 @@
+"""The clinic web app through its pages and JSON API, with a fake counter (no model needed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("argon2")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from lesioncount.web import Settings, create_app  # noqa: E402
+from lesioncount.web.marks import MarkError, apply_change, counts_of  # noqa: E402
+from lesioncount.web.testing import FakeCounter, add_user, login, photo_bytes  # noqa: E402
+
+PW = "correct horse battery"
+
+
+@pytest.fixture
+def web(tmp_path):
+    fake = FakeCounter()
+    app = create_app(Settings(data_dir=tmp_path, counter_factory=lambda: fake))
+    add_user(app, "North", "alice", PW, "admin")
+    add_user(app, "North", "carl", PW, "clinician")
+    with TestClient(app) as client:
+        yield SimpleNamespace(app=app, client=client, fake=fake, tmp=tmp_path)
+
+
+def _patient_and_visit(c, csrf, code="P-001", birth_year=1990, when="2026-01-10", treatment="botulinum toxin"):
+    p = c.post("/api/v1/patients", json={"code": code, "birth_year": birth_year}, headers={"X-CSRF-Token": csrf})
+    assert p.status_code == 201, p.text
+    v = c.post(
+        f"/api/v1/patients/{p.json()['id']}/visits",
+        json={"visit_date": when, "treatment": treatment, "units": 20, "areas": "forehead"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert v.status_code == 201, v.text
+    return p.json()["id"], v.json()["id"]
+
+
+def _upload(web, csrf, visit_id, *files, view="front"):
+    return web.client.post(
+        f"/api/v1/visits/{visit_id}/photos",
+        data={"view": view},
+        files=[("files", (name, data, "image/jpeg")) for name, data in files],
+        headers={"X-CSRF-Token": csrf},
+    )
+
+
+def test_login_create_patient_and_visit_through_forms(web):
+    c = web.client
+    csrf = login(c, "alice", PW)
+    r = c.post("/patients", data={"csrf_token": csrf, "code": "P-7", "birth_year": "2001", "notes": "oily skin"})
+    assert r.status_code == 200 and "Patient P-7" in r.text
+    pid = int(re.search(r"/patients/(\d+)/visits", r.text).group(1))
+    r = c.post(
+        f"/patients/{pid}/visits",
+        data={"csrf_token": csrf, "visit_date": "2026-03-01", "treatment": "botulinum toxin", "units": "30"},
+    )
+    assert r.status_code == 200 and "Visit 2026-03-01" in r.text
+    assert c.get("/").text.count("P-7") >= 1
+
+
+def test_upload_counts_in_background_and_reports_progress(web):
+    csrf = login(web.client, "carl", PW)
+    _, vid = _patient_and_visit(web.client, csrf)
+    r = _upload(web, csrf, vid, ("a.jpg", photo_bytes(seed=1)), ("b.png", photo_bytes(seed=2, fmt="PNG")))
+    assert r.status_code == 201, r.text
+    assert [p["status"] for p in r.json()["photos"]] == ["queued", "queued"]
+    assert web.app.state.queue.wait_idle(30)
+    prog = web.client.get(f"/api/v1/visits/{vid}/progress").json()
+    assert prog["total"] == 2 and prog["finished"] == 2
+    assert all(p["status"] == "done" for p in prog["photos"])
+    photo = web.client.get(f"/api/v1/photos/{prog['photos'][0]['id']}").json()
+    assert photo["version"] == 1 and photo["counts"]["inflammatory"] == 3 and photo["counts"]["total_acne"] == 5
+    assert len(photo["marks"]) == 6 and photo["marks"][0]["source"] == "model"
+    assert web.client.get(f"/visits/{vid}").text.count("done") >= 2
+
+
+def test_failed_count_is_reported(web):
+    web.fake.fail = True
+    csrf = login(web.client, "carl", PW)
+    _, vid = _patient_and_visit(web.client, csrf)
+    assert _upload(web, csrf, vid, ("a.jpg", photo_bytes())).status_code == 201
+    assert web.app.state.queue.wait_idle(30)
+    p = web.client.get(f"/api/v1/visits/{vid}/progress").json()["photos"][0]
+    assert p["status"] == "failed" and "fake counter failure" in p["error"]
+
+
+def test_corrections_are_versions_and_counts_follow(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    _, vid = _patient_and_visit(c, csrf)
+    _upload(web, csrf, vid, ("a.jpg", photo_bytes()))
+    web.app.state.queue.wait_idle(30)
+    pid = c.get(f"/api/v1/visits/{vid}").json()["photos"][0]["id"]
+    h = {"X-CSRF-Token": csrf}
+    ph = c.get(f"/api/v1/photos/{pid}").json()
+    first = ph["marks"][0]
+    assert first["class"] == "inflammatory"
+
+    r = c.post(f"/api/v1/photos/{pid}/marks", json={"op": "remove", "id": first["id"], "base_version": 1}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 2 and r.json()["counts"]["inflammatory"] == 2 and r.json()["changed_by"] == "carl"
+    second = r.json()["marks"][0]
+    r = c.post(
+        f"/api/v1/photos/{pid}/marks",
+        json={"op": "reclassify", "id": second["id"], "cls": "comedone", "base_version": 2},
+        headers=h,
+    )
+    assert r.json()["counts"]["inflammatory"] == 1 and r.json()["counts"]["comedone"] == 3
+    r = c.post(
+        f"/api/v1/photos/{pid}/marks", json={"op": "add", "cls": "scar", "x": 10, "y": 12, "base_version": 3}, headers=h
+    )
+    assert r.json()["version"] == 4 and r.json()["counts"]["scar"] == 2
+    assert r.json()["marks"][-1]["source"] == "manual" and r.json()["model_counts"]["inflammatory"] == 3
+
+    stale = c.post(f"/api/v1/photos/{pid}/marks", json={"op": "remove", "id": "m2", "base_version": 1}, headers=h)
+    assert stale.status_code == 400 and "version 4" in stale.json()["detail"]
+    off = c.post(f"/api/v1/photos/{pid}/marks", json={"op": "add", "cls": "scar", "x": 9999, "y": 1}, headers=h)
+    assert off.status_code == 400
+    versions = c.get(f"/api/v1/photos/{pid}/versions").json()
+    assert [v["by"] for v in versions] == ["model", "carl", "carl", "carl"]
+    assert "reclassified" in versions[2]["change"]
+    # The patient's counts use the corrected marks.
+    summary = c.get(f"/api/v1/patients/{ph['patient_id']}").json()["summary"]
+    assert summary["series"]["front"][0]["counts"]["inflammatory"] == 1
+
+
+def test_patient_course_change_from_baseline_report_and_toxin_warning(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    h = {"X-CSRF-Token": csrf}
+    year = dt.date.today().year
+    pid, v1 = _patient_and_visit(c, csrf, code="P-teen", birth_year=year - 16, when=f"{year}-01-05")
+    _upload(web, csrf, v1, ("a.jpg", photo_bytes(seed=1)))
+    web.app.state.queue.wait_idle(30)
+    web.fake.counts = {"inflammatory": 1, "comedone": 2, "scar": 1}
+    v2 = c.post(
+        f"/api/v1/patients/{pid}/visits", json={"visit_date": f"{year}-03-05", "treatment": "follow-up"}, headers=h
+    ).json()["id"]
+    _upload(web, csrf, v2, ("b.jpg", photo_bytes(seed=2)))
+    web.app.state.queue.wait_idle(30)
+
+    s = c.get(f"/api/v1/patients/{pid}").json()["summary"]
+    later = s["series"]["front"][1]
+    assert later["change"]["inflammatory"] == {"abs": -2, "pct": -66.7}
+    assert later["change"]["comedone"] == {"abs": 0, "pct": 0.0}
+    assert "under 18" in s["warning"]
+
+    page = c.get(f"/patients/{pid}")
+    assert "under 18" in page.text and "-67%" in page.text and "<svg" in page.text and "Before and after" in page.text
+    rep = c.get(f"/patients/{pid}/report.html")
+    assert rep.status_code == 200 and "attachment" in rep.headers["content-disposition"]
+    assert "P-teen" in rep.text and "-2 (-67%)" in rep.text and "<script" not in rep.text
+
+
+def test_toxin_warning_rules():
+    from lesioncount.web.models import Visit
+    from lesioncount.web.services import age_warning
+
+    d = dt.date(2026, 6, 1)
+    assert "patient is under 18" in age_warning(2010, [Visit(visit_date=d, treatment="Botox")])
+    assert "may be under 18" in age_warning(2008, [Visit(visit_date=d, treatment="botulinum toxin")])
+    assert age_warning(2000, [Visit(visit_date=d, treatment="botulinum toxin")]) == ""
+    assert age_warning(2010, [Visit(visit_date=d, treatment="topical retinoid")]) == ""
+    assert "no birth year" in age_warning(None, [Visit(visit_date=d, treatment="botulinum toxin")])
+
+
+def test_api_token_works_without_csrf_and_can_be_revoked(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    tok = c.post("/api/v1/tokens", json={"name": "ci"}, headers={"X-CSRF-Token": csrf}).json()["token"]
+    with TestClient(web.app) as script:
+        h = {"Authorization": f"Bearer {tok}"}
+        assert script.get("/api/v1/me", headers=h).json()["username"] == "carl"
+        assert script.post("/api/v1/patients", json={"code": "P-api"}, headers=h).status_code == 201
+        assert script.get("/api/v1/me", headers={"Authorization": "Bearer lct_wrong"}).status_code == 401
+        tid = c.get("/account").text
+        token_id = re.search(r"/account/tokens/(\d+)/revoke", tid).group(1)
+        c.post(f"/account/tokens/{token_id}/revoke", data={"csrf_token": csrf})
+        assert script.get("/api/v1/me", headers=h).status_code == 401
+
+
+def test_openapi_describes_the_api(web):
+    spec = web.client.get("/api/openapi.json").json()
+    assert "/api/v1/patients" in spec["paths"] and "/api/v1/photos/{photo_id}/marks" in spec["paths"]
+    assert not any(p.startswith("/patients") for p in spec["paths"])  # pages stay out of the schema
+
+
+def test_admin_pages_users_and_audit(web):
+    c = web.client
+    csrf = login(c, "alice", PW)
+    r = c.post("/admin/users", data={"csrf_token": csrf, "username": "vera", "password": PW, "role": "viewer"})
+    assert r.status_code == 200 and "vera" in r.text
+    bad = c.post("/admin/users", data={"csrf_token": csrf, "username": "x y", "password": "short", "role": "viewer"})
+    assert bad.status_code == 400
+    audit = c.get("/admin/audit").text
+    assert "create_user" in audit and "login" in audit
+
+
+def test_restart_keeps_data_and_migrations_match_models(web, tmp_path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from lesioncount.web.models import Base
+
+    csrf = login(web.client, "alice", PW)
+    _patient_and_visit(web.client, csrf)
+    again = create_app(Settings(data_dir=tmp_path, counter_factory=FakeCounter))  # migrates again: a no-op
+    with TestClient(again) as c2:
+        login(c2, "alice", PW)
+        assert [p["code"] for p in c2.get("/api/v1/patients").json()] == ["P-001"]
+    with again.state.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_apply_change_is_pure_and_checks_its_input():
+    marks = [
+        {
+            "class": "comedone",
+            "x": 5,
+            "y": 5,
+            "area_px": 3,
+            "bbox": [4, 4, 2, 2],
+            "score": 0.8,
+            "region": "nose",
+            "id": "m1",
+            "source": "model",
+        }
+    ]
+    before = [dict(m) for m in marks]
+    out, what = apply_change(marks, {"op": "reclassify", "id": "m1", "cls": "scar"}, width=10, height=10)
+    assert marks == before and out[0]["class"] == "scar" and "comedone -> scar" in what
+    out, _ = apply_change(out, {"op": "add", "cls": "inflammatory", "x": 1, "y": 2}, width=10, height=10)
+    assert [m["id"] for m in out] == ["m1", "m2"] and counts_of(out)["total_acne"] == 1
+    with pytest.raises(MarkError, match="unknown class"):
+        apply_change(marks, {"op": "add", "cls": "mole", "x": 1, "y": 1}, width=10, height=10)
+    with pytest.raises(MarkError, match="no mark"):
+        apply_change(marks, {"op": "remove", "id": "m9"}, width=10, height=10)
+    with pytest.raises(MarkError, match="unknown correction"):
+        apply_change(marks, {"op": "rotate"}, width=10, height=10)
+    assert counts_of([]) == {"inflammatory": 0, "comedone": 0, "scar": 0, "total_acne": 0}

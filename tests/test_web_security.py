@@ -1,0 +1,314 @@
+"""Security of the clinic web app: login, clinic isolation, roles, CSRF, uploads, stored and served photos."""
+
+from __future__ import annotations
+
+import io
+import os
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("argon2")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from lesioncount.web import Settings, create_app  # noqa: E402
+from lesioncount.web.models import Patient, Photo  # noqa: E402
+from lesioncount.web.testing import FakeCounter, add_user, login, photo_bytes  # noqa: E402
+
+PW = "correct horse battery"
+
+
+@pytest.fixture
+def web(tmp_path):
+    app = create_app(
+        Settings(
+            data_dir=tmp_path,
+            counter_factory=FakeCounter,
+            max_upload_bytes=150_000,
+            max_megapixels=0.5,
+            max_files_per_upload=3,
+        )
+    )
+    add_user(app, "North", "alice", PW, "admin")
+    add_user(app, "North", "carl", PW, "clinician")
+    add_user(app, "North", "vic", PW, "viewer")
+    add_user(app, "South", "sam", PW, "admin")
+    with TestClient(app) as client:
+        csrf = login(client, "carl", PW)
+        h = {"X-CSRF-Token": csrf}
+        pid = client.post("/api/v1/patients", json={"code": "N-1", "birth_year": 1990}, headers=h).json()["id"]
+        vid = client.post(f"/api/v1/patients/{pid}/visits", json={"visit_date": "2026-01-01"}, headers=h).json()["id"]
+        r = client.post(
+            f"/api/v1/visits/{vid}/photos", files=[("files", ("a.jpg", photo_bytes(gps=True), "image/jpeg"))], headers=h
+        )
+        assert r.status_code == 201, r.text
+        app.state.queue.wait_idle(30)
+        photo_id = r.json()["photos"][0]["id"]
+        yield SimpleNamespace(
+            app=app, client=client, csrf=csrf, h=h, pid=pid, vid=vid, photo_id=photo_id, root=tmp_path / "photos"
+        )
+
+
+def _files_under(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _rows(app, model):
+    with app.state.sessions() as db:
+        return db.query(model).count()
+
+
+def _urls(w):
+    return [
+        "/api/v1/me",
+        "/api/v1/patients",
+        f"/api/v1/patients/{w.pid}",
+        f"/api/v1/visits/{w.vid}",
+        f"/api/v1/visits/{w.vid}/progress",
+        f"/api/v1/photos/{w.photo_id}",
+        f"/api/v1/photos/{w.photo_id}/image.jpg",
+        f"/api/v1/photos/{w.photo_id}/versions",
+    ]
+
+
+def test_no_access_without_login(web):
+    with TestClient(web.app, follow_redirects=False) as anon:
+        for url in _urls(web):
+            assert anon.get(url).status_code == 401, url
+        for url in [
+            "/",
+            f"/patients/{web.pid}",
+            f"/visits/{web.vid}",
+            f"/photos/{web.photo_id}",
+            f"/patients/{web.pid}/report.html",
+            "/admin/users",
+            "/admin/audit",
+            "/account",
+        ]:
+            r = anon.get(url)
+            assert r.status_code == 303 and r.headers["location"].startswith("/login"), url
+        assert anon.post("/api/v1/patients", json={"code": "X"}).status_code == 401
+        assert anon.post("/patients", data={"code": "X", "csrf_token": web.csrf}).status_code == 303
+        # A forged session cookie is no session.
+        anon.cookies.set("lc_session", "forged")
+        assert anon.get("/api/v1/patients").status_code == 401
+    assert _rows(web.app, Patient) == 1
+
+
+def test_no_access_across_clinics(web):
+    with TestClient(web.app) as other:
+        csrf = login(other, "sam", PW)
+        h = {"X-CSRF-Token": csrf}
+        assert other.get("/api/v1/patients").json() == []
+        for url in _urls(web)[2:]:
+            assert other.get(url).status_code == 404, url
+        for url in [
+            f"/patients/{web.pid}",
+            f"/visits/{web.vid}",
+            f"/photos/{web.photo_id}",
+            f"/patients/{web.pid}/report.html",
+        ]:
+            assert other.get(url).status_code == 404, url
+        assert (
+            other.post(f"/api/v1/patients/{web.pid}/visits", json={"visit_date": "2026-02-02"}, headers=h).status_code
+            == 404
+        )
+        r = other.post(f"/api/v1/photos/{web.photo_id}/marks", json={"op": "remove", "id": "m1"}, headers=h)
+        assert r.status_code == 404
+        r = other.post(
+            f"/api/v1/visits/{web.vid}/photos",
+            files=[("files", ("x.jpg", photo_bytes(seed=9), "image/jpeg"))],
+            headers=h,
+        )
+        assert r.status_code == 404
+        # The same pseudonym may exist in two clinics without clashing.
+        assert other.post("/api/v1/patients", json={"code": "N-1"}, headers=h).status_code == 201
+        assert "carl" not in other.get("/admin/audit").text
+    assert _rows(web.app, Photo) == 1
+
+
+def test_roles(web):
+    with TestClient(web.app) as viewer:
+        csrf = login(viewer, "vic", PW)
+        h = {"X-CSRF-Token": csrf}
+        assert viewer.get(f"/api/v1/patients/{web.pid}").status_code == 200
+        assert viewer.post("/api/v1/patients", json={"code": "V-1"}, headers=h).status_code == 403
+        assert (
+            viewer.post(
+                f"/api/v1/photos/{web.photo_id}/marks", json={"op": "remove", "id": "m1"}, headers=h
+            ).status_code
+            == 403
+        )
+        assert viewer.get("/admin/users").status_code == 403 and viewer.get("/admin/audit").status_code == 403
+    assert web.client.get("/admin/users").status_code == 403  # a clinician manages no users
+
+
+def test_csrf_is_required_on_every_write(web):
+    c = web.client
+    for data in ({"code": "C-1"}, {"code": "C-1", "csrf_token": "wrong"}):
+        assert c.post("/patients", data=data).status_code == 403
+    assert c.post("/api/v1/patients", json={"code": "C-2"}).status_code == 403
+    assert c.post("/api/v1/patients", json={"code": "C-2"}, headers={"X-CSRF-Token": "nope"}).status_code == 403
+    assert c.post(f"/api/v1/photos/{web.photo_id}/marks", json={"op": "remove", "id": "m1"}).status_code == 403
+    r = c.post(f"/api/v1/visits/{web.vid}/photos", files=[("files", ("b.jpg", photo_bytes(seed=3), "image/jpeg"))])
+    assert r.status_code == 403
+    assert c.post("/logout", data={}).status_code == 403
+    assert _rows(web.app, Patient) == 1 and _rows(web.app, Photo) == 1
+    with TestClient(web.app) as fresh:  # the login form too (login CSRF)
+        r = fresh.post("/login", data={"username": "carl", "password": PW, "csrf_token": "guess"})
+        assert r.status_code == 403
+
+
+def test_logout_ends_the_session_on_the_server(web):
+    cookie = web.client.cookies.get("lc_session")
+    web.client.post("/logout", data={"csrf_token": web.csrf})
+    with TestClient(web.app) as replay:
+        replay.cookies.set("lc_session", cookie)
+        assert replay.get("/api/v1/me").status_code == 401
+
+
+def test_wrong_password_is_refused_and_audited(web):
+    with TestClient(web.app) as c:
+        page = c.get("/login").text
+        pre = page.split('name="csrf_token" value="')[1].split('"')[0]
+        r = c.post("/login", data={"csrf_token": pre, "username": "carl", "password": "wrong password"})
+        assert r.status_code == 401 and "Wrong user name or password" in r.text
+        assert c.get("/api/v1/me").status_code == 401
+    with TestClient(web.app) as admin:
+        login(admin, "alice", PW)
+        assert "login_failed" not in admin.get("/admin/audit").text  # failed logins have no clinic...
+    with web.app.state.sessions() as db:
+        from lesioncount.web.models import AuditEvent
+
+        assert db.query(AuditEvent).filter(AuditEvent.action == "login_failed").count() == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["../../../evil.jpg", "..\\..\\evil.jpg", "/etc/passwd", "a/../../b.jpg", ".htaccess", "x\x00.jpg"]
+)
+def test_path_tricks_in_file_names_stay_inside_the_store(web, name):
+    before = _files_under(web.root)
+    r = web.client.post(
+        f"/api/v1/visits/{web.vid}/photos",
+        files=[("files", (name, photo_bytes(seed=len(name)), "image/jpeg"))],
+        headers=web.h,
+    )
+    assert r.status_code == 201, r.text
+    stored = r.json()["photos"][0]["name"]
+    assert "/" not in stored and "\\" not in stored and ".." not in stored and "\x00" not in stored
+    new = set(_files_under(web.root)) - set(before)
+    assert all(p.startswith(("originals/", "display/")) for p in new)
+    assert not (web.root.parent / "evil.jpg").exists() and not (web.root.parent.parent / "evil.jpg").exists()
+
+
+def test_static_and_image_routes_resist_traversal(web):
+    for url in ["/static/../lesioncount.sqlite3", "/static/%2e%2e/lesioncount.sqlite3", "/static/..%2f..%2fapp.py"]:
+        r = web.client.get(url)
+        assert r.status_code == 404 and b"SQLite" not in r.content
+    assert web.client.get("/api/v1/photos/..%2f1/image.jpg").status_code in (404, 422)
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        (b"%PDF-1.4 not a photo" * 10, "not an image"),
+        (b"<html><script>alert(1)</script></html>", "not an image"),
+        (photo_bytes()[:300], "corrupt or truncated"),
+        (b"", "empty"),
+        (photo_bytes(width=40, height=40), "too small"),
+        (photo_bytes(width=1000, height=800), "megapixel"),
+        (photo_bytes(fmt="GIF"), "GIF images are not accepted"),
+        (os.urandom(160_000), "larger than"),
+    ],
+)
+def test_bad_uploads_are_refused_and_leave_nothing(web, payload, fragment):
+    before = _files_under(web.root)
+    r = web.client.post(
+        f"/api/v1/visits/{web.vid}/photos", files=[("files", ("photo.jpg", payload, "image/jpeg"))], headers=web.h
+    )
+    assert r.status_code == 400 and fragment in r.json()["detail"], r.text
+    assert _files_under(web.root) == before and _rows(web.app, Photo) == 1
+    assert not any((web.root / "tmp").iterdir())
+
+
+def test_one_bad_file_refuses_the_whole_batch(web):
+    before = _files_under(web.root)
+    r = web.client.post(
+        f"/api/v1/visits/{web.vid}/photos",
+        files=[
+            ("files", ("good.jpg", photo_bytes(seed=5), "image/jpeg")),
+            ("files", ("bad.jpg", b"nope" * 100, "image/jpeg")),
+        ],
+        headers=web.h,
+    )
+    assert r.status_code == 400 and "bad.jpg" in r.json()["detail"]
+    assert _files_under(web.root) == before and _rows(web.app, Photo) == 1
+
+
+def test_a_database_failure_during_upload_leaves_no_files(web, monkeypatch):
+    from sqlalchemy.orm import Session
+
+    before = _files_under(web.root)
+    real_commit = Session.commit
+
+    def failing_commit(self):
+        if any(getattr(o, "action", "") == "upload_photo" for o in self.new):  # the photo rows are flushed
+            raise RuntimeError("disk full")
+        return real_commit(self)
+
+    monkeypatch.setattr(Session, "commit", failing_commit)
+    with pytest.raises(RuntimeError, match="disk full"):
+        web.client.post(
+            f"/api/v1/visits/{web.vid}/photos",
+            files=[("files", ("n.jpg", photo_bytes(seed=77), "image/jpeg"))],
+            headers=web.h,
+        )
+    monkeypatch.undo()
+    assert _files_under(web.root) == before and _rows(web.app, Photo) == 1
+
+
+def test_too_many_files_and_oversize_requests(web):
+    files = [("files", (f"{i}.jpg", photo_bytes(seed=20 + i), "image/jpeg")) for i in range(4)]
+    r = web.client.post(f"/api/v1/visits/{web.vid}/photos", files=files, headers=web.h)
+    assert r.status_code == 400 and "at most 3" in r.json()["detail"]
+    big = {"files": ("big.jpg", b"0" * (150_000 * 3 + (1 << 20) + 10), "image/jpeg")}
+    assert web.client.post(f"/api/v1/visits/{web.vid}/photos", files=big, headers=web.h).status_code == 413
+    assert _rows(web.app, Photo) == 1
+
+
+def test_served_copy_has_no_exif_and_original_is_unchanged(web):
+    r = web.client.get(f"/api/v1/photos/{web.photo_id}/image.jpg")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert b"SecretCam" not in r.content and b"SERIAL-123456" not in r.content and b"Exif" not in r.content
+    with Image.open(io.BytesIO(r.content)) as im:
+        assert len(im.getexif()) == 0 and "exif" not in im.info
+    with web.app.state.sessions() as db:
+        sha = db.get(Photo, web.photo_id).sha256
+    original = web.app.state.store.original_path(sha).read_bytes()
+    assert original == photo_bytes(gps=True) and b"SERIAL-123456" in original
+    assert "no-store" in r.headers["cache-control"]
+
+
+def test_exif_orientation_is_applied_to_the_served_copy(web):
+    r = web.client.post(
+        f"/api/v1/visits/{web.vid}/photos",
+        files=[("files", ("rot.jpg", photo_bytes(320, 240, orientation=6, seed=4), "image/jpeg"))],
+        headers=web.h,
+    )
+    ph = r.json()["photos"][0]
+    assert (ph["width"], ph["height"]) == (240, 320)
+    web.app.state.queue.wait_idle(30)
+    img = web.client.get(f"/api/v1/photos/{ph['id']}/image.jpg").content
+    with Image.open(io.BytesIO(img)) as im:
+        assert im.size == (240, 320)
+
+
+def test_security_headers(web):
+    r = web.client.get("/")
+    assert r.headers["x-frame-options"] == "DENY" and "script-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["cache-control"] == "no-store"
+    cookie = web.client.cookies.jar
+    assert any(c.name == "lc_session" and c.has_nonstandard_attr("HttpOnly") for c in cookie)
