@@ -85,6 +85,9 @@ def test_predictions_mode_golden(dataset: tuple[Path, Path]) -> None:
     assert (inf["tp"], inf["fp"], inf["fn"]) == (1, 1, 2)
     assert (com["tp"], com["fp"], com["fn"]) == (1, 1, 0)
     assert "scar" not in m["groups"]
+    # Per-class AP: inflammatory .9 TP, .7 FP over 3 refs -> 1/3; comedone .8 TP, .6 FP over 1 ref -> 1.
+    assert inf["ap"] == pytest.approx(1 / 3) and com["ap"] == pytest.approx(1.0)
+    assert m["map"] == pytest.approx(2 / 3) and m["box_map50"] == pytest.approx(2 / 3)
     c = m["groups"]["all"]["count"]
     assert c["mae"] == 0 and c["pearson_r"] == pytest.approx(1.0)
     assert m["grades"]["accuracy"] == 1.0 and m["grades"]["reference_source"] == {"labels": 0, "counts": 3}

@@ -112,7 +112,7 @@ def _bootstrap(records: Sequence[ImageEval], groups: list[str], cfg: EvalConfig,
     n = len(records)
     s, t, ix = concat_scores(records, ALL)
     has_box = scored and _has_boxes(records, ALL)
-    box_sets = {}
+    box_sets: dict[str, tuple[npt.NDArray[Any], ...]] = {}
     if has_box:
         # Box AP per class (mAP) when typed, else the class-agnostic box AP.
         for g in [c for c in groups if c != ALL] or [ALL]:
@@ -122,23 +122,17 @@ def _bootstrap(records: Sequence[ImageEval], groups: list[str], cfg: EvalConfig,
 
     def stat(idx: npt.NDArray[np.intp]) -> dict[str, float]:
         tp, n_pred, n_ref = a["tp"][idx].sum(), a["n_pred"][idx].sum(), a["n_ref"][idx].sum()
-        out = {f"{k}": v for k, v in detection_scores(int(tp), int(n_pred - tp), int(n_ref - tp)).items()}
+        out = detection_scores(int(tp), int(n_pred - tp), int(n_ref - tp))
         m = np.bincount(idx, minlength=n).astype(np.float64)
         if scored:
             out["ap"] = average_precision(s, t, float(n_ref), weights=m[ix])
         if has_box:
-            out["box_map50"] = (
-                float(
-                    np.nanmean(
-                        [
-                            average_precision(bs, bt, float(bn[idx].sum()), weights=m[bix]) if bn[idx].sum() else np.nan
-                            for bs, bt, bix, bn in box_sets.values()
-                        ]
-                    )
-                )
-                if any(bn[idx].sum() for *_, bn in box_sets.values())
-                else NAN
-            )
+            aps = [
+                average_precision(bs, bt, float(bn[idx].sum()), weights=m[bix])
+                for bs, bt, bix, bn in box_sets.values()
+                if bn[idx].sum() > 0
+            ]
+            out["box_map50"] = float(np.mean(aps)) if aps else NAN
         pc, rc = a["n_pred"][idx].astype(np.float64), a["n_ref"][idx].astype(np.float64)
         out["count_mae"] = float(np.abs(pc - rc).mean())
         out["count_pearson_r"] = pearson_r(pc, rc)
