@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "export": "lesioncount.commands:add_export",
     "evaluate": "lesioncount.evaluate.cli:add_cli",
     "score": "lesioncount.batch.cli:add_cli",
+    "compare": "lesioncount.compare.cli:add_cli",
     "serve": "lesioncount.web.cli:add_cli",  # also adds create-admin
 }
 

@@ -232,10 +232,17 @@ def load_visits(
     if skin is None:
 
         def skin(image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.bool_], str]:
+            import cv2
+
             from lesioncount.face import analyse_face
 
-            fa = analyse_face(image)
-            return fa.skin, fa.view
+            # Photo measures run at about 1200 px, so the face is analysed there and the mask scaled back.
+            s = min(1.0, 1200 / max(image.shape[:2]))
+            small = image if s == 1.0 else cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+            fa = analyse_face(small)
+            size = (image.shape[1], image.shape[0])
+            mask = cv2.resize(fa.skin.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+            return mask, fa.view
 
     out = []
     for rec in records:
