@@ -1,0 +1,185 @@
+"""Manifests, photo dates, compare_visits end to end on a synthetic patient, the JSON schema, the report and
+the CLI (with saved counts: no model needed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from lesioncount.compare import ManifestError, Visit, compare_visits, demo, read_manifest
+from lesioncount.compare.schema import VISIT_COMPARISON_SCHEMA
+from lesioncount.compare.visits import parse_date, photo_date
+from lesioncount.report.visits_html import STATUS_COLOURS, render_visits_html
+
+DAY0 = dt.date(2026, 1, 10)
+
+
+@pytest.fixture(scope="module")
+def patient():
+    """Baseline + 3 follow-ups of one front view: improvement, then a rebound; the last one darker."""
+    clean = data.astronaut()
+    base, planted = demo.baseline(clean, 1)
+    h, w = clean.shape[:2]
+    visits = [
+        Visit(demo.make_result([demo.to_lesion(p, w, h) for p in planted], clean.shape), base, DAY0,
+              treatment="botulinum toxin 20 U", age_years=17)
+    ]  # fmt: skip
+    follow = [
+        (45, dict(keep=0.3, new_counts={"papule": 1}, matrix=demo.similarity(clean.shape, shift_px=(8.0, -5.0)))),
+        (100, dict(keep=0.3, new_counts={"papule": 1}, matrix=demo.similarity(clean.shape, rotation_deg=4.0))),
+        (170, dict(keep=0.6, new_counts={"papule": 4, "pustule": 3}, stops=-1.8)),
+    ]
+    truths = []
+    for k, (days, kw) in enumerate(follow):
+        fu = demo.follow_up(clean, planted, 10 + k, **kw)
+        truths.append(fu)
+        visits.append(Visit(demo.make_result(fu.lesions, clean.shape), fu.image, DAY0 + dt.timedelta(days=days)))
+    return visits, truths
+
+
+def test_compare_visits_end_to_end(patient) -> None:
+    visits, truths = patient
+    shuffled = [visits[2], visits[0], visits[3], visits[1]]
+    comp = compare_visits(shuffled)
+    assert [v.date for v in comp.visits] == sorted(v.date for v in visits)  # sorted by date
+    assert len(comp.pairs) == 3 and all(p.baseline_index == 0 for p in comp.pairs)
+    for pair, fu in zip(comp.pairs, truths, strict=True):
+        assert pair.match is not None and pair.registration is not None
+        assert pair.match.pairs == tuple(sorted(fu.persisting))
+        assert pair.match.resolved == fu.resolved and pair.match.new == fu.new
+        base_n = comp.visits[0].result.counts["inflammatory"]
+        follow_n = comp.visits[pair.followup_index].result.counts["inflammatory"]
+        assert pair.change["inflammatory"].absolute == follow_n - base_n
+    assert [p.days for p in comp.pairs] == [45.0, 100.0, 170.0]
+    # Clean follow-ups: comparable, colour measures shown; the dark one: flagged, colour measures withheld.
+    assert comp.pairs[0].comparability.comparable and comp.pairs[0].secondary["shown"]
+    dark = comp.pairs[2]
+    assert any("stops darker" in w for w in dark.comparability.warnings) and not dark.secondary["shown"]
+    dur = comp.durability["front"]["inflammatory"]
+    assert dur.counts == tuple(v.result.counts["inflammatory"] for v in comp.visits)
+    assert dur.rebound and dur.hint is not None and "re-treatment" in dur.hint
+    assert any("contraindicated under 18" in w for w in comp.warnings)
+    # The JSON form validates against the documented schema and survives a JSON round trip.
+    d = json.loads(json.dumps(comp.to_dict()))
+    jsonschema.validate(d, VISIT_COMPARISON_SCHEMA)
+    assert (
+        d["pairs"][0]["match"]["by_class"]["inflammatory"]["resolved"]
+        == comp.pairs[0].match.tally()["inflammatory"]["resolved"]
+    )
+
+
+def test_views_are_compared_only_with_their_own_baseline(patient) -> None:
+    visits, _ = patient
+    from dataclasses import replace
+
+    left_base = replace(visits[0], view="left", date=DAY0 + dt.timedelta(days=1))
+    left_follow = replace(visits[1], view="left", date=DAY0 + dt.timedelta(days=46))
+    comp = compare_visits([visits[0], visits[1], left_base, left_follow])
+    assert {(p.view, comp.visits[p.baseline_index].view) for p in comp.pairs} == {("front", "front"), ("left", "left")}
+    assert comp.views == ["front", "left"] and comp.durability == {}
+
+
+def test_counts_only_visits_and_errors(patient) -> None:
+    visits, _ = patient
+    from dataclasses import replace
+
+    bare = [replace(v, image=None) for v in visits[:2]]
+    comp = compare_visits(bare)
+    assert comp.pairs[0].match is None and comp.pairs[0].registration is None
+    assert not comp.pairs[0].secondary["shown"] and any("no photo" in w for w in comp.warnings)
+    jsonschema.validate(json.loads(json.dumps(comp.to_dict())), VISIT_COMPARISON_SCHEMA)
+    assert len(compare_visits(visits[:1]).pairs) == 0
+    with pytest.raises(ValueError, match="at least one visit"):
+        compare_visits([])
+    with pytest.raises(ValueError, match="pass the photo the counts were made on"):
+        compare_visits([replace(visits[0], image=np.zeros((64, 80, 3), np.uint8))])
+    with pytest.raises(ValueError, match="not one of front, left, right"):
+        compare_visits([replace(visits[0], view="top")])
+
+
+def test_report_html(patient) -> None:
+    visits, _ = patient
+    html = render_visits_html(compare_visits(visits), title="P-0042 <test>")
+    assert html.startswith("<!doctype html>") and "P-0042 &lt;test&gt;" in html
+    assert html.count("data:image/jpeg;base64,") == 6  # 3 pairs x (baseline, aligned follow-up)
+    assert html.count("data:image/png;base64,") == 1  # the timeline
+    assert "contraindicated under 18" in html and "stops darker" in html and "rebound" in html
+    for colour in STATUS_COLOURS.values():
+        assert f"rgb{colour}" in html
+
+
+def test_report_pdf(patient) -> None:
+    from lesioncount.report.visits_html import render_visits_pdf
+
+    pdf = render_visits_pdf(compare_visits(patient[0][:2]))
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+
+
+def test_manifest_yaml_and_csv(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(
+        "patient: P-1\nbirth_date: 2009-06-01\nvisits:\n"
+        "  - {date: 2026-01-10, view: front, path: a.jpg, treatment: Botox 20 U}\n"
+        "  - {date: 2026-03-10, path: b.jpg, counts: b.json}\n"
+    )
+    recs = read_manifest(tmp_path / "m.yaml")
+    assert recs[0].path == str(tmp_path / "a.jpg") and recs[0].view == "front" and recs[1].view is None
+    assert recs[0].age_years == pytest.approx(16.61, abs=0.01) and recs[1].counts_path == str(tmp_path / "b.json")
+    (tmp_path / "m.csv").write_text("date,view,path,age,treatment\n2026-01-10,left,a.jpg,30,\n,,b.jpg,,\n")
+    recs = read_manifest(tmp_path / "m.csv")
+    assert recs[0].age_years == 30 and recs[0].view == "left" and recs[1].date is None and recs[0].treatment is None
+    bad = {
+        "views.csv": ("date,view,path\n2026-01-10,top,a.jpg\n", "view 'top' is not one of"),
+        "dates.csv": ("date,path\n10/01/2026,a.jpg\n", "write it as YYYY-MM-DD"),
+        "typo.csv": ("date,paht\n2026-01-10,a.jpg\n", "did you mean 'path'"),
+        "age.csv": ("age,path\nold,a.jpg\n", "not a number of years"),
+        "empty.yaml": ("visits: []\n", "no visits listed"),
+        "m.txt": ("x", "must be .yaml, .yml or .csv"),
+    }
+    for name, (text, msg) in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ManifestError, match=msg):
+            read_manifest(tmp_path / name)
+    with pytest.raises(ManifestError, match="no such manifest"):
+        read_manifest(tmp_path / "missing.yaml")
+
+
+def test_dates_from_exif(tmp_path: Path) -> None:
+    im = Image.fromarray(np.zeros((64, 64, 3), np.uint8))
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "2025:11:02 14:03:00"
+    im.save(tmp_path / "e.jpg", exif=exif)
+    im.save(tmp_path / "n.jpg")
+    assert photo_date(tmp_path / "e.jpg") == dt.date(2025, 11, 2)
+    assert photo_date(tmp_path / "n.jpg") is None
+    assert photo_date(tmp_path / "missing.jpg") is None
+    assert parse_date("2026-02-03") == dt.date(2026, 2, 3) and parse_date("") is None
+
+
+def test_cli_with_saved_counts(patient, tmp_path: Path) -> None:
+    from lesioncount.cli import main
+
+    visits, _ = patient
+    rows = []
+    for i, v in enumerate(visits[:3]):
+        Image.fromarray(v.image).save(tmp_path / f"v{i}.png")
+        result = demo.make_result(v.result.lesions, v.image.shape, path=str(tmp_path / f"v{i}.png"))
+        (tmp_path / f"v{i}.json").write_text(json.dumps(result.to_dict()))
+        rows.append(
+            f"{v.date.isoformat()},front,v{i}.png,{'17' if i == 0 else ''},{'Botox' if i == 0 else ''},v{i}.json"
+        )
+    (tmp_path / "p.csv").write_text("date,view,path,age,treatment,counts\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    assert main(["compare", "--manifest", str(tmp_path / "p.csv"), "--out", str(out)]) == 0
+    d = json.loads((out / "comparison.json").read_text())
+    jsonschema.validate(d, VISIT_COMPARISON_SCHEMA)
+    assert len(d["pairs"]) == 2 and "front" in d["durability"]
+    assert "contraindicated" in (out / "report.html").read_text()
+    assert main(["compare", str(tmp_path / "v0.png"), "--out", str(out)]) == 2  # one photo is not a series
+    assert main(["compare", "--manifest", str(tmp_path / "nope.csv"), "--out", str(out)]) == 2
