@@ -156,7 +156,26 @@ def test_patient_course_change_from_baseline_report_and_toxin_warning(web):
     assert "under 18" in page.text and "-67%" in page.text and "<svg" in page.text and "Before and after" in page.text
     rep = c.get(f"/patients/{pid}/report.html")
     assert rep.status_code == 200 and "attachment" in rep.headers["content-disposition"]
-    assert "P-teen" in rep.text and "-2 (-67%)" in rep.text and "<script" not in rep.text
+    # The compare helper's report, built from the stored photos and their marks.
+    assert "P-teen" in rep.text and "<td>3</td><td>1</td><td>-2</td><td>-67%</td>" in rep.text
+    assert "under 18" in rep.text and "<script" not in rep.text
+
+
+def test_report_falls_back_to_counts_when_the_comparison_fails(web, monkeypatch):
+    import lesioncount.web.pages as pages
+
+    def broken(*_a, **_k):
+        raise ValueError("registration failed")
+
+    monkeypatch.setattr(pages, "comparison_report_html", broken)
+    c = web.client
+    csrf = login(c, "carl", PW)
+    pid, v1 = _patient_and_visit(c, csrf, code="P-fb")
+    _upload(web, csrf, v1, ("a.jpg", photo_bytes(seed=1)))
+    web.app.state.queue.wait_idle(30)
+    rep = c.get(f"/patients/{pid}/report.html")
+    assert rep.status_code == 200 and "registration failed" in rep.text and "counts only" in rep.text
+    assert "(baseline)" in rep.text and "<script" not in rep.text
 
 
 def test_toxin_warning_rules():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 from typing import Any
 
@@ -14,7 +15,7 @@ from lesioncount.types import CLASSES, VIEWS
 from lesioncount.web import services as sv
 from lesioncount.web.deps import DB, PageActor, check_form_csrf, client_ip
 from lesioncount.web.models import ROLES, ApiToken
-from lesioncount.web.reports import counts_report_html
+from lesioncount.web.reports import comparison_report_html, counts_report_html
 from lesioncount.web.security import (
     CSRF_FIELD,
     PRELOGIN_COOKIE,
@@ -27,6 +28,7 @@ from lesioncount.web.security import (
     tokens_equal,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 #: Line colours of the counts chart (also used by the overlay, see static/app.css).
 CLASS_COLOURS = {"inflammatory": "#d7263d", "comedone": "#1b98e0", "scar": "#f4a259", "total_acne": "#444444"}
@@ -214,7 +216,12 @@ async def new_visit(request: Request, patient_id: int, db: DB, actor: PageActor)
 @router.get("/patients/{patient_id}/report.html")
 def patient_report(request: Request, patient_id: int, db: DB, actor: PageActor) -> Response:
     p = sv.get_patient(db, actor, patient_id)
-    html = counts_report_html(sv.patient_summary(db, p), actor.user.clinic.name)
+    try:
+        html = comparison_report_html(sv.report_photos(db, request.app.state.store, p), f"Patient {p.code}")
+    except Exception as e:  # the comparison needs every photo readable and registrable; counts always work
+        log.warning("comparison report for patient %s failed, giving the counts report: %s", p.id, e)
+        note = f"The lesion-by-lesion comparison could not be made ({e}); this report gives the counts only."
+        html = counts_report_html(sv.patient_summary(db, p), actor.user.clinic.name, note)
     sv.audit(db, actor, "download_report", "patient", p.id, "", client_ip(request))
     db.commit()
     return HTMLResponse(

@@ -1,26 +1,90 @@
-"""The patient's visit report: counts per visit, change from baseline, the toxin warning; one HTML file.
+"""The patient's report: the compare helper's treatment-response report, built from the corrected marks.
 
-When the compare helper's report (``lesioncount.report.visits_html``) is importable it is used for the
-lesion-by-lesion comparison; this module's own report needs only the stored counts.
+``comparison_report_html`` hands each counted photo (with the clinician's corrections in place of the
+model's lesions) to ``lesioncount.compare.compare_visits`` and renders it with
+``lesioncount.report.visits_html``: registration, lesion fates, change from baseline, durability, warnings.
+``counts_report_html`` is the plain fallback that needs only the stored counts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from lesioncount.count import count_by_class, count_by_region, grades
+from lesioncount.types import CountResult
+from lesioncount.web.marks import lesions_of
+
 _env = Environment(loader=PackageLoader("lesioncount.web", "templates"), autoescape=select_autoescape(["html"]))
 
 
-def counts_report_html(summary: dict[str, Any], clinic_name: str) -> str:
+@dataclass(frozen=True)
+class ReportPhoto:
+    """One counted photo of a visit, as the report needs it."""
+
+    path: Path
+    result: dict[str, Any]
+    marks: list[dict[str, Any]]
+    date: dt.date
+    view: str
+    treatment: str
+    age_years: float | None
+    label: str
+
+
+def corrected_result(result: dict[str, Any], marks: list[dict[str, Any]]) -> CountResult:
+    """The model's count result with its lesions, counts and grades replaced by the current marks."""
+    base = CountResult.from_dict(result)
+    lesions = lesions_of(marks)
+    return dataclasses.replace(
+        base,
+        lesions=tuple(lesions),
+        counts=count_by_class(lesions),
+        counts_by_region=count_by_region(lesions),
+        grades=grades(lesions, regions_known=base.grades.get("gags") is not None),
+    )
+
+
+def comparison_report_html(photos: list[ReportPhoto], title: str) -> str:
+    """The compare helper's self-contained HTML report over every counted photo of a patient.
+
+    Raises:
+        ValueError: no photos, or the comparison cannot be made (the caller falls back to the counts report).
+    """
+    from lesioncount.compare import Visit, compare_visits
+    from lesioncount.io import read_image
+    from lesioncount.report.visits_html import render_visits_html
+
+    if not photos:
+        raise ValueError("no counted photos")
+    visits = [
+        Visit(
+            result=corrected_result(p.result, p.marks),
+            image=read_image(p.path),
+            date=p.date,
+            view=p.view,
+            age_years=p.age_years,
+            treatment=p.treatment or None,
+            label=p.label,
+        )
+        for p in photos
+    ]
+    return render_visits_html(compare_visits(visits), title=title)
+
+
+def counts_report_html(summary: dict[str, Any], clinic_name: str, note: str = "") -> str:
     """A self-contained HTML report (no scripts, no external files) of a patient's counts over time.
 
     Args:
         summary: ``services.patient_summary`` output.
         clinic_name: printed in the header.
+        note: why the full comparison report is not given, if that is the case.
     """
     return _env.get_template("report.html").render(
-        s=summary, clinic=clinic_name, generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        s=summary, clinic=clinic_name, note=note, generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     )

@@ -19,6 +19,7 @@ from lesioncount.types import ACNE_CLASSES, CLASSES, VIEWS
 from lesioncount.web.counting import CountQueue
 from lesioncount.web.marks import apply_change, counts_of
 from lesioncount.web.models import ROLES, AuditEvent, Clinic, MarkVersion, Patient, Photo, User, Visit
+from lesioncount.web.reports import ReportPhoto
 from lesioncount.web.security import Actor, hash_password
 from lesioncount.web.storage import PhotoStore, StagedPhoto, UploadError
 
@@ -396,3 +397,38 @@ def patient_summary(db: Session, patient: Patient) -> dict[str, Any]:
         "acne_classes": list(ACNE_CLASSES),
         "warning": age_warning(patient.birth_year, list(patient.visits)),
     }
+
+
+def treatment_label(v: Visit) -> str:
+    """Treatment, units and areas as one line (``botulinum toxin 20 U forehead``)."""
+    parts = [v.treatment]
+    if v.units is not None:
+        parts.append(f"{v.units:g} U")
+    parts.append(v.areas)
+    return " ".join(p for p in parts if p)
+
+
+def report_photos(db: Session, store: PhotoStore, patient: Patient) -> list[ReportPhoto]:
+    """Each visit's newest counted photo per view, with its current (corrected) marks, for the report."""
+    out = []
+    for v in patient.visits:
+        for view, info in visit_counts(db, v).items():
+            photo = db.get(Photo, info["photo_id"])
+            mv = current_version(db, photo) if photo is not None else None
+            if photo is None or mv is None or photo.result is None:
+                continue
+            # Birth year only: the age is known to within a year; take the middle so 18-year-olds are flagged.
+            age = v.visit_date.year - patient.birth_year - 0.5 if patient.birth_year is not None else None
+            out.append(
+                ReportPhoto(
+                    path=store.original_path(photo.sha256),
+                    result=photo.result,
+                    marks=mv.marks,
+                    date=v.visit_date,
+                    view=view,
+                    treatment=treatment_label(v),
+                    age_years=age,
+                    label=v.visit_date.isoformat(),
+                )
+            )
+    return out

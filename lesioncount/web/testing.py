@@ -8,7 +8,7 @@ import re
 import threading
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from lesioncount.count import count_by_class, count_by_region, grades
 from lesioncount.types import CountResult, FaceInfo, ImageInfo, Lesion, ModelInfo
@@ -36,7 +36,7 @@ class FakeCounter:
         if self.fail:
             raise ValueError("fake counter failure")
         with Image.open(image_or_path) as im:
-            w, h = im.size
+            w, h = ImageOps.exif_transpose(im).size
         with open(image_or_path, "rb") as f:
             data = f.read()
         lesions = []
