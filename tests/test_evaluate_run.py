@@ -348,3 +348,38 @@ def test_acne04_boxes_against_expert_points(acne04: Path) -> None:
     assert c["pearson_r"] == pytest.approx(0.56, abs=0.01)
     lo, hi = m["ci95"]["count_pearson_r"]
     assert lo < c["pearson_r"] < hi
+
+
+def test_cli_config_file_and_flags(dataset: tuple[Path, Path], tmp_path: Path) -> None:
+    from lesioncount.cli import main
+
+    coco, pred = dataset
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(
+        "tolerance_mode: fixed\nmin_tolerance_px: 4\nexclude_classes: []\nclass_agnostic: true\nbootstrap: 0\n"
+    )
+    out = tmp_path / "o"
+    assert (
+        main(
+            [
+                "evaluate",
+                str(coco),
+                "--predictions",
+                str(pred),
+                "-o",
+                str(out),
+                "--config",
+                str(cfg),
+                "--no-progress",
+                "--no-report",
+                "--iou",
+                "0.3",
+            ]
+        )
+        == 0
+    )
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["tolerance_mode"] == "fixed" and m["config"]["iou_threshold"] == 0.3
+    assert m["config"]["exclude_classes"] == [] and list(m["groups"]) == ["all"]
+    assert m["groups"]["all"]["detection"]["tp"] == 1  # only the 3 px offset lies within a fixed 4 px
+    assert m["ci95"] == {} and not (out / "report.html").exists()
