@@ -87,10 +87,16 @@ def decode_lesions(
             cand.append((float(s), name, float(x), float(y)))
     cand.sort(key=lambda t: -t[0])
     kept: list[tuple[float, str, float, float]] = []
+    # A grid of kept peaks (cells of merge_radius_px) makes the neighbour check O(1) per candidate.
+    cell = max(merge_radius_px, 1e-6)
+    grid: dict[tuple[int, int], list[tuple[float, float]]] = {}
     for s, name, x, y in cand:
-        if any((x - kx) ** 2 + (y - ky) ** 2 <= merge_radius_px**2 for _, _, kx, ky in kept):
+        gx, gy = int(x // cell), int(y // cell)
+        near = (p for dx in (-1, 0, 1) for dy in (-1, 0, 1) for p in grid.get((gx + dx, gy + dy), ()))
+        if any((x - kx) ** 2 + (y - ky) ** 2 <= merge_radius_px**2 for kx, ky in near):
             continue
         kept.append((s, name, x, y))
+        grid.setdefault((gx, gy), []).append((x, y))
     h, w = log_size.shape[1:]
     out = []
     for s, name, x, y in kept:

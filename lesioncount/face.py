@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Detection runs on a copy whose long side is at most this (speed; Haar needs no more).
 DETECT_LONG_SIDE_PX = 640
+#: Skin and regions are worked out on a copy whose long side is at most this, then enlarged (speed).
+ANALYSIS_LONG_SIDE_PX = 1024
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,11 @@ def _skin_colour_mask(
     cov[0, :] *= 1.5
     cov[:, 0] *= 1.5
     inv = np.linalg.inv(cov)
-    d = lab - mean
-    m2 = np.einsum("...i,ij,...j->...", d, inv, d)
+    d = lab - mean.astype(np.float32)
+    d0, d1, d2 = d[..., 0], d[..., 1], d[..., 2]
+    i = inv.astype(np.float32)
+    m2 = (i[0, 0] * d0 * d0 + i[1, 1] * d1 * d1 + i[2, 2] * d2 * d2
+          + 2 * (i[0, 1] * d0 * d1 + i[0, 2] * d0 * d2 + i[1, 2] * d1 * d2))
     # Lesions are redder than skin: allow extra redness (a*) as long as lightness stays skin-like.
     d_l = d[..., 0] / np.sqrt(cov[0, 0])
     redder = (d[..., 1] > 0) & (np.abs(d_l) < max_distance) & (m2 < (max_distance * 2.5) ** 2)
@@ -170,6 +175,18 @@ def analyse_face(image: npt.NDArray[np.uint8]) -> FaceAnalysis:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be HxWx3 uint8 RGB, got {image.shape} {image.dtype}")
     h, w = image.shape[:2]
+    f = min(1.0, ANALYSIS_LONG_SIDE_PX / max(h, w))
+    if f == 1.0:
+        return _analyse(image)
+    small = _analyse(cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA))
+    box = tuple(int(round(v / f)) for v in small.box) if small.box else None
+    skin = cv2.resize(small.skin.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    regions = cv2.resize(small.regions, (w, h), interpolation=cv2.INTER_NEAREST)
+    return FaceAnalysis(small.found, box, small.method, small.view, skin, regions, small.warnings)  # type: ignore[arg-type]
+
+
+def _analyse(image: npt.NDArray[np.uint8]) -> FaceAnalysis:
+    h, w = image.shape[:2]
     box, method, view = detect_face(image)
     regions = np.full((h, w), REGIONS.index("other"), np.uint8)
     if box is None:
@@ -181,18 +198,36 @@ def analyse_face(image: npt.NDArray[np.uint8]) -> FaceAnalysis:
             warnings.append("little skin-coloured area found: counting on everything in the frame")
         return FaceAnalysis(False, None, method, view, skin, regions, tuple(warnings))
 
+    # Work only in the window around the face ellipse: everything outside is not skin.
     x, y, bw, bh = box
+    rx0, rx1 = max(0, int(x + bw / 2 - 0.56 * bw)), min(w, int(x + bw / 2 + 0.56 * bw) + 1)
+    ry0, ry1 = max(0, int(y - 0.12 * bh)), min(h, int(y + 1.12 * bh) + 1)
+    sub_skin, sub_regions, warnings = _face_masks(image[ry0:ry1, rx0:rx1], (x - rx0, y - ry0, bw, bh), view)
+    skin = np.zeros((h, w), bool)
+    skin[ry0:ry1, rx0:rx1] = sub_skin
+    regions[ry0:ry1, rx0:rx1] = sub_regions
+    return FaceAnalysis(True, box, method, view, skin, regions, warnings)
+
+
+def _face_masks(
+    image: npt.NDArray[np.uint8], box: tuple[int, int, int, int], view: str
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.uint8], tuple[str, ...]]:
+    """Skin mask, region map and warnings inside a window around the face (``box`` in window pixels)."""
+    h, w = image.shape[:2]
+    x, y, bw, bh = box
+    regions = np.full((h, w), REGIONS.index("other"), np.uint8)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     u = (xx - (x + bw / 2)) / bw  # -0.5 .. 0.5 across the box
     v = (yy - y) / bh  # 0 at the box top, 1 at its bottom
     # The Haar box runs from mid-forehead to the lower lip; the face ellipse reaches above and below it.
     ellipse = (u / 0.54) ** 2 + ((v - 0.5) / 0.6) ** 2 <= 1.0
-    cheek_l = (slice(y + int(0.5 * bh), y + int(0.65 * bh)), slice(x + int(0.18 * bw), x + int(0.32 * bw)))
-    cheek_r = (slice(y + int(0.5 * bh), y + int(0.65 * bh)), slice(x + int(0.68 * bw), x + int(0.82 * bw)))
-    forehead = (slice(max(0, y + int(0.02 * bh)), y + int(0.14 * bh)), slice(x + int(0.35 * bw), x + int(0.65 * bw)))
-    samples = [cheek_l, cheek_r, forehead] if view == "front" else [
-        (slice(y + int(0.35 * bh), y + int(0.7 * bh)), slice(x + int(0.3 * bw), x + int(0.7 * bw)))
-    ]
+    def window(v0: float, v1: float, u0: float, u1: float) -> tuple[slice, slice]:
+        return (slice(max(0, y + int(v0 * bh)), max(0, y + int(v1 * bh))),
+                slice(max(0, x + int(u0 * bw)), max(0, x + int(u1 * bw))))
+
+    samples = [window(0.5, 0.65, 0.18, 0.32), window(0.5, 0.65, 0.68, 0.82), window(0.02, 0.14, 0.35, 0.65)]
+    if view != "front":
+        samples = [window(0.35, 0.7, 0.3, 0.7)]
     colour = _skin_colour_mask(image, samples)
     skin = ellipse & colour & (v <= 1.08) & _smooth_mask(image, samples, window_px=max(5, bw // 12))
     if view == "front":
@@ -219,4 +254,4 @@ def analyse_face(image: npt.NDArray[np.uint8]) -> FaceAnalysis:
     warnings = []
     if skin.sum() < 0.2 * ellipse.sum():
         warnings.append("little of the face looks like skin (lighting or colour cast?): counts may be low")
-    return FaceAnalysis(True, box, method, view, skin, regions, tuple(warnings))
+    return skin, regions, tuple(warnings)

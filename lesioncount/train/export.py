@@ -63,7 +63,7 @@ def spec_for(state: dict[str, Any], model: LesionUNet, version: str) -> ModelSpe
         output_stride=model.output_stride,
         face_height_px=float(cfg.get("face_height_px", 500.0)),
         thresholds={k: float(v) for k, v in thresholds.items()},
-        tile_px=512,
+        tile_px=1024,  # most faces fit one tile at the working scale: no overlap work
         tile_overlap_px=64,
         training_data=TRAINING_DATA_NOTE if not cfg.get("synthetic_only") else "synthetic lesions only (test model)",
     )
