@@ -238,6 +238,8 @@ class FakeScorer:
 
     def __call__(self, path: str) -> dict[str, Any]:
         data = Path(path).read_bytes()
+        if data.startswith(b"die"):
+            os._exit(3)  # a worker killed mid-photo (out of memory, segfault in a native library)
         if data.startswith(b"x"):
             raise ValueError(f"{path}: refused\nsecond line")
         counts = {"inflammatory": data[0], "comedone": 1, "scar": 0, "total_acne": data[0] + 1}
@@ -273,3 +275,20 @@ def test_injected_scorer_identical_photos_scored_once(tmp_path: Path) -> None:
     assert list(tables["photos"]["inflammatory"].astype("Float64").fillna(-1)) == [5, 5, -1]
     change = tables["change"][tables["change"]["class"] == "inflammatory"]
     assert list(change["change"].astype("Float64").fillna(-1)) == [0, 0, -1]
+
+
+def test_worker_death_is_recorded_and_the_batch_goes_on(tmp_path: Path) -> None:
+    rows = []
+    for i in range(8):
+        (tmp_path / f"{i}.bin").write_bytes(b"die" if i == 3 else bytes([i + 1]) + b"ok")
+        rows.append((f"S{i}", "v1", "2026-01-05", "front", f"{i}.bin"))
+    pd.DataFrame(rows, columns=["subject_id", "visit", "visit_date", "view", "path"]).to_csv(tmp_path / "m.csv")
+    manifest = read_manifest(tmp_path / "m.csv")
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        first = score_manifest(manifest, store, FakeScorer(), workers=2)
+        assert [o.status for o in first.outcomes] == ["ok"] * 3 + ["failed"] + ["ok"] * 4
+        assert "worker process died while scoring this photo" in first.outcomes[3].error
+        second = score_manifest(manifest, store, FakeScorer(), workers=2)
+        statuses = [o.status for o in second.outcomes]
+        assert statuses == ["ok"] * 3 + ["failed"] + ["ok"] * 4
+        assert store.count() == 8

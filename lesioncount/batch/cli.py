@@ -75,7 +75,7 @@ def run_score(args: argparse.Namespace) -> int:
         args.model, int8=args.int8, threshold=args.threshold, max_megapixels=args.max_megapixels
     )
     progress = Progress(
-        TextColumn("scoring"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
@@ -87,13 +87,20 @@ def run_score(args: argparse.Namespace) -> int:
         disable=args.no_progress,
     )
     failed = 0
+    hashing = progress.add_task("hashing", total=None, rate="", failed="")
+    scoring = None
+
+    def on_hash(done: int, total: int) -> None:
+        progress.update(hashing, completed=done, total=total)
 
     def on_start(n: int) -> None:
-        progress.add_task("score", total=n, rate="", failed="")
+        nonlocal scoring
+        scoring = progress.add_task("scoring", total=n, rate="", failed="")
 
     def on_result(s: Scored) -> None:
         nonlocal failed
-        task = progress.tasks[0]
+        assert scoring is not None
+        task = progress.tasks[scoring]
         failed += s.status != "ok"
         speed = task.finished_speed or task.speed
         progress.update(
@@ -116,6 +123,7 @@ def run_score(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             threads=args.threads,
             force=args.force,
+            on_hash=on_hash,
             on_start=on_start,
             on_result=on_result,
         )
@@ -127,7 +135,11 @@ def run_score(args: argparse.Namespace) -> int:
     table.add_row("failed", str(report.n_failed))
     table.add_row("missing", str(report.n_missing))
     where = f"Dask {args.scheduler}" if args.scheduler else f"{report.workers} local worker(s)"
-    table.add_row("throughput", f"{report.photos_per_minute:.1f} photos/min ({report.scoring_s:.1f} s, {where})")
+    table.add_row(
+        "throughput",
+        f"{report.photos_per_minute:.1f} photos/min ({report.n_scored} in {report.scoring_s:.1f} s, {where}; "
+        f"{report.steady_photos_per_minute:.1f}/min after start-up)",
+    )
     table.add_row("tables", f"{args.out}/{{photos,visits,change,summary}}.{{csv,parquet}}")
     console.print(table)
     bad = [(o, r) for o, r in zip(report.outcomes, manifest.table.itertuples(), strict=True) if o.status != "ok"]

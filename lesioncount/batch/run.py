@@ -184,13 +184,39 @@ def available_cores() -> int:
 
 
 def _run_local(tasks: list[tuple[str, str]], scorer: Scorer, workers: int) -> Iterator[Scored]:
-    """Yield results as they complete; at most ``workers * (1 + QUEUE_PER_WORKER)`` photos in flight."""
+    """Yield results as they complete; at most ``workers * (1 + QUEUE_PER_WORKER)`` photos in flight.
+
+    When a worker process dies (killed for memory, a crash in a native library) the pool is replaced and the
+    batch goes on; the photos that were in flight are rescored afterwards one at a time, so the photo that
+    kills a worker is the only one recorded as failed.
+    """
     if workers == 0:  # in this process: for debugging and profiling
         for sha, path in tasks:
             yield score_one(scorer, sha, path)
         return
+    suspects: list[tuple[str, str]] = []
+    for item in _pool_pass(tasks, scorer, workers, workers * (1 + QUEUE_PER_WORKER)):
+        if isinstance(item, Scored):
+            yield item
+        else:
+            suspects.append(item)
+    if suspects:
+        log.warning("a worker process died; rescoring the %d photos it may have taken, one at a time", len(suspects))
+    for item in _pool_pass(suspects, scorer, 1, 1):
+        if isinstance(item, Scored):
+            yield item
+        else:
+            sha, path = item
+            why = "a worker process died while scoring this photo (out of memory? a crash in a native library?)"
+            yield Scored(sha, path, "failed", None, why, 0.0, "")
+
+
+def _pool_pass(
+    tasks: list[tuple[str, str]], scorer: Scorer, workers: int, limit: int
+) -> Iterator[Scored | tuple[str, str]]:
+    """Score ``tasks`` on a process pool; yields results, or the bare task for each photo in flight when a
+    worker died (the pool is then replaced and the remaining tasks go on)."""
     pending = list(reversed(tasks))
-    limit = workers * (1 + QUEUE_PER_WORKER)
     # spawn, not fork: the parent may run threads (progress bar, Dask client) that a fork would copy mid-lock.
     ctx = multiprocessing.get_context("spawn")
     while pending:
@@ -198,40 +224,30 @@ def _run_local(tasks: list[tuple[str, str]], scorer: Scorer, workers: int) -> It
         inflight: dict[cf.Future[Scored], tuple[str, str]] = {}
         broken = False
         try:
-            while pending or inflight:
-                while pending and len(inflight) < limit:
-                    sha, path = pending.pop()
-                    inflight[pool.submit(_score_in_worker, sha, path)] = (sha, path)
+            while (pending or inflight) and not broken:
+                try:
+                    while pending and len(inflight) < limit:
+                        inflight[pool.submit(_score_in_worker, *pending[-1])] = pending[-1]
+                        pending.pop()
+                except cf.process.BrokenProcessPool:
+                    broken = True
+                    break
                 done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
-                    sha, path = inflight.pop(fut)
+                    task = inflight.pop(fut)
                     try:
                         yield fut.result()
                     except cf.process.BrokenProcessPool:
                         broken = True
-                        yield Scored(
-                            sha,
-                            path,
-                            "failed",
-                            None,
-                            "a worker process died while scoring (out of memory?); rerun to retry",
-                            0.0,
-                            "",
-                        )
-                if broken:
-                    for sha, path in inflight.values():
-                        yield Scored(
-                            sha,
-                            path,
-                            "failed",
-                            None,
-                            "a worker process died while this photo was in flight; rerun to retry",
-                            0.0,
-                            "",
-                        )
-                    inflight.clear()
-                    log.warning("a worker process died; starting a new pool for the remaining %d photos", len(pending))
-                    break
+                        yield task
+            if broken:
+                # Every other future of a broken pool completes at once: keep the results, return the rest.
+                cf.wait(inflight)
+                for fut, task in inflight.items():
+                    try:
+                        yield fut.result()
+                    except cf.process.BrokenProcessPool:
+                        yield task
         finally:
             pool.shutdown(wait=not broken, cancel_futures=True)
 
@@ -302,7 +318,8 @@ class RunReport:
         n_scored: photos scored by this run (ok or failed).
         n_failed: manifest rows whose photo failed (this run or before) or could not be read.
         n_missing: manifest rows whose file is missing.
-        scoring_s: wall time of the scoring phase.
+        scoring_s: wall time of the scoring phase (worker start-up and model loading included).
+        first_result_s: wall time until the first result arrived (start-up plus one photo).
         workers: worker processes (local) or worker threads (Dask).
     """
 
@@ -314,6 +331,7 @@ class RunReport:
     n_failed: int = 0
     n_missing: int = 0
     scoring_s: float = 0.0
+    first_result_s: float = 0.0
     workers: int = 0
     backend: str = "local"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -322,6 +340,12 @@ class RunReport:
     def photos_per_minute(self) -> float:
         """Throughput of the scoring phase (photos this run scored, per minute of wall time)."""
         return 60.0 * self.n_scored / self.scoring_s if self.scoring_s > 0 else 0.0
+
+    @property
+    def steady_photos_per_minute(self) -> float:
+        """Throughput after the first result (start-up excluded): what a long batch approaches."""
+        rest = self.scoring_s - self.first_result_s
+        return 60.0 * (self.n_scored - 1) / rest if self.n_scored > 1 and rest > 0 else self.photos_per_minute
 
 
 def score_manifest(
@@ -333,6 +357,7 @@ def score_manifest(
     scheduler: str | None = None,
     threads: int | None = None,
     force: bool = False,
+    on_hash: Callable[[int, int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[Scored], None] | None = None,
 ) -> RunReport:
@@ -346,6 +371,7 @@ def score_manifest(
         scheduler: ``tcp://HOST:PORT`` of a running Dask distributed scheduler.
         threads: compute threads per worker; default ``cores // workers`` locally, the worker's nthreads on Dask.
         force: rescore photos already in the store.
+        on_hash: called with (hashed, total) as photos are hashed (cached by path, size and mtime).
         on_start: called once with the number of photos to score.
         on_result: called after each result is stored.
 
@@ -355,7 +381,12 @@ def score_manifest(
     table = manifest.table
     missing = set(manifest.missing)
     paths = [p for i, p in enumerate(table["path"]) if i not in missing]
-    hashes = store.photo_sha256_many(dict.fromkeys(paths))
+    hashes: dict[str, str | OSError] = {}
+    unique = list(dict.fromkeys(paths))
+    for i, p in enumerate(unique):
+        hashes.update(store.photo_sha256_many([p]))
+        if on_hash:
+            on_hash(i + 1, len(unique))
     key = scorer.key()
     done = set() if force else store.done(key)
     tasks: dict[str, str] = {}
@@ -394,6 +425,8 @@ def score_manifest(
                 )
             )
             report.n_scored += 1
+            if report.n_scored == 1:
+                report.first_result_s = time.perf_counter() - t0
             if on_result:
                 on_result(s)
     finally:
@@ -448,6 +481,7 @@ def run_batch(
     scheduler: str | None = None,
     threads: int | None = None,
     force: bool = False,
+    on_hash: Callable[[int, int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[Scored], None] | None = None,
 ) -> RunReport:
@@ -477,6 +511,7 @@ def run_batch(
             scheduler=scheduler,
             threads=threads,
             force=force,
+            on_hash=on_hash,
             on_start=on_start,
             on_result=on_result,
         )
@@ -505,6 +540,8 @@ def run_batch(
             "missing": report.n_missing,
             "scoring_s": round(report.scoring_s, 3),
             "photos_per_minute": round(report.photos_per_minute, 2),
+            "steady_photos_per_minute": round(report.steady_photos_per_minute, 2),
+            "first_result_s": round(report.first_result_s, 3),
             "manifest_warnings": list(manifest.warnings),
         },
     )
