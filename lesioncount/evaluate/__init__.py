@@ -40,7 +40,20 @@ _EXPORTS = {
     "summarize": "summary",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "EvalConfig",
+    "EvalResult",
+    "EvaluateError",
+    "ImageEval",
+    "LesionSet",
+    "evaluate_image",
+    "evaluate_photos",
+    "evaluate_predictions",
+    "evaluate_raters",
+    "load_labels",
+    "summarize",
+    "write_outputs",
+]
 
 
 def __getattr__(name: str) -> Any:

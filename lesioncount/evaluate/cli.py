@@ -116,6 +116,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from lesioncount.io import ImageReadError
 
     console = Console(stderr=True)
+    try:
+        import matplotlib  # noqa: F401
+        import scipy  # noqa: F401
+    except ImportError as e:
+        console.print(f"error: evaluate needs the 'eval' extra ({e}): pip install 'lesioncount[eval]'", markup=False)
+        return EXIT_BAD_INPUT
     bar = Progress(
         TextColumn("evaluating"),
         BarColumn(),
