@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
@@ -117,3 +119,17 @@ def test_greedy_by_score_gives_the_reference_to_the_higher_score() -> None:
     )
     assert tp.tolist() == [True, False]
     assert greedy_match_by_score([], np.zeros((0, 3), bool), np.zeros((0, 3))).shape == (0,)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 40))
+def test_jittered_and_shuffled_copies_are_all_recovered(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    ref = np.column_stack([np.arange(n) * 30.0, rng.uniform(0, 500, n)])  # 30 px apart, tolerance 8
+    perm = rng.permutation(n)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    jitter = rng.uniform(0, 7.9, n)[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
+    pred = (ref + jitter)[perm]
+    pi, ri, _ = match_centres(pred, ref, 8.0)
+    assert len(pi) == n
+    assert (ri == perm[pi]).all()
