@@ -146,3 +146,20 @@ def test_warp_to_base_footprint(clean) -> None:
     warped, valid = warp_to_base(follow, reg, clean.shape)
     assert warped.shape == clean.shape and valid.dtype == bool
     assert not valid[:, -30:].any() and valid[:, :460].all()
+
+
+def test_mirrored_follow_up_is_registered_and_flagged(clean, series) -> None:
+    from lesioncount.compare.comparability import assess_comparability, photo_stats
+
+    base, planted, base_lesions = series
+    w = clean.shape[1]
+    mirror = np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0]])
+    fu = demo.follow_up(clean, planted, 4, matrix=mirror)
+    reg = register(base, fu.image)
+    assert reg.mirrored and reg.quality > 0.95 and reg.to_dict()["mirrored"] is True
+    assert reg.rotation_deg == pytest.approx(0.0, abs=0.3)
+    match = match_lesions(base_lesions, fu.lesions, reg.matrix, tolerance_px=6.0)
+    assert match.pairs == tuple(sorted(fu.persisting)) and match.new == fu.new
+    comp = assess_comparability(photo_stats(base), photo_stats(fu.image), reg)
+    assert any("mirror image" in w for w in comp.warnings)
+    assert not register(base, base).mirrored

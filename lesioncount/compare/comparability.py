@@ -312,6 +312,10 @@ def assess_comparability(
         way = "counter-clockwise" if rotation > 0 else "clockwise"
         warnings.append((0.2, f"follow-up is rotated {abs(rotation):.0f}° {way} relative to baseline (head tilt)"))
         score *= float(np.clip(1 - (abs(rotation) - WARN_ROTATION_DEG) / 40, 0.5, 1.0))
+    if registration is not None and registration.mirrored:
+        msg = "follow-up is a mirror image of the baseline (selfie camera?): its left and right regions are swapped"
+        warnings.append((0.6, msg))
+        score *= 0.8
     if anis is not None and anis >= WARN_ANISOTROPY:
         warnings.append((0.5, f"head pose differs (the face is stretched {100 * (anis - 1):.0f}% along one axis)"))
         score *= float(np.clip(1 - (anis - 1) * 2, 0.3, 1.0))

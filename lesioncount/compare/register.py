@@ -5,6 +5,7 @@ We have no landmark model, so alignment runs in three steps, each a fallback for
 1. the face boxes of both photos give a coarse similarity transform (centre and height);
 2. AKAZE (ORB as a fallback) features inside the face, ratio-tested and fitted by RANSAC to a similarity
    transform (rotation, uniform scale, shift) give the pose of the follow-up relative to the baseline;
+   when that fails, the same on the mirrored follow-up (front-camera selfies are mirror images);
 3. ECC (``cv2.findTransformECC``, affine) refines that estimate on the face region. ECC maximises a
    zero-mean normalised correlation, so it is insensitive to exposure and contrast changes.
 
@@ -64,6 +65,15 @@ class Registration:
         return np.array(self.matrix, np.float64)
 
     @property
+    def mirrored(self) -> bool:
+        """The follow-up is a mirror image of the baseline (left and right swapped)."""
+        return bool(np.linalg.det(self.affine[:, :2]) < 0)
+
+    def _unmirrored(self) -> npt.NDArray[np.float64]:
+        a = self.affine[:, :2]
+        return a @ np.diag([-1.0, 1.0]) if self.mirrored else a
+
+    @property
     def scale(self) -> float:
         """Baseline pixels per follow-up pixel (geometric mean of the axis scales); 1.2 = face 1/1.2 as big."""
         return float(math.sqrt(abs(np.linalg.det(self.affine[:, :2]))))
@@ -71,7 +81,7 @@ class Registration:
     @property
     def rotation_deg(self) -> float:
         """How far the follow-up is rotated relative to the baseline, degrees, counter-clockwise on screen."""
-        a = self.affine
+        a = self._unmirrored()
         return float(math.degrees(math.atan2(a[1, 0] - a[0, 1], a[0, 0] + a[1, 1])))
 
     @property
@@ -97,6 +107,7 @@ class Registration:
             "rotation_deg": round(self.rotation_deg, 3),
             "scale": round(self.scale, 5),
             "anisotropy": round(self.anisotropy, 4),
+            "mirrored": self.mirrored,
         }
 
 
@@ -278,6 +289,12 @@ def register(
         return (_scale_m(sb) @ _h(m_full) @ _scale_m(1 / sf))[:2]
 
     m_feat, n_matches, n_inl, resid = _features(gb, gf, mb, mf)
+    if m_feat is None or n_inl < MIN_INLIERS:
+        # A mirrored follow-up (front-camera selfies, flipped exports) has no matching features as it is.
+        m_flip, n_matches_f, n_inl_f, resid_f = _features(gb, np.ascontiguousarray(gf[:, ::-1]), mb, mf[:, ::-1])
+        if m_flip is not None and n_inl_f >= MIN_INLIERS and n_inl_f > n_inl:
+            flip = np.array([[-1.0, 0.0, gf.shape[1] - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            m_feat, n_matches, n_inl, resid = (_h(m_flip) @ flip)[:2], n_matches_f, n_inl_f, resid_f
     if m_feat is not None and n_inl >= MIN_INLIERS:
         m_work, method = m_feat, "features"
     elif base_box is not None and follow_box is not None:
