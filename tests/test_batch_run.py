@@ -292,3 +292,18 @@ def test_worker_death_is_recorded_and_the_batch_goes_on(tmp_path: Path) -> None:
         statuses = [o.status for o in second.outcomes]
         assert statuses == ["ok"] * 3 + ["failed"] + ["ok"] * 4
         assert store.count() == 8
+
+
+def test_worker_side_imports_no_pandas_or_dask() -> None:
+    code = (
+        "import sys, lesioncount.batch.worker; "
+        "print(sorted(m for m in ('pandas', 'distributed', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"

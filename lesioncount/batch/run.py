@@ -19,160 +19,29 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from lesioncount.batch.manifest import Manifest
 from lesioncount.batch.store import ModelKey, Record, ResultStore
 from lesioncount.batch.tables import Outcome
+from lesioncount.batch.worker import (
+    PipelineScorer,
+    Scored,
+    Scorer,
+    init_worker,
+    score_in_worker,
+    score_on_dask_worker,
+    score_one,
+)
 
 log = logging.getLogger(__name__)
 
 #: Photos handed out per worker slot beyond the one being scored (keeps workers busy, bounds what a kill loses).
 QUEUE_PER_WORKER = 1
-
-
-class Scorer(Protocol):
-    """What the runner needs from a scorer: picklable, hashable, knows its model key, scores one path.
-
-    ``__call__`` returns a CountResult dict (schema v1) or raises with a message that says what is wrong.
-    ``with_threads`` returns a copy that uses that many compute threads per photo.
-    """
-
-    def key(self) -> ModelKey: ...
-
-    def with_threads(self, threads: int) -> Scorer: ...
-
-    def __call__(self, path: str) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class PipelineScorer:
-    """Scores photos with ``lesioncount.pipeline.LesionCounter`` (one counter per process, built lazily).
-
-    Attributes:
-        model: path of the .onnx model (resolve it in the parent with ``PipelineScorer.create``).
-        threshold: one score threshold for every class, or None for the model's calibrated thresholds.
-        threads: ONNX Runtime and OpenCV threads in each worker.
-        max_megapixels: refuse larger photos.
-    """
-
-    model: str
-    threshold: float | None = None
-    threads: int = 1
-    max_megapixels: float = 100.0
-
-    @classmethod
-    def create(
-        cls,
-        model: str | os.PathLike[str] | None = None,
-        *,
-        int8: bool = False,
-        threshold: float | None = None,
-        max_megapixels: float = 100.0,
-    ) -> PipelineScorer:
-        """Resolve the model (explicit path, ``$LESIONCOUNT_MODEL`` or the shipped one) to an absolute path."""
-        from lesioncount.infer import resolve_model_path
-
-        path = resolve_model_path(model, int8=int8).absolute()
-        return cls(str(path), threshold=threshold, max_megapixels=max_megapixels)
-
-    def key(self) -> ModelKey:
-        from lesioncount.io import sha256_file
-
-        return ModelKey.make(sha256_file(self.model), {"threshold": self.threshold})
-
-    def with_threads(self, threads: int) -> PipelineScorer:
-        return replace(self, threads=max(1, threads))
-
-    def __call__(self, path: str) -> dict[str, Any]:
-        return _counter(self).count(path).to_dict()
-
-
-_COUNTERS: dict[PipelineScorer, Any] = {}
-_COUNTER_LOCK = threading.Lock()
-
-
-def _counter(spec: PipelineScorer) -> Any:
-    """This process's LesionCounter for ``spec`` (built on first use, then reused)."""
-    with _COUNTER_LOCK:
-        if spec not in _COUNTERS:
-            import cv2
-
-            from lesioncount.pipeline import LesionCounter
-
-            cv2.setNumThreads(spec.threads)
-            _COUNTERS[spec] = LesionCounter(
-                spec.model, threads=spec.threads, threshold=spec.threshold, max_megapixels=spec.max_megapixels
-            )
-        return _COUNTERS[spec]
-
-
-@dataclass(frozen=True)
-class Scored:
-    """A worker's answer for one photo."""
-
-    photo_sha256: str
-    path: str
-    status: str
-    result: dict[str, Any] | None
-    error: str | None
-    elapsed_s: float
-    worker: str
-
-
-#: One photo at a time per process: OpenCV's cascade face finder is not documented as thread-safe.
-_SCORE_LOCK = threading.Lock()
-
-
-def score_one(scorer: Scorer, photo_sha256: str, path: str) -> Scored:
-    """Score one photo; never raises (a failure is returned with its one-line reason)."""
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    t = time.perf_counter()
-    try:
-        with _SCORE_LOCK:
-            result = scorer(path)
-        got = result.get("image", {}).get("sha256")
-        if got is not None and got != photo_sha256:
-            return Scored(
-                photo_sha256,
-                path,
-                "failed",
-                None,
-                "the file changed while the batch ran; rerun to score it",
-                time.perf_counter() - t,
-                worker,
-            )
-        return Scored(photo_sha256, path, "ok", result, None, time.perf_counter() - t, worker)
-    except Exception as e:  # one bad photo must never stop a batch: record why and go on
-        msg = " ".join(str(e).split()) or e.__class__.__name__
-        return Scored(
-            photo_sha256, path, "failed", None, f"{e.__class__.__name__}: {msg}", time.perf_counter() - t, worker
-        )
-
-
-# -- local process pool -------------------------------------------------------------------------------------
-
-_WORKER_SCORER: Scorer | None = None
-
-
-def _init_worker(scorer: Scorer) -> None:
-    global _WORKER_SCORER
-    _WORKER_SCORER = scorer
-    # Thread pools of the numeric libraries, sized before they start.
-    threads = str(getattr(scorer, "threads", 1))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = threads
-
-
-def _score_in_worker(photo_sha256: str, path: str) -> Scored:
-    assert _WORKER_SCORER is not None, "worker not initialised"
-    return score_one(_WORKER_SCORER, photo_sha256, path)
 
 
 def available_cores() -> int:
@@ -220,14 +89,14 @@ def _pool_pass(
     # spawn, not fork: the parent may run threads (progress bar, Dask client) that a fork would copy mid-lock.
     ctx = multiprocessing.get_context("spawn")
     while pending:
-        pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(scorer,))
+        pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(scorer,))
         inflight: dict[cf.Future[Scored], tuple[str, str]] = {}
         broken = False
         try:
             while (pending or inflight) and not broken:
                 try:
                     while pending and len(inflight) < limit:
-                        inflight[pool.submit(_score_in_worker, *pending[-1])] = pending[-1]
+                        inflight[pool.submit(score_in_worker, *pending[-1])] = pending[-1]
                         pending.pop()
                 except cf.process.BrokenProcessPool:
                     broken = True
@@ -255,14 +124,6 @@ def _pool_pass(
 # -- Dask distributed ---------------------------------------------------------------------------------------
 
 
-def _score_on_dask_worker(scorer: Scorer, photo_sha256: str, path: str, threads: int | None) -> Scored:
-    if threads is None:
-        from distributed import get_worker
-
-        threads = get_worker().state.nthreads
-    return score_one(scorer.with_threads(threads), photo_sha256, path)
-
-
 def _run_dask(
     tasks: list[tuple[str, str]], scorer: Scorer, address: str, threads: int | None, timeout_s: float = 30.0
 ) -> Iterator[Scored]:
@@ -279,7 +140,7 @@ def _run_dask(
 
         def submit(sha: str, path: str) -> Any:
             fut = client.submit(
-                _score_on_dask_worker,
+                score_on_dask_worker,
                 scorer,
                 sha,
                 path,
