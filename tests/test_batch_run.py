@@ -127,7 +127,7 @@ def test_dask_cluster_gives_identical_tables(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
     ) as cluster:
         report = run_batch(trial, tmp_path, scorer=scorer, scheduler=cluster.scheduler_address)
-    assert report.backend == "dask" and report.n_scored == 12 and report.n_failed == 0
+    assert report.backend == "dask" and report.n_scored == 12 and report.n_failed == 0 and report.workers == 2
     with ResultStore(tmp_path / "results.sqlite") as store:
         workers = {r.worker for r in store.records(report.key)}
     assert len(workers) == 2, "both worker processes should have scored photos"
@@ -307,3 +307,13 @@ def test_worker_side_imports_no_pandas_or_dask() -> None:
         check=True,
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_check_worker_names_what_is_wrong(scorer: PipelineScorer, tmp_path: Path) -> None:
+    from lesioncount.batch.worker import check_worker
+
+    assert check_worker(scorer, scorer.key(), None) == ""
+    msg = check_worker(scorer, ModelKey.make("0" * 64), str(tmp_path / "nope.jpg"))
+    assert "model file differs" in msg and "nope.jpg (photos must be on a file system shared" in msg
+    gone = PipelineScorer(str(tmp_path / "gone.onnx"))
+    assert "cannot read the model" in check_worker(gone, scorer.key(), None)

@@ -32,6 +32,7 @@ from lesioncount.batch.worker import (
     PipelineScorer,
     Scored,
     Scorer,
+    check_worker,
     init_worker,
     score_in_worker,
     score_on_dask_worker,
@@ -125,7 +126,13 @@ def _pool_pass(
 
 
 def _run_dask(
-    tasks: list[tuple[str, str]], scorer: Scorer, address: str, threads: int | None, timeout_s: float = 30.0
+    tasks: list[tuple[str, str]],
+    scorer: Scorer,
+    key: ModelKey,
+    address: str,
+    threads: int | None,
+    on_ready: Callable[[int], None],
+    timeout_s: float = 30.0,
 ) -> Iterator[Scored]:
     from distributed import Client, as_completed
 
@@ -134,6 +141,14 @@ def _run_dask(
         if slots == 0:
             raise RuntimeError(f"the Dask cluster at {address} has no workers")
         log.info("Dask cluster %s: %d workers, %d threads", address, len(client.nthreads()), slots)
+        # Fail fast, once, with the reason, rather than once per photo.
+        checks = client.run(check_worker, scorer, key, tasks[0][1] if tasks else None)
+        bad = {w: msg for w, msg in checks.items() if msg}
+        if bad:
+            raise RuntimeError(
+                f"Dask workers at {address} cannot score: " + "; ".join(f"{w}: {m}" for w, m in sorted(bad.items()))
+            )
+        on_ready(slots)
         pending = list(reversed(tasks))
         limit = slots * (1 + QUEUE_PER_WORKER)
         futs = {}
@@ -182,6 +197,7 @@ class RunReport:
         scoring_s: wall time of the scoring phase (worker start-up and model loading included).
         first_result_s: wall time until the first result arrived (start-up plus one photo).
         workers: worker processes (local) or worker threads (Dask).
+        backend: ``local`` or ``dask``.
     """
 
     key: ModelKey
@@ -262,7 +278,7 @@ def score_manifest(
         on_start(len(todo))
 
     if scheduler:
-        stream = _run_dask(todo, scorer, scheduler, threads)
+        stream = _run_dask(todo, scorer, key, scheduler, threads, on_ready=lambda n: setattr(report, "workers", n))
     else:
         cores = available_cores()
         n = cores if workers is None else workers

@@ -161,3 +161,20 @@ def score_on_dask_worker(scorer: Scorer, photo_sha256: str, path: str, threads: 
 
         threads = get_worker().state.nthreads
     return score_one(scorer.with_threads(threads), photo_sha256, path)
+
+
+def check_worker(scorer: Scorer, key: ModelKey, sample_path: str | None) -> str:
+    """What would stop this worker from scoring ('' when nothing): run on every Dask worker before a batch.
+
+    Checks that the scorer's model is readable here and is the same file the parent hashed, and that a
+    sample photo path exists (workers must see the photos under the same paths as the parent).
+    """
+    problems = []
+    try:
+        if scorer.key() != key:
+            problems.append("its model file differs from the one this batch uses (another version installed?)")
+    except OSError as e:
+        problems.append(f"cannot read the model: {e}")
+    if sample_path is not None and not os.path.isfile(sample_path):
+        problems.append(f"cannot see {sample_path} (photos must be on a file system shared under the same paths)")
+    return "; ".join(problems)
