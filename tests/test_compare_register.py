@@ -163,3 +163,19 @@ def test_mirrored_follow_up_is_registered_and_flagged(clean, series) -> None:
     comp = assess_comparability(photo_stats(base), photo_stats(fu.image), reg)
     assert any("mirror image" in w for w in comp.warnings)
     assert not register(base, base).mirrored
+
+
+def test_non_square_textured_images_and_tiny_lesions() -> None:
+    rng = np.random.default_rng(3)
+    tex = cv2.GaussianBlur(rng.integers(0, 255, (99, 101, 3), dtype=np.uint8), (0, 0), 1.0)
+    m_true = demo.similarity(tex.shape, shift_px=(3.0, -2.0))
+    follow = cv2.warpAffine(tex, m_true, (101, 99), borderMode=cv2.BORDER_REFLECT)
+    reg = register(tex, follow)
+    assert reg.method == "features+ecc" and reg.quality > 0.6  # the reflected border strip does not match
+    inner = [(30.0, 40.0), (70.0, 60.0)]
+    back = map_points(reg.affine, map_points(m_true, inner))
+    assert np.abs(back - np.array(inner)).max() < 1.0
+    # 1-pixel lesions match like any other.
+    tiny = [Lesion("comedone", x, y, 1.0, (x, y, 1.0, 1.0), 0.5) for x, y in inner]
+    moved = [Lesion("comedone", float(x), float(y), 1.0, (x, y, 1.0, 1.0), 0.5) for x, y in map_points(m_true, inner)]
+    assert match_lesions(tiny, moved, reg.matrix, tolerance_px=2.0).pairs == ((0, 0), (1, 1))

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 WORK_PX = 800
 #: Fewer RANSAC inliers than this and the feature estimate is not trusted.
 MIN_INLIERS = 12
+#: With this many inliers the direct feature fit is trusted without trying a mirrored follow-up.
+CONFIDENT_INLIERS = 48
+#: Plausible face-size ratios between two visits; fits outside are degenerate.
+SCALE_RANGE = (0.25, 4.0)
 #: Quality labels by NCC.
 QUALITY_GOOD = 0.8
 QUALITY_FAIR = 0.5
@@ -217,6 +221,12 @@ def _features(
     return best
 
 
+def _plausible(m_work: npt.NDArray[np.float64], sb: float, sf: float) -> bool:
+    """A fit whose photo-pixel scale is within ``SCALE_RANGE`` (degenerate RANSAC fits are not)."""
+    s = math.sqrt(abs(np.linalg.det(m_work[:, :2]))) * sf / sb
+    return bool(SCALE_RANGE[0] <= s <= SCALE_RANGE[1])
+
+
 def _ncc(
     gb: npt.NDArray[np.uint8], gf: npt.NDArray[np.uint8], m_work: npt.NDArray[np.float64], mask: npt.NDArray[np.uint8]
 ) -> float:
@@ -288,23 +298,30 @@ def register(
     def work(m_full: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return (_scale_m(sb) @ _h(m_full) @ _scale_m(1 / sf))[:2]
 
+    # Candidates (work-pixel matrix, method, matches, inliers, residual); the best by NCC wins.
+    cands: list[tuple[npt.NDArray[np.float64], str, int, int, float | None]] = []
     m_feat, n_matches, n_inl, resid = _features(gb, gf, mb, mf)
-    if m_feat is None or n_inl < MIN_INLIERS:
+    if m_feat is not None and n_inl >= MIN_INLIERS and _plausible(m_feat, sb, sf):
+        cands.append((m_feat, "features", n_matches, n_inl, resid))
+    if n_inl < CONFIDENT_INLIERS:
         # A mirrored follow-up (front-camera selfies, flipped exports) has no matching features as it is.
         m_flip, n_matches_f, n_inl_f, resid_f = _features(gb, np.ascontiguousarray(gf[:, ::-1]), mb, mf[:, ::-1])
-        if m_flip is not None and n_inl_f >= MIN_INLIERS and n_inl_f > n_inl:
+        if m_flip is not None and n_inl_f >= MIN_INLIERS:
             flip = np.array([[-1.0, 0.0, gf.shape[1] - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-            m_feat, n_matches, n_inl, resid = (_h(m_flip) @ flip)[:2], n_matches_f, n_inl_f, resid_f
-    if m_feat is not None and n_inl >= MIN_INLIERS:
-        m_work, method = m_feat, "features"
-    elif base_box is not None and follow_box is not None:
-        m_work, method = work(box_similarity(base_box, follow_box)), "face-box"
-    else:
-        m_work, method = work(np.eye(2, 3)), "identity"
-    quality = _ncc(gb, gf, m_work, mb)
+            m_flip = (_h(m_flip) @ flip)[:2]
+            if _plausible(m_flip, sb, sf):
+                cands.append((m_flip, "features", n_matches_f, n_inl_f, resid_f))
+    if base_box is not None and follow_box is not None:
+        cands.append((work(box_similarity(base_box, follow_box)), "face-box", 0, 0, None))
+    cands.append((work(np.eye(2, 3)), "identity", 0, 0, None))
+    scores = [_ncc(gb, gf, c[0], mb) for c in cands]
+    # Candidates are in order of preference: take the first that is about as good as the best.
+    best = next(k for k, q in enumerate(scores) if q >= max(scores) - 0.01)
+    quality = scores[best]
+    m_work, method, n_matches, n_inl, resid = cands[best]
     if refine:
         m_ecc = _ecc(gb, gf, m_work, mb)
-        if m_ecc is not None:
+        if m_ecc is not None and _plausible(m_ecc, sb, sf):
             q_ecc = _ncc(gb, gf, m_ecc, mb)
             if q_ecc >= quality - 1e-3:
                 m_work, quality, method = m_ecc, q_ecc, method + "+ecc"
