@@ -70,6 +70,7 @@ def _urls(w):
         f"/api/v1/visits/{w.vid}/progress",
         f"/api/v1/photos/{w.photo_id}",
         f"/api/v1/photos/{w.photo_id}/image.jpg",
+        f"/api/v1/photos/{w.photo_id}/overlay.jpg",
         f"/api/v1/photos/{w.photo_id}/versions",
     ]
 
@@ -279,12 +280,13 @@ def test_too_many_files_and_oversize_requests(web):
     assert _rows(web.app, Photo) == 1
 
 
-def test_served_copy_has_no_exif_and_original_is_unchanged(web):
-    r = web.client.get(f"/api/v1/photos/{web.photo_id}/image.jpg")
+@pytest.mark.parametrize("kind", ["image.jpg", "overlay.jpg"])
+def test_served_copies_have_no_exif_and_original_is_unchanged(web, kind):
+    r = web.client.get(f"/api/v1/photos/{web.photo_id}/{kind}")
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     assert b"SecretCam" not in r.content and b"SERIAL-123456" not in r.content and b"Exif" not in r.content
     with Image.open(io.BytesIO(r.content)) as im:
-        assert len(im.getexif()) == 0 and "exif" not in im.info
+        assert len(im.getexif()) == 0 and "exif" not in im.info and im.size == (320, 240)
     with web.app.state.sessions() as db:
         sha = db.get(Photo, web.photo_id).sha256
     original = web.app.state.store.original_path(sha).read_bytes()

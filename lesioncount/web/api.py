@@ -177,6 +177,32 @@ def photo_image(photo_id: int, request: Request, actor: ApiActor, db: DB) -> Res
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
+@router.get("/photos/{photo_id}/overlay.jpg", response_class=Response)
+def photo_overlay(photo_id: int, request: Request, actor: ApiActor, db: DB) -> Response:
+    """The photo with its current marks drawn and a legend of the counts (no metadata)."""
+    import io
+
+    from PIL import Image
+
+    from lesioncount.io import read_image
+    from lesioncount.report.overlay import draw_overlay
+    from lesioncount.web.marks import lesions_of
+
+    ph = sv.get_photo(db, actor, photo_id)
+    mv = sv.current_version(db, ph)
+    st = request.app.state
+    image = read_image(st.store.original_path(ph.sha256), max_megapixels=st.settings.max_megapixels)
+    marked = draw_overlay(
+        image,
+        lesions_of(mv.marks if mv else []),
+        counts=mv.counts if mv else None,
+        max_side_px=st.settings.display_max_side_px,
+    )
+    buf = io.BytesIO()
+    Image.fromarray(marked).save(buf, format="JPEG", quality=88)
+    return Response(buf.getvalue(), media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
 @router.post("/photos/{photo_id}/marks")
 def correct_marks(photo_id: int, body: CorrectionIn, actor: ApiActor, db: DB) -> dict[str, Any]:
     """Add, remove or reclassify one mark; stored as a new version, the counts follow."""

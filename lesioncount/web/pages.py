@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
+from lesioncount.report.overlay import CLASS_COLOURS as OVERLAY_COLOURS
 from lesioncount.types import CLASSES, VIEWS
 from lesioncount.web import services as sv
 from lesioncount.web.deps import DB, PageActor, check_form_csrf, client_ip
@@ -30,8 +31,10 @@ from lesioncount.web.security import (
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
-#: Line colours of the counts chart (also used by the overlay, see static/app.css).
-CLASS_COLOURS = {"inflammatory": "#d7263d", "comedone": "#1b98e0", "scar": "#f4a259", "total_acne": "#444444"}
+#: Line colours of the counts chart: the overlay's class colours (kept in step in static/app.css and photo.js).
+CLASS_COLOURS = {c: "#{:02x}{:02x}{:02x}".format(*rgb) for c, rgb in OVERLAY_COLOURS.items()} | {
+    "total_acne": "#444444"
+}
 
 
 def render(request: Request, name: str, actor: Actor | None, status_code: int = 200, **ctx: Any) -> HTMLResponse:

@@ -9,7 +9,7 @@
   const W = Number(app.dataset.width), H = Number(app.dataset.height);
   const canCorrect = app.dataset.canCorrect === "1";
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const COLOURS = { inflammatory: "#d7263d", comedone: "#1b98e0", scar: "#f4a259" };
+  const COLOURS = { inflammatory: "#e62828", comedone: "#1e78ff", scar: "#ffc800" };
   const SVGNS = "http://www.w3.org/2000/svg";
   const viewer = document.getElementById("viewer");
   const stage = document.getElementById("stage");
@@ -59,9 +59,8 @@
         const td = document.createElement("td");
         if (j === 1) {
           const key = document.createElement("span");
-          key.className = "key";
+          key.className = `key c-${v}`;
           key.textContent = v;
-          key.style.setProperty("--c", COLOURS[v]);
           td.append(key);
         } else {
           td.textContent = v;

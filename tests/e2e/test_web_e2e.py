@@ -1,0 +1,158 @@
+"""The clinic's whole round in a real browser: log in, create a patient, upload two visits, see the marks,
+correct one, see the counts change, download the report."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lesioncount.web.testing import photo_bytes
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 120_000  # counting with the real model on a busy CPU
+
+
+@pytest.fixture(scope="module")
+def visit_photos(tmp_path_factory):
+    """Two visits of one face: planted lesions at baseline, fewer at the follow-up (768 px, no network)."""
+    out = tmp_path_factory.mktemp("photos")
+    paths = [out / "2026-01-10_front.jpg", out / "2026-03-10_front.jpg"]
+    try:
+        import cv2
+        from skimage import data
+
+        from lesioncount.compare.demo import baseline, follow_up
+
+        clean = cv2.resize(data.astronaut(), (768, 768), interpolation=cv2.INTER_CUBIC)
+        base, planted = baseline(clean, 1, counts={"papule": 8, "pustule": 3, "blackhead": 5, "boxcar": 2})
+        later = follow_up(clean, planted, 2, keep=0.4, new_counts={"papule": 1})
+        Image.fromarray(base).save(paths[0], quality=92)
+        Image.fromarray(np.asarray(later.image)).save(paths[1], quality=92)
+    except ImportError:  # scikit-image missing: plain photos (the fake counter marks them all the same)
+        paths[0].write_bytes(photo_bytes(640, 480, seed=1))
+        paths[1].write_bytes(photo_bytes(640, 480, seed=2))
+    return paths
+
+
+def _snap(page, name: str) -> None:
+    """Save a screenshot when $LESIONCOUNT_E2E_SCREENSHOTS names a folder (for looking at a failing run)."""
+    folder = os.environ.get("LESIONCOUNT_E2E_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def _counts(page) -> dict[str, int]:
+    cells = page.locator("[data-count]")
+    out = {}
+    for i in range(cells.count()):
+        cell = cells.nth(i)
+        out[cell.get_attribute("data-count")] = int(cell.inner_text() or 0)
+    return out
+
+
+def _upload_visit(page, server, patient_url, date, photo, treatment=""):
+    page.goto(patient_url)
+    form = page.locator("#new-visit")
+    form.locator("input[name=visit_date]").fill(date)
+    form.locator("input[name=treatment]").fill(treatment)
+    if treatment:
+        form.locator("input[name=units]").fill("20")
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/visits/\d+$"))
+    page.select_option("#upload-view", "front")
+    page.set_input_files("#file-input", str(photo))
+    # The drop zone uploads, then polls counting progress and reloads once every photo is counted.
+    page.wait_for_selector("#photos td.status:text-is('done')", timeout=TIMEOUT_MS)
+    return page.url
+
+
+def test_clinic_round_trip(server, browser, visit_photos, tmp_path):
+    ctx = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+    # Log in (unknown visitors are sent to the login page first).
+    page.goto(server.url + "/")
+    page.wait_for_url(re.compile(r"/login"))
+    page.fill("input[name=username]", "doc")
+    page.fill("input[name=password]", "e2e password 123")
+    page.click("button[type=submit]")
+    page.wait_for_selector("h1:text-is('Patients')")
+
+    # Create a patient.
+    page.fill("#new-patient input[name=code]", "E2E-001")
+    page.fill("#new-patient input[name=birth_year]", "1995")
+    page.click("#new-patient button[type=submit]")
+    page.wait_for_selector("h1:text-is('Patient E2E-001')")
+    patient_url = page.url
+
+    # Two visits, one photo each, counted in the background.
+    _upload_visit(page, server, patient_url, "2026-01-10", visit_photos[0], "botulinum toxin")
+    visit2 = _upload_visit(page, server, patient_url, "2026-03-10", visit_photos[1])
+
+    # See the marks on the follow-up photo.
+    page.goto(visit2)
+    page.click("#photos a")
+    page.wait_for_selector("#photo-app[data-ready='1']")
+    before = _counts(page)
+    _snap(page, "photo")
+    n_marks = page.locator("#overlay circle.mark").count()
+    assert n_marks == page.locator("#lesion-list tbody tr").count()
+    assert n_marks == before["inflammatory"] + before["comedone"] + before["scar"]
+    if not server.real_model:
+        assert n_marks > 0
+    # Per-class toggle hides that class's marks.
+    page.uncheck(".class-toggle[value=inflammatory]")
+    assert page.locator("#overlay circle.mark.hidden").count() == before["inflammatory"]
+    page.check(".class-toggle[value=inflammatory]")
+    assert page.locator("#overlay circle.mark.hidden").count() == 0
+    # Zoom in and out with the buttons.
+    page.click("#zoom-in")
+    page.click("#zoom-reset")
+
+    # Correct: add an inflammatory lesion where the model saw none; the counts follow.
+    page.select_option("#add-class", "inflammatory")
+    box = page.locator("#viewer").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#status-line:has-text('Saved as version 2')")
+    after = _counts(page)
+    assert after["inflammatory"] == before["inflammatory"] + 1
+    assert after["total_acne"] == before["total_acne"] + 1
+    assert page.locator("#overlay circle.mark").count() == n_marks + 1
+    # ... and reclassify it as a comedone.
+    page.select_option("#add-class", "")
+    page.locator("#lesion-list tbody tr").last.click()
+    page.select_option("#reclass-to", "comedone")
+    page.click("#reclass-btn")
+    page.wait_for_selector("#status-line:has-text('Saved as version 3')")
+    final = _counts(page)
+    _snap(page, "photo-corrected")
+    assert final["inflammatory"] == before["inflammatory"] and final["comedone"] == before["comedone"] + 1
+    assert "doc" in page.locator("#version-line").inner_text()
+
+    # The patient page shows the corrected counts over time, and the report downloads.
+    page.goto(patient_url)
+    rows = page.locator("#counts-table tbody tr")
+    assert rows.count() == 2
+    comedones_now = int(rows.nth(1).locator("td[data-class=comedone] .count").inner_text())
+    assert comedones_now == final["comedone"]
+    assert page.locator("svg.chart polyline").count() == 4
+    _snap(page, "patient")
+    with page.expect_download() as dl:
+        page.click("#report-link")
+    report = tmp_path / "report.html"
+    dl.value.save_as(report)
+    text = report.read_text(encoding="utf-8")
+    assert "E2E-001" in text and "2026-03-10" in text
+    assert not errors, errors
+    ctx.close()
