@@ -192,7 +192,12 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = int(state["step"])
-        log.info("resumed from %s at step %d", ckpt_path, step)
+        if sched.total_steps != cfg.steps:
+            # A new step budget on resume: continue the one-cycle schedule, stretched or shrunk to fit.
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1, last_epoch=step - 1
+            )
+        log.info("resumed from %s at step %d of %d", ckpt_path, step, cfg.steps)
     stride = model.output_stride
     ds = LesionDataset(
         train_items, cfg.crop_px, stride, length=10**9, seed=cfg.seed, scar_prob=cfg.scar_prob,
@@ -200,8 +205,8 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
     )
     # The resume point decides the data: sample indices continue from the step reached.
     ds.epoch = step
-    loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=1 if cfg.threads > 1 else 0,
-                        persistent_workers=False)
+    # One loader process: augmentation overlaps with the optimiser step even with one torch thread.
+    loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=0 if cfg.synthetic_only else 1)
     log.info("model %s: %d parameters", cfg.arch, count_parameters(model))
     logf = open(out / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
     last_ckpt = time.monotonic()
