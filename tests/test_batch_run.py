@@ -138,6 +138,24 @@ def test_dask_cluster_gives_identical_tables(
         pd.testing.assert_frame_equal(local.drop(columns=drop), dask.drop(columns=drop))
 
 
+def _wait_group_gone(pgid: int, timeout_s: float) -> bool:
+    """True once no live (non-zombie) process is left in the process group."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive.append(stat.parent.name)
+        if not alive:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_without_duplicates_or_gaps(trial: Path, local_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -174,8 +192,12 @@ def test_killed_run_resumes_without_duplicates_or_gaps(trial: Path, local_run: P
                     except sqlite3.OperationalError:  # table not created yet
                         n = 0
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the parent and its workers: only what this test started
+        proc.kill()  # SIGKILL to the parent only: its pool workers must notice and exit by themselves
         proc.wait()
+    orphans_gone = _wait_group_gone(proc.pid, timeout_s=15)
+    if not orphans_gone:
+        os.killpg(proc.pid, signal.SIGKILL)  # clean up what this test started before failing
+    assert orphans_gone, "pool workers outlived their killed parent"
     assert proc.returncode == -signal.SIGKILL, log.read_text()
     assert 4 <= n < 12
     assert not (out / "photos.csv").exists()

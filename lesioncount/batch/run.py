@@ -90,7 +90,7 @@ def _pool_pass(
     # spawn, not fork: the parent may run threads (progress bar, Dask client) that a fork would copy mid-lock.
     ctx = multiprocessing.get_context("spawn")
     while pending:
-        pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(scorer,))
+        pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(scorer, os.getpid()))
         inflight: dict[cf.Future[Scored], tuple[str, str]] = {}
         broken = False
         try:

@@ -138,14 +138,30 @@ def score_one(scorer: Scorer, photo_sha256: str, path: str) -> Scored:
 _WORKER_SCORER: Scorer | None = None
 
 
-def init_worker(scorer: Scorer) -> None:
-    """Process-pool initializer: remember the scorer and size the numeric libraries' thread pools."""
+#: How often a pool worker checks that its parent is still alive.
+PARENT_CHECK_S = 1.0
+
+
+def init_worker(scorer: Scorer, parent_pid: int | None = None) -> None:
+    """Process-pool initializer: remember the scorer, size thread pools, exit when the parent dies.
+
+    A pool worker whose parent is killed (``kill -9``, out of memory) would otherwise wait for work forever.
+    """
     global _WORKER_SCORER
     _WORKER_SCORER = scorer
     # Thread pools of the numeric libraries, sized before they start.
     threads = str(getattr(scorer, "threads", 1))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = threads
+    if parent_pid is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(PARENT_CHECK_S)
+        if os.getppid() != parent_pid:
+            os._exit(1)
 
 
 def score_in_worker(photo_sha256: str, path: str) -> Scored:
