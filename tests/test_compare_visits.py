@@ -183,3 +183,23 @@ def test_cli_with_saved_counts(patient, tmp_path: Path) -> None:
     assert "contraindicated" in (out / "report.html").read_text()
     assert main(["compare", str(tmp_path / "v0.png"), "--out", str(out)]) == 2  # one photo is not a series
     assert main(["compare", "--manifest", str(tmp_path / "nope.csv"), "--out", str(out)]) == 2
+
+
+@pytest.mark.slow
+def test_cli_counts_with_the_model(patient, tmp_path: Path) -> None:
+    from lesioncount.cli import main
+
+    model = Path(__file__).resolve().parents[1] / "models" / "lesioncount-unet16.onnx"
+    if not model.is_file():
+        pytest.skip("no model at models/lesioncount-unet16.onnx")
+    visits, _ = patient
+    paths = []
+    for i, v in enumerate(visits[:2]):
+        Image.fromarray(v.image).save(tmp_path / f"v{i}.png")
+        paths.append(str(tmp_path / f"v{i}.png"))
+    out = tmp_path / "out"
+    args = ["compare", *paths, "--date", "2026-01-10", "--date", "2026-02-24", "--view", "front"]
+    assert main([*args, "--out", str(out), "--model", str(model), "--threads", "1"]) == 0
+    d = json.loads((out / "comparison.json").read_text())
+    jsonschema.validate(d, VISIT_COMPARISON_SCHEMA)
+    assert d["pairs"][0]["days"] == 45 and d["pairs"][0]["registration"]["quality_label"] == "good"
