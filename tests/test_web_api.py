@@ -81,6 +81,20 @@ def test_upload_counts_in_background_and_reports_progress(web):
     assert web.client.get(f"/visits/{vid}").text.count("done") >= 2
 
 
+def test_upload_without_javascript_through_the_plain_form(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    _, vid = _patient_and_visit(c, csrf)
+    r = c.post(
+        f"/visits/{vid}/photos",
+        data={"csrf_token": csrf, "view": "left"},
+        files=[("files", ("l.jpg", photo_bytes(seed=8), "image/jpeg"))],
+    )
+    assert r.status_code == 200 and "l.jpg" in r.text
+    assert web.app.state.queue.wait_idle(30)
+    assert c.get(f"/api/v1/visits/{vid}").json()["photos"][0]["view"] == "left"
+
+
 def test_failed_count_is_reported(web):
     web.fake.fail = True
     csrf = login(web.client, "carl", PW)

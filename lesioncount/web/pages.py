@@ -102,11 +102,19 @@ async def login(request: Request, db: DB) -> Response:
     next_url = _safe_next(str(form.get("next") or "/"))
     if not tokens_equal(str(form.get(CSRF_FIELD) or ""), request.cookies.get(PRELOGIN_COOKIE)):
         raise HTTPException(403, "the login form has expired; reload the page and try again")
-    user = authenticate(db, str(form.get("username") or ""), str(form.get("password") or ""))
+    username, ip = str(form.get("username") or "")[:100], client_ip(request)
+    throttle = request.app.state.login_throttle
+    if throttle.blocked(username, ip):
+        sv.audit(db, None, "login_blocked", "user", None, username, ip)
+        db.commit()
+        return _login_form(request, next_url, "Too many failed logins: wait 15 minutes and try again.", 429)
+    user = authenticate(db, username, str(form.get("password") or ""))
     if user is None:
-        sv.audit(db, None, "login_failed", "user", None, str(form.get("username") or "")[:100], client_ip(request))
+        throttle.failed(username, ip)
+        sv.audit(db, None, "login_failed", "user", None, username, ip)
         db.commit()
         return _login_form(request, next_url, "Wrong user name or password.", 401)
+    throttle.succeeded(username)
     token, _row = start_session(db, user)
     sv.audit(db, Actor(user, "session"), "login", "user", user.id, "", client_ip(request))
     db.commit()
@@ -259,18 +267,22 @@ def visit_page(request: Request, visit_id: int, db: DB, actor: PageActor) -> Res
 @router.post("/visits/{visit_id}/photos")
 async def upload_form(request: Request, visit_id: int, db: DB, actor: PageActor) -> Response:
     """The no-JavaScript upload: a plain multipart form (the drop zone uses the API instead)."""
-    form = await _form(request, actor)
-    v = sv.get_visit(db, actor, visit_id)
-    files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
-    sv.add_photos(
-        db,
-        request.app.state.store,
-        request.app.state.queue,
-        actor,
-        v,
-        str(form.get("view") or "front"),
-        [sv.Upload(f.file, f.filename) for f in files],
-    )
+    form = await request.form()
+    try:
+        check_form_csrf(actor, form.get(CSRF_FIELD))
+        v = sv.get_visit(db, actor, visit_id)
+        files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
+        sv.add_photos(
+            db,
+            request.app.state.store,
+            request.app.state.queue,
+            actor,
+            v,
+            str(form.get("view") or "front"),
+            [sv.Upload(f.file, f.filename) for f in files],
+        )
+    finally:
+        await form.close()  # FastAPI closes the files it parses itself; these we parsed
     return redirect(f"/visits/{v.id}")
 
 

@@ -12,6 +12,8 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -133,6 +135,37 @@ def token_actor(db: Session, authorization: str | None) -> Actor | None:
     row.last_used_at = utcnow()
     db.commit()
     return Actor(user=row.user, via="token")
+
+
+class LoginThrottle:
+    """Slows password guessing: after ``max_failures`` failed logins for one user name (or from one address)
+    within ``window_s``, further attempts are refused until the window has passed. In memory, per process."""
+
+    def __init__(self, max_failures: int = 5, window_s: float = 900.0) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        kept = [t for t in self._failures.get(key, []) if now - t < self.window_s]
+        self._failures[key] = kept
+        return kept
+
+    def blocked(self, username: str, ip: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return any(len(self._recent(k, now)) >= self.max_failures for k in (f"u:{username.lower()}", f"ip:{ip}"))
+
+    def failed(self, username: str, ip: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for k in (f"u:{username.lower()}", f"ip:{ip}"):
+                self._recent(k, now).append(now)
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(f"u:{username.lower()}", None)
 
 
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))

@@ -3,6 +3,7 @@ correct one, see the counts change, download the report."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from pathlib import Path
@@ -57,7 +58,7 @@ def _counts(page) -> dict[str, int]:
     return out
 
 
-def _upload_visit(page, server, patient_url, date, photo, treatment=""):
+def _upload_visit(page, server, patient_url, date, photo, treatment="", drop=False):
     page.goto(patient_url)
     form = page.locator("#new-visit")
     form.locator("input[name=visit_date]").fill(date)
@@ -67,7 +68,19 @@ def _upload_visit(page, server, patient_url, date, photo, treatment=""):
     form.locator("button[type=submit]").click()
     page.wait_for_url(re.compile(r"/visits/\d+$"))
     page.select_option("#upload-view", "front")
-    page.set_input_files("#file-input", str(photo))
+    if drop:  # drag and drop: a DataTransfer holding the file, dropped on the zone
+        data = page.evaluate_handle(
+            """([b64, name]) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], name, { type: "image/jpeg" }));
+                return dt;
+            }""",
+            [base64.b64encode(photo.read_bytes()).decode(), photo.name],
+        )
+        page.dispatch_event("#dropzone", "drop", {"dataTransfer": data})
+    else:
+        page.set_input_files("#file-input", str(photo))
     # The drop zone uploads, then polls counting progress and reloads once every photo is counted.
     page.wait_for_selector("#photos td.status:text-is('done')", timeout=TIMEOUT_MS)
     return page.url
@@ -98,7 +111,7 @@ def test_clinic_round_trip(server, browser, visit_photos, tmp_path):
 
     # Two visits, one photo each, counted in the background.
     _upload_visit(page, server, patient_url, "2026-01-10", visit_photos[0], "botulinum toxin")
-    visit2 = _upload_visit(page, server, patient_url, "2026-03-10", visit_photos[1])
+    visit2 = _upload_visit(page, server, patient_url, "2026-03-10", visit_photos[1], drop=True)
 
     # See the marks on the follow-up photo.
     page.goto(visit2)
