@@ -325,7 +325,7 @@ def assess_comparability(
                 (0.8, f"alignment is poor (quality {quality:.2f}): lesion-by-lesion matching is unreliable")
             )
         score *= float(np.clip((quality - 0.2) / (0.8 - 0.2), 0.0, 1.0))
-    if base.wb_source == "whole-frame" or follow.wb_source == "whole-frame":
+    if (base.wb_source == "whole-frame" or follow.wb_source == "whole-frame") and wb_mag >= WARN_WB_LOG2 / 2:
         warnings.append((0.05, "the face fills the frame: white balance is judged from the whole photo, skin included"))
     warnings.sort(key=lambda t: -t[0])
     lighting = view_match and abs(stops) <= LIGHTING_STOPS and wb_mag <= LIGHTING_WB_LOG2

@@ -58,7 +58,7 @@ img{max-width:100%}
 """
 
 
-def _png_data_uri(image: npt.NDArray[np.uint8], *, jpeg: bool = True) -> str:
+def _data_uri(image: npt.NDArray[np.uint8], *, jpeg: bool = True) -> str:
     from PIL import Image
 
     buf = io.BytesIO()
@@ -270,9 +270,9 @@ def _pair_html(comparison: VisitComparison, pair: PairComparison, crop_px: int) 
         b_img, f_img, note = crops
         parts.append(
             "<div class=pair>"
-            f"<figure><img src='{_png_data_uri(b_img)}' alt='baseline'><figcaption>baseline {_e(base.name)}"
+            f"<figure><img src='{_data_uri(b_img)}' alt='baseline'><figcaption>baseline {_e(base.name)}"
             "</figcaption></figure>"
-            f"<figure><img src='{_png_data_uri(f_img)}' alt='follow-up aligned'><figcaption>follow-up "
+            f"<figure><img src='{_data_uri(f_img)}' alt='follow-up aligned'><figcaption>follow-up "
             f"{_e(follow.name)}, aligned to baseline ({_e(note)})</figcaption></figure></div>"
         )
         parts.append(
