@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from skimage import data
 
 from lesioncount.compare import demo
@@ -179,3 +181,36 @@ def test_non_square_textured_images_and_tiny_lesions() -> None:
     tiny = [Lesion("comedone", x, y, 1.0, (x, y, 1.0, 1.0), 0.5) for x, y in inner]
     moved = [Lesion("comedone", float(x), float(y), 1.0, (x, y, 1.0, 1.0), 0.5) for x, y in map_points(m_true, inner)]
     assert match_lesions(tiny, moved, reg.matrix, tolerance_px=2.0).pairs == ((0, 0), (1, 1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 25),
+    keep=st.floats(0.0, 1.0),
+    n_new=st.integers(0, 10),
+    rot=st.floats(-30, 30),
+    scale=st.floats(0.7, 1.4),
+    seed=st.integers(0, 2**16),
+)
+def test_matching_recovers_fates_under_any_known_similarity(n, keep, n_new, rot, scale, seed) -> None:
+    """Property: with the true transform, lesions at least 4 tolerances apart are matched exactly."""
+    rng = np.random.default_rng(seed)
+    pts: list[tuple[float, float]] = []
+    while len(pts) < n + n_new:
+        p = tuple(rng.uniform(50, 450, 2))
+        if all(np.hypot(p[0] - q[0], p[1] - q[1]) > 24 for q in pts):
+            pts.append(p)  # type: ignore[arg-type]
+    classes = [str(rng.choice(["inflammatory", "comedone", "scar"])) for _ in pts]
+    base = [Lesion(classes[i], *pts[i], 20.0, (pts[i][0] - 2, pts[i][1] - 2, 4, 4), 0.9) for i in range(n)]
+    kept = [i for i in range(n) if rng.random() < keep]
+    m = demo.similarity((512, 512, 3), rotation_deg=rot, scale=scale)
+    src = [*kept, *range(n, n + n_new)]
+    moved = map_points(m, [pts[i] for i in src]) + rng.normal(0, 0.5, (len(src), 2))
+    follow = [
+        Lesion(classes[i], float(x), float(y), 20.0, (x - 2, y - 2, 4, 4), 0.9)
+        for i, (x, y) in zip(src, moved, strict=True)
+    ]
+    match = match_lesions(base, follow, invert(m), tolerance_px=6.0)
+    assert match.pairs == tuple((i, k) for k, i in enumerate(kept))
+    assert match.resolved == tuple(i for i in range(n) if i not in kept)
+    assert match.new == tuple(range(len(kept), len(src)))
