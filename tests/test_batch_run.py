@@ -116,8 +116,6 @@ def test_rerun_skips_what_is_done(trial: Path, local_run: Path, scorer: Pipeline
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning")
-@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_dask_cluster_gives_identical_tables(
     trial: Path, local_run: Path, scorer: PipelineScorer, tmp_path: Path
 ) -> None:
