@@ -105,21 +105,27 @@ def _pool_pass(
                 done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     task = inflight.pop(fut)
-                    try:
-                        yield fut.result()
-                    except cf.process.BrokenProcessPool:
+                    if isinstance(fut.exception(), cf.process.BrokenProcessPool):
                         broken = True
-                        yield task
+                    yield _outcome(fut, task)
             if broken:
                 # Every other future of a broken pool completes at once: keep the results, return the rest.
                 cf.wait(inflight)
                 for fut, task in inflight.items():
-                    try:
-                        yield fut.result()
-                    except cf.process.BrokenProcessPool:
-                        yield task
+                    yield _outcome(fut, task)
         finally:
             pool.shutdown(wait=not broken, cancel_futures=True)
+
+
+def _outcome(fut: cf.Future[Scored], task: tuple[str, str]) -> Scored | tuple[str, str]:
+    """A finished future's result; the bare task when its worker died; a failure for anything else."""
+    err = fut.exception()
+    if err is None:
+        return fut.result()
+    if isinstance(err, cf.process.BrokenProcessPool):
+        return task
+    # score_one never raises, so this is the machinery failing (a result that cannot be pickled ...).
+    return Scored(task[0], task[1], "failed", None, f"{err.__class__.__name__}: {err}", 0.0, "")
 
 
 # -- Dask distributed ---------------------------------------------------------------------------------------
