@@ -11,7 +11,7 @@ from lesioncount.compare.visits import ManifestError, VisitRecord, parse_date
 log = logging.getLogger(__name__)
 
 
-def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
         help="compare a patient's visits: change from baseline, lesion by lesion",

@@ -187,7 +187,7 @@ def _face_crop_gray(
     s = SHARPNESS_FACE_PX / float(face_height_px or (y1 - y0))
     if abs(s - 1) > 1e-3:
         interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-        gray = cv2.resize(gray, None, fx=s, fy=s, interpolation=interp)
+        gray = np.asarray(cv2.resize(gray, None, fx=s, fy=s, interpolation=interp), np.float32)
         m = cv2.resize(m.astype(np.uint8), (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
     return gray, m
 

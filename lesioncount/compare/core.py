@@ -167,7 +167,7 @@ def _small(
     box_s = None if box is None else (box[0] * s, box[1] * s, box[2] * s, box[3] * s)
     if s == 1.0:
         return image, box_s, skin
-    small = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    small = np.asarray(cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA), np.uint8)
     if skin is not None:
         size = (small.shape[1], small.shape[0])
         skin = cv2.resize(skin.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)

@@ -137,7 +137,7 @@ def follow_up(
     img, new_planted = plant(img, new_counts or {"papule": 2, "blackhead": 2}, rng, allowed=allowed, avoid=avoid)
     pts = [(base_planted[i].cls or "none", base_planted[i].x, base_planted[i].y, base_planted[i].radius) for i in kept]
     pts += [(p.cls or "none", p.x, p.y, p.radius) for p in new_planted]
-    img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    img = np.asarray(cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT), np.uint8)
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     lesions = []
     for cls, x, y, r in pts:
@@ -146,7 +146,7 @@ def follow_up(
     if stops:
         img = change_exposure(img, stops)
     if blur_sigma_px:
-        img = cv2.GaussianBlur(img, (0, 0), blur_sigma_px)
+        img = np.asarray(cv2.GaussianBlur(img, (0, 0), blur_sigma_px), np.uint8)
     assert all(KINDS[p.kind] is not None for p in new_planted)
     return SyntheticFollowUp(
         image=img,

@@ -153,7 +153,7 @@ def warp_to_base(
         ``(image, valid)``: the warped HxWx3 uint8 image and an HxW bool mask of pixels the follow-up covers.
     """
     h, w = base_shape[:2]
-    warped = cv2.warpAffine(follow_image, registration.affine, (w, h), flags=cv2.INTER_LINEAR)
+    warped = np.asarray(cv2.warpAffine(follow_image, registration.affine, (w, h), flags=cv2.INTER_LINEAR), np.uint8)
     ones = np.full(follow_image.shape[:2], 255, np.uint8)
     valid = cv2.warpAffine(ones, registration.affine, (w, h), flags=cv2.INTER_NEAREST) > 0
     return warped, valid
@@ -163,7 +163,7 @@ def _gray(image: npt.NDArray[np.uint8], s: float) -> npt.NDArray[np.uint8]:
     g = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     if s != 1.0:
         g = cv2.resize(g, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-    return g
+    return np.asarray(g, np.uint8)
 
 
 def _box_mask(shape: tuple[int, int], box: Box | None, s: float, pad: float) -> npt.NDArray[np.uint8]:
@@ -195,7 +195,7 @@ def _features(
     eb, ef = clahe.apply(gb), clahe.apply(gf)
     best: tuple[npt.NDArray[np.float64] | None, int, int, float | None] = (None, 0, 0, None)
     for name in ("akaze", "orb"):
-        det = cv2.AKAZE_create(threshold=0.0005) if name == "akaze" else cv2.ORB_create(nfeatures=4000)
+        det = cv2.AKAZE.create(threshold=0.0005) if name == "akaze" else cv2.ORB.create(nfeatures=4000)
         kb, db = det.detectAndCompute(eb, mb)
         kf, df = det.detectAndCompute(ef, mf)
         if db is None or df is None or len(kb) < 3 or len(kf) < 3:
@@ -204,8 +204,8 @@ def _features(
         good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
         if len(good) < 3:
             continue
-        src = np.float32([kf[m.queryIdx].pt for m in good])
-        dst = np.float32([kb[m.trainIdx].pt for m in good])
+        src = np.array([kf[m.queryIdx].pt for m in good], np.float32)
+        dst = np.array([kb[m.trainIdx].pt for m in good], np.float32)
         m, inl = cv2.estimateAffinePartial2D(
             src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=5000, confidence=0.999
         )
@@ -252,13 +252,13 @@ def _ecc(
     warp = invert(m_work).astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
     try:
-        _, warp = cv2.findTransformECC(
+        _, found = cv2.findTransformECC(
             gb.astype(np.float32), gf.astype(np.float32), warp, cv2.MOTION_AFFINE, criteria, mask, 5
         )
     except cv2.error as e:  # does not converge on flat or very different images
         log.info("ECC refinement failed: %s", str(e).splitlines()[-1] if str(e) else e)
         return None
-    return invert(warp)
+    return invert(found)
 
 
 def register(

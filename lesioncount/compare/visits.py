@@ -238,7 +238,9 @@ def load_visits(
 
             # Photo measures run at about 1200 px, so the face is analysed there and the mask scaled back.
             s = min(1.0, 1200 / max(image.shape[:2]))
-            small = image if s == 1.0 else cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+            small = image
+            if s < 1.0:
+                small = np.asarray(cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA), np.uint8)
             fa = analyse_face(small)
             size = (image.shape[1], image.shape[0])
             mask = cv2.resize(fa.skin.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)

@@ -134,8 +134,12 @@ def before_after_crops(
     x0, y0, x1, y1 = _crop_box(base.result.face.box, base.image.shape)
     scale = width_px / max(1, x1 - x0)
     size = (width_px, max(1, round((y1 - y0) * scale)))
-    b_crop = cv2.resize(np.ascontiguousarray(base.image[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA)
-    f_crop = cv2.resize(np.ascontiguousarray(warped[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA)
+    b_crop = np.asarray(
+        cv2.resize(np.ascontiguousarray(base.image[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA), np.uint8
+    )
+    f_crop = np.asarray(
+        cv2.resize(np.ascontiguousarray(warped[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA), np.uint8
+    )
     m = pair.match
     s_base = pair.registration.scale
     b_items = [(les.x, les.y, _radius(les), st) for les, st in zip(m.base_lesions, m.status_of_base(), strict=True)]
@@ -365,4 +369,4 @@ def render_visits_pdf(comparison: VisitComparison, *, title: str = "Treatment re
 
     # WeasyPrint logs every unsupported CSS property at WARNING; ours are deliberate fallbacks.
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    return HTML(string=render_visits_html(comparison, title=title, crop_px=320)).write_pdf()  # type: ignore[no-any-return]
+    return HTML(string=render_visits_html(comparison, title=title, crop_px=320)).write_pdf()
