@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from types import SimpleNamespace
 
@@ -278,3 +279,49 @@ def test_apply_change_is_pure_and_checks_its_input():
     with pytest.raises(MarkError, match="unknown correction"):
         apply_change(marks, {"op": "rotate"}, width=10, height=10)
     assert counts_of([]) == {"inflammatory": 0, "comedone": 0, "scar": 0, "total_acne": 0}
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LESIONCOUNT_TEST_DATABASE_URL"),
+    reason="set LESIONCOUNT_TEST_DATABASE_URL to an empty PostgreSQL test database to run this",
+)
+def test_postgresql_round_trip(tmp_path):
+    """The same app on PostgreSQL: migrations, JSON columns, clinic scoping, corrections. Wipes that database."""
+    from sqlalchemy import text
+
+    from lesioncount.web.db import make_engine
+    from lesioncount.web.models import Base
+
+    url = os.environ["LESIONCOUNT_TEST_DATABASE_URL"]
+    engine = make_engine(url)
+    Base.metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()
+
+    fake = FakeCounter()
+    app = create_app(Settings(data_dir=tmp_path, database_url=url, counter_factory=lambda: fake))
+    add_user(app, "North", "carl", PW, "clinician")
+    add_user(app, "South", "sam", PW, "admin")
+    with TestClient(app) as c:
+        csrf = login(c, "carl", PW)
+        pid, vid = _patient_and_visit(c, csrf)
+        r = c.post(
+            f"/api/v1/visits/{vid}/photos",
+            files=[("files", ("a.jpg", photo_bytes(seed=3), "image/jpeg"))],
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert r.status_code == 201
+        assert app.state.queue.wait_idle(30)
+        photo_id = r.json()["photos"][0]["id"]
+        r = c.post(
+            f"/api/v1/photos/{photo_id}/marks",
+            json={"op": "remove", "id": "m1", "base_version": 1},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert r.json()["version"] == 2 and r.json()["counts"]["inflammatory"] == 2
+        assert c.get(f"/api/v1/patients/{pid}").json()["summary"]["series"]["front"][0]["counts"]["total_acne"] == 4
+    with TestClient(app) as other:
+        login(other, "sam", PW)
+        assert other.get(f"/api/v1/photos/{photo_id}").status_code == 404
+    app.state.engine.dispose()
