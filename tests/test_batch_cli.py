@@ -53,3 +53,17 @@ def test_score_reports_throughput_and_failures(tmp_path: Path, capsys: pytest.Ca
     # Rerun: nothing to score for the good photo; the failed one is retried.
     assert main(["score", str(m), "-o", str(out), "--workers", "0", "--threads", "1", "--no-progress"]) == 1
     assert json.loads((out / "run.json").read_text())["already_done"] == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "nowhere.onnx"], "cannot score: model file nowhere.onnx does not exist"),
+        (["--threshold", "2"], "--threshold must be between 0 and 1, got 2.0"),
+    ],
+)
+def test_cannot_run_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str) -> None:
+    write_image(tmp_path / "a.png", np.full((80, 80, 3), 180, np.uint8))
+    m = _manifest(tmp_path, {"front": "a.png"})
+    assert main(["score", str(m), "-o", str(tmp_path / "out"), *flags]) == 3
+    assert message in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_BAD_MANIFEST = 0, 1, 2
+EXIT_OK, EXIT_INCOMPLETE, EXIT_BAD_MANIFEST, EXIT_CANNOT_RUN = 0, 1, 2, 3
 
 
 def add_cli(subparsers: Any) -> None:
@@ -44,7 +44,11 @@ def add_cli(subparsers: Any) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    """Run ``lesioncount score``; exit 0 when every photo scored, 1 when some did not, 2 for a bad manifest."""
+    """Run ``lesioncount score``.
+
+    Exit 0 when every photo scored, 1 when some did not, 2 for a bad manifest, 3 when scoring cannot start
+    (no model, Dask scheduler unreachable, workers that cannot see the model or photos).
+    """
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -71,9 +75,16 @@ def run_score(args: argparse.Namespace) -> int:
         console.print(f"{args.manifest}: {len(manifest)} photos, manifest OK", markup=False, soft_wrap=True)
         return EXIT_OK
 
-    scorer = PipelineScorer.create(
-        args.model, int8=args.int8, threshold=args.threshold, max_megapixels=args.max_megapixels
-    )
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        console.print(f"--threshold must be between 0 and 1, got {args.threshold}", markup=False, soft_wrap=True)
+        return EXIT_CANNOT_RUN
+    try:
+        scorer = PipelineScorer.create(
+            args.model, int8=args.int8, threshold=args.threshold, max_megapixels=args.max_megapixels
+        )
+    except FileNotFoundError as e:
+        console.print(f"cannot score: {e}", markup=False, soft_wrap=True)
+        return EXIT_CANNOT_RUN
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -110,23 +121,27 @@ def run_score(args: argparse.Namespace) -> int:
             failed=f"{failed} failed" if failed else "",
         )
 
-    with progress:
-        report = run_batch(
-            args.manifest,
-            args.out,
-            scorer=scorer,
-            store_path=args.store,
-            root=args.root,
-            allow_missing=args.allow_missing,
-            baseline_visit=args.baseline_visit,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            threads=args.threads,
-            force=args.force,
-            on_hash=on_hash,
-            on_start=on_start,
-            on_result=on_result,
-        )
+    try:
+        with progress:
+            report = run_batch(
+                args.manifest,
+                args.out,
+                scorer=scorer,
+                store_path=args.store,
+                root=args.root,
+                allow_missing=args.allow_missing,
+                baseline_visit=args.baseline_visit,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                threads=args.threads,
+                force=args.force,
+                on_hash=on_hash,
+                on_start=on_start,
+                on_result=on_result,
+            )
+    except (RuntimeError, OSError) as e:  # Dask scheduler unreachable or workers unfit, store not writable
+        console.print(f"cannot score: {e}", markup=False, soft_wrap=True)
+        return EXIT_CANNOT_RUN
 
     table = Table(title=f"lesioncount score: {args.manifest}", show_header=False)
     table.add_row("photos in manifest", str(report.n_photos))
