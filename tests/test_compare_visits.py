@@ -66,6 +66,10 @@ def test_compare_visits_end_to_end(patient) -> None:
     assert dur.counts == tuple(v.result.counts["inflammatory"] for v in comp.visits)
     assert dur.rebound and dur.hint is not None and "re-treatment" in dur.hint
     assert any("contraindicated under 18" in w for w in comp.warnings)
+    assert [w for w in comp.warnings if "not comparable" in w] == [
+        f"{comp.visits[3].name} (front) is not comparable with its baseline "
+        f"({dark.comparability.warnings[0]}): its change from baseline may be wrong"
+    ]
     # The JSON form validates against the documented schema and survives a JSON round trip.
     d = json.loads(json.dumps(comp.to_dict()))
     jsonschema.validate(d, VISIT_COMPARISON_SCHEMA)

@@ -264,6 +264,14 @@ def compare_visits(
                 )
                 for c in DURABILITY_CLASSES
             }
+    for pair in pairs:
+        comp = pair.comparability
+        if comp is not None and not comp.comparable:
+            why = comp.warnings[0] if comp.warnings else f"comparability {comp.score:.2f}"
+            warnings.append(
+                f"{ordered[pair.followup_index].name} ({pair.view}) is not comparable with its baseline ({why}): "
+                "its change from baseline may be wrong"
+            )
     return VisitComparison(
         visits=tuple(ordered),
         pairs=tuple(pairs),
