@@ -56,8 +56,13 @@ def run_count(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        counter = LesionCounter(args.model, int8=args.int8, threads=args.threads, threshold=args.threshold,
-                                max_megapixels=args.max_megapixels)
+        counter = LesionCounter(
+            args.model,
+            int8=args.int8,
+            threads=args.threads,
+            threshold=args.threshold,
+            max_megapixels=args.max_megapixels,
+        )
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
@@ -69,8 +74,15 @@ def run_count(args: argparse.Namespace) -> int:
     results: list[tuple[str, CountResult]] = []
     failures: list[tuple[Path, str]] = []
     t0 = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True, disable=len(paths) < 2) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=len(paths) < 2,
+    ) as progress:
         task = progress.add_task("counting", total=len(paths))
         for path, name in zip(paths, names, strict=True):
             try:
@@ -78,8 +90,10 @@ def run_count(args: argparse.Namespace) -> int:
                 write_json(out / f"{name}.json", result.to_dict())
                 if args.overlay:
                     image = load_image(path, max_megapixels=args.max_megapixels).image
-                    write_image(out / f"{name}.overlay.jpg",
-                                draw_overlay(image, result.lesions, counts=result.counts, face_box=result.face.box))
+                    write_image(
+                        out / f"{name}.overlay.jpg",
+                        draw_overlay(image, result.lesions, counts=result.counts, face_box=result.face.box),
+                    )
                 results.append((name, result))
             except (ImageReadError, ValueError, OSError) as e:
                 failures.append((path, str(e).splitlines()[0] if str(e) else e.__class__.__name__))
@@ -89,8 +103,13 @@ def run_count(args: argparse.Namespace) -> int:
     for col in ("photo", *CLASSES, "total_acne", "hayashi", "warnings"):
         table.add_column(col, justify="left" if col in ("photo", "warnings") else "right")
     for name, r in results[:40]:
-        table.add_row(name, *(str(r.counts[c]) for c in CLASSES), str(r.counts["total_acne"]),
-                      str(r.grades["hayashi"]["grade"]), str(len(r.warnings)))
+        table.add_row(
+            name,
+            *(str(r.counts[c]) for c in CLASSES),
+            str(r.counts["total_acne"]),
+            str(r.grades["hayashi"]["grade"]),
+            str(len(r.warnings)),
+        )
     if len(results) > 40:
         table.add_row(f"... {len(results) - 40} more in summary.csv", *[""] * 6)
     Console().print(table)
@@ -108,16 +127,29 @@ def _write_summary_csv(path: Path, results: list[tuple[str, CountResult]]) -> No
     w.writerow(["name", "path", *CLASSES, "total_acne", "hayashi_grade", "gags", "face_found", "n_warnings"])
     for name, r in results:
         gags = r.grades.get("gags")
-        w.writerow([name, r.image.path, *(r.counts[c] for c in CLASSES), r.counts["total_acne"],
-                    r.grades["hayashi"]["grade"], gags["score"] if gags else "", r.face.found, len(r.warnings)])
+        w.writerow(
+            [
+                name,
+                r.image.path,
+                *(r.counts[c] for c in CLASSES),
+                r.counts["total_acne"],
+                r.grades["hayashi"]["grade"],
+                gags["score"] if gags else "",
+                r.face.found,
+                len(r.warnings),
+            ]
+        )
     tmp = path.with_suffix(".csv.tmp")
     tmp.write_text(buf.getvalue())
     os.replace(tmp, path)
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("train", help="train a lesion model (needs the `train` extra)",
-                       description="Train (or resume) a model from a YAML config; see configs/.")
+    p = sub.add_parser(
+        "train",
+        help="train a lesion model (needs the `train` extra)",
+        description="Train (or resume) a model from a YAML config; see configs/.",
+    )
     p.add_argument("--config", required=True, help="YAML config (configs/unet16.yaml ships the model)")
     p.add_argument("--steps", type=int, help="override the number of optimiser steps")
     p.add_argument("--out-dir", help="override the output folder (rerun with the same folder to resume)")
@@ -142,8 +174,14 @@ def run_train(args: argparse.Namespace) -> int:
         return 2
     from lesioncount.train.loop import train
 
-    with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+    with Progress(
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    ) as progress:
         task = progress.add_task("train", total=cfg.steps, info="")
 
         def report(step: int, total: int, rec: dict[str, float]) -> None:
@@ -155,8 +193,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("export", help="export a checkpoint to ONNX and verify it",
-                       description="Export to ONNX (dynamic size, contract in metadata), check, compare with torch.")
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX and verify it",
+        description="Export to ONNX (dynamic size, contract in metadata), check, compare with torch.",
+    )
     p.add_argument("checkpoint", help="final.pt (or last.pt) from `lesioncount train`")
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--int8", action="store_true", help="also write the static int8 twin (<out>.int8.onnx)")

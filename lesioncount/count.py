@@ -25,9 +25,7 @@ GAGS_WEIGHTS: dict[str, int] = {"forehead": 2, "right_cheek": 2, "left_cheek": 2
 GAGS_LESION_SCORE: dict[str, int] = {"comedone": 1, "inflammatory": 2}
 
 
-def find_peaks(
-    prob: npt.NDArray[np.float32], threshold: float, *, min_distance_px: int = 1
-) -> npt.NDArray[np.float32]:
+def find_peaks(prob: npt.NDArray[np.float32], threshold: float, *, min_distance_px: int = 1) -> npt.NDArray[np.float32]:
     """Local maxima of one heatmap.
 
     Args:

@@ -229,13 +229,24 @@ def write_coco(path: str | os.PathLike[str], annotations: Iterable[ImageAnnotati
     """Write annotations as COCO JSON with boxes and point + radius for every lesion."""
     images, anns, cat_ids = [], [], {}
     for img_id, ann in enumerate(annotations, start=1):
-        images.append({"id": img_id, "file_name": ann.file_name, "width": ann.width, "height": ann.height,
-                       **dict(ann.attributes)})
+        images.append(
+            {"id": img_id, "file_name": ann.file_name, "width": ann.width, "height": ann.height, **dict(ann.attributes)}
+        )
         for les in ann.lesions:
             cid = cat_ids.setdefault(les.cls, len(cat_ids) + 1)
             bbox = les.bbox or (les.x - les.radius, les.y - les.radius, 2 * les.radius, 2 * les.radius)
-            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": cid, "point": [les.x, les.y],
-                         "radius": les.radius, "bbox": list(bbox), "area": bbox[2] * bbox[3], "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id,
+                    "category_id": cid,
+                    "point": [les.x, les.y],
+                    "radius": les.radius,
+                    "bbox": list(bbox),
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                }
+            )
     cats = [{"id": i, "name": n} for n, i in cat_ids.items()]
     write_json(path, {"images": images, "annotations": anns, "categories": cats})
 
@@ -286,7 +297,9 @@ def read_yolo_dir(
     return out
 
 
-def write_yolo_dir(folder: str | os.PathLike[str], annotations: Iterable[ImageAnnotation], class_names: list[str]) -> None:
+def write_yolo_dir(
+    folder: str | os.PathLike[str], annotations: Iterable[ImageAnnotation], class_names: list[str]
+) -> None:
     """Write one YOLO ``.txt`` per photo (``class_names`` gives the index of each of our classes)."""
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
@@ -295,7 +308,9 @@ def write_yolo_dir(folder: str | os.PathLike[str], annotations: Iterable[ImageAn
         for les in ann.lesions:
             x0, y0, w, h = les.bbox or (les.x - les.radius, les.y - les.radius, 2 * les.radius, 2 * les.radius)
             k = class_names.index(les.cls)
-            lines.append(f"{k} {les.x / ann.width:.6f} {les.y / ann.height:.6f} {w / ann.width:.6f} {h / ann.height:.6f}")
+            lines.append(
+                f"{k} {les.x / ann.width:.6f} {les.y / ann.height:.6f} {w / ann.width:.6f} {h / ann.height:.6f}"
+            )
         (d / (Path(ann.file_name).stem + ".txt")).write_text("\n".join(lines) + ("\n" if lines else ""))
 
 

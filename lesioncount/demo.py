@@ -23,8 +23,15 @@ from lesioncount.types import CLASSES, CountResult
 
 #: What the demo plants: acne of every kind, scars, and flat marks that must NOT be counted.
 DEMO_PLAN: dict[str, int] = {
-    "papule": 6, "pustule": 4, "blackhead": 4, "whitehead": 4,
-    "boxcar": 2, "icepick": 2, "rolling": 1, "red_mark": 3, "brown_mark": 2,
+    "papule": 6,
+    "pustule": 4,
+    "blackhead": 4,
+    "whitehead": 4,
+    "boxcar": 2,
+    "icepick": 2,
+    "rolling": 1,
+    "red_mark": 3,
+    "brown_mark": 2,
 }
 
 
@@ -99,9 +106,7 @@ def run_demo(out_dir: str | Path = "demo-out", *, model: str | None = None, seed
         1 for p in marks if any(np.hypot(les.x - p.x, les.y - p.y) <= p.radius + 4 for les in result.lesions)
     )
     page = out / "index.html"
-    rows = "".join(
-        f"<tr><td>{c}</td><td>{planted_counts[c]}</td><td>{result.counts[c]}</td></tr>" for c in CLASSES
-    )
+    rows = "".join(f"<tr><td>{c}</td><td>{planted_counts[c]}</td><td>{result.counts[c]}</td></tr>" for c in CLASSES)
     page.write_text(
         f"""<!doctype html><html><head><meta charset="utf-8"><title>lesioncount demo</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}img{{max-width:100%}}
@@ -118,8 +123,13 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;t
         encoding="utf-8",
     )
     return DemoOutcome(
-        planted=planted_counts, found={c: result.counts[c] for c in CLASSES}, matched=matched,
-        n_planted=len(targets), n_found=len(result.lesions), marks_counted=marks_counted, result=result,
+        planted=planted_counts,
+        found={c: result.counts[c] for c in CLASSES},
+        matched=matched,
+        n_planted=len(targets),
+        n_found=len(result.lesions),
+        marks_counted=marks_counted,
+        result=result,
         files={"photo": photo, "json": out / "demo_face.json", "overlay": out / "demo_face.overlay.jpg", "html": page},
     )
 
@@ -144,7 +154,9 @@ def _cli(args: argparse.Namespace) -> int:
         t.add_row(c, str(o.planted[c]), str(o.found[c]))
     con = Console()
     con.print(t)
-    con.print(f"{o.matched} of {o.n_planted} planted lesions found at their place; {o.n_found} lesions found in all; "
-              f"{o.marks_counted} flat marks (not lesions) counted by mistake.")
+    con.print(
+        f"{o.matched} of {o.n_planted} planted lesions found at their place; {o.n_found} lesions found in all; "
+        f"{o.marks_counted} flat marks (not lesions) counted by mistake."
+    )
     con.print(f"open {o.files['html']} to see the marked photo")
     return 0

@@ -131,8 +131,12 @@ def _skin_colour_mask(
     d = lab - mean.astype(np.float32)
     d0, d1, d2 = d[..., 0], d[..., 1], d[..., 2]
     i = inv.astype(np.float32)
-    m2 = (i[0, 0] * d0 * d0 + i[1, 1] * d1 * d1 + i[2, 2] * d2 * d2
-          + 2 * (i[0, 1] * d0 * d1 + i[0, 2] * d0 * d2 + i[1, 2] * d1 * d2))
+    m2 = (
+        i[0, 0] * d0 * d0
+        + i[1, 1] * d1 * d1
+        + i[2, 2] * d2 * d2
+        + 2 * (i[0, 1] * d0 * d1 + i[0, 2] * d0 * d2 + i[1, 2] * d1 * d2)
+    )
     # Lesions are redder than skin: allow extra redness (a*) as long as lightness stays skin-like.
     d_l = d[..., 0] / np.sqrt(cov[0, 0])
     redder = (d[..., 1] > 0) & (np.abs(d_l) < max_distance) & (m2 < (max_distance * 2.5) ** 2)
@@ -221,9 +225,12 @@ def _face_masks(
     v = (yy - y) / bh  # 0 at the box top, 1 at its bottom
     # The Haar box runs from mid-forehead to the lower lip; the face ellipse reaches above and below it.
     ellipse = (u / 0.54) ** 2 + ((v - 0.5) / 0.6) ** 2 <= 1.0
+
     def window(v0: float, v1: float, u0: float, u1: float) -> tuple[slice, slice]:
-        return (slice(max(0, y + int(v0 * bh)), max(0, y + int(v1 * bh))),
-                slice(max(0, x + int(u0 * bw)), max(0, x + int(u1 * bw))))
+        return (
+            slice(max(0, y + int(v0 * bh)), max(0, y + int(v1 * bh))),
+            slice(max(0, x + int(u0 * bw)), max(0, x + int(u1 * bw))),
+        )
 
     samples = [window(0.5, 0.65, 0.18, 0.32), window(0.5, 0.65, 0.68, 0.82), window(0.02, 0.14, 0.35, 0.65)]
     if view != "front":

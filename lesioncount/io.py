@@ -138,16 +138,23 @@ def load_image(
     except ImageReadError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageReadError(f"{p}: decompression bomb: the file claims a canvas of over 2x{Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels ({e.__class__.__name__})") from e
+        raise ImageReadError(
+            f"{p}: decompression bomb: the file claims a canvas of over "
+            f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels ({e.__class__.__name__})"
+        ) from e
     except UnidentifiedImageError as e:
         raise ImageReadError(f"{p}: not a readable image (unknown or unsupported format)") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageReadError(f"{p}: corrupt or truncated image ({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from e
+        raise ImageReadError(
+            f"{p}: corrupt or truncated image ({str(e).splitlines()[0] if str(e) else e.__class__.__name__})"
+        ) from e
     scale = image.shape[1] / full_w
     return LoadedImage(image=image, width=full_w, height=full_h, decode_scale=scale, sha256=digest)
 
 
-def read_image(path: str | os.PathLike[str], *, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> npt.NDArray[np.uint8]:
+def read_image(
+    path: str | os.PathLike[str], *, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
+) -> npt.NDArray[np.uint8]:
     """Read a photo at full size as HxWx3 uint8 RGB (EXIF orientation applied)."""
     return load_image(path, max_megapixels=max_megapixels).image
 

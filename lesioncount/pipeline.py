@@ -96,7 +96,9 @@ class LesionCounter:
             import hashlib
 
             pixels, decode_scale = image, 1.0
-            info = ImageInfo(name or "<array>", image.shape[1], image.shape[0], hashlib.sha256(image.tobytes()).hexdigest())
+            info = ImageInfo(
+                name or "<array>", image.shape[1], image.shape[0], hashlib.sha256(image.tobytes()).hexdigest()
+            )
             path = None
         else:
             path = Path(image)
@@ -151,8 +153,12 @@ class LesionCounter:
             x_ph, y_ph = xd * to_photo, yd * to_photo
             lesions.append(
                 Lesion(
-                    cls=cls, x=x_ph, y=y_ph, area_px=float(np.pi / 4 * w_ph * h_ph),
-                    bbox=(x_ph - w_ph / 2, y_ph - h_ph / 2, w_ph, h_ph), score=float(score),
+                    cls=cls,
+                    x=x_ph,
+                    y=y_ph,
+                    area_px=float(np.pi / 4 * w_ph * h_ph),
+                    bbox=(x_ph - w_ph / 2, y_ph - h_ph / 2, w_ph, h_ph),
+                    score=float(score),
                     region=face.region_at(xd, yd),
                 )
             )
@@ -164,9 +170,13 @@ class LesionCounter:
             mid = (face.box[0] + face.box[2] / 2) * to_photo
             acne = [les for les in lesions if les.cls in ("inflammatory", "comedone")]
             half = max(sum(les.x < mid for les in acne), sum(les.x >= mid for les in acne))
-            g["hayashi"] = {**g["hayashi"], "grade": hayashi_grade(half), "n_lesions": half,  # type: ignore[dict-item]
-                            "label": ("mild", "moderate", "severe", "very severe")[hayashi_grade(half)],
-                            "basis": "worse half of a frontal photo"}
+            g["hayashi"] = {
+                **g["hayashi"],
+                "grade": hayashi_grade(half),
+                "n_lesions": half,  # type: ignore[dict-item]
+                "label": ("mild", "moderate", "severe", "very severe")[hayashi_grade(half)],
+                "basis": "worse half of a frontal photo",
+            }
         else:
             g["hayashi"] = {**g["hayashi"], "basis": "whole photo (one half face for lateral views, as in ACNE04)"}  # type: ignore[dict-item]
         timing["postprocess"] = time.perf_counter() - t
@@ -175,12 +185,23 @@ class LesionCounter:
         if face.box is not None:
             face_box = tuple(int(round(v * to_photo)) for v in face.box)
         face_info = FaceInfo(
-            found=face.found, box=face_box, method=face.method, view=face.view,  # type: ignore[arg-type]
-            skin_fraction=round(face.skin_fraction, 4), scale=round(scale * decode_scale, 5),
+            found=face.found,
+            box=face_box,
+            method=face.method,
+            view=face.view,  # type: ignore[arg-type]
+            skin_fraction=round(face.skin_fraction, 4),
+            scale=round(scale * decode_scale, 5),
         )
         return CountResult(
-            image=info, model=self.model_info, face=face_info, lesions=tuple(lesions), counts=counts,
-            counts_by_region=count_by_region(lesions), grades=g, warnings=tuple(warnings), timing_s=timing,
+            image=info,
+            model=self.model_info,
+            face=face_info,
+            lesions=tuple(lesions),
+            counts=counts,
+            counts_by_region=count_by_region(lesions),
+            grades=g,
+            warnings=tuple(warnings),
+            timing_s=timing,
         )
 
 

@@ -102,7 +102,9 @@ def plan_tiles(height: int, width: int, tile_px: int, overlap_px: int) -> list[T
     Every pixel is kept by exactly one tile: neighbouring tiles split their overlap at its middle.
     """
     if tile_px % SIZE_MULTIPLE or overlap_px % SIZE_MULTIPLE or overlap_px >= tile_px:
-        raise ValueError(f"tile_px ({tile_px}) and overlap_px ({overlap_px}) must be multiples of {SIZE_MULTIPLE}, overlap < tile")
+        raise ValueError(
+            f"tile_px ({tile_px}) and overlap_px ({overlap_px}) must be multiples of {SIZE_MULTIPLE}, overlap < tile"
+        )
     step = tile_px - overlap_px
     tiles = []
     ys, xs = _starts(height, tile_px, step), _starts(width, tile_px, step)

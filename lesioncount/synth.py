@@ -113,7 +113,9 @@ def render(
     half = int(np.ceil(radius * 2.6)) + 2
     x0, y0 = int(round(x)) - half, int(round(y)) - half
     size = 2 * half + 1
-    d, ux, uy = _distance_field(size, radius, rng, irregular=0.25 if kind in ("hypertrophic", "rolling", "boxcar") else 0.1)
+    d, ux, uy = _distance_field(
+        size, radius, rng, irregular=0.25 if kind in ("hypertrophic", "rolling", "boxcar") else 0.1
+    )
     px0, py0, px1, py1 = max(0, x0), max(0, y0), min(w, x0 + size), min(h, y0 + size)
     if px1 <= px0 or py1 <= py0:
         return image.copy(), np.zeros((h, w), bool)

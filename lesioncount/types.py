@@ -179,9 +179,7 @@ class ModelSpec:
 
         missing = [k for k in cls.REQUIRED_KEYS if k not in meta]
         if missing:
-            raise ValueError(
-                f"model metadata lacks {', '.join(missing)}; export the model with `lesioncount export`"
-            )
+            raise ValueError(f"model metadata lacks {', '.join(missing)}; export the model with `lesioncount export`")
         return cls(
             name=meta["lesioncount.name"],
             version=meta["lesioncount.version"],

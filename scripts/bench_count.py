@@ -82,8 +82,8 @@ def torch_eager(tiles: list[np.ndarray], threads: int) -> tuple[float, float] | 
     try:
         import torch
 
-        from lesioncount.train.model import create_model
         from lesioncount.train.export import load_checkpoint  # noqa: F401 - proves the train extra is present
+        from lesioncount.train.model import create_model
     except ImportError:
         return None
     torch.set_num_threads(threads)

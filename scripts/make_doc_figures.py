@@ -49,8 +49,10 @@ def gallery(path: Path) -> None:
             ax.set_yticks([])
         label = synth.KINDS[kind] or "not a lesion"
         axes[0, j].set_title(f"{kind}\n({label})", fontsize=8)
-    fig.suptitle("Synthetic lesions on real (public-domain) skin, at the model's working scale; "
-                 "bottom row: the exact mask", fontsize=9)
+    fig.suptitle(
+        "Synthetic lesions on real (public-domain) skin, at the model's working scale; bottom row: the exact mask",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -65,8 +67,16 @@ def targets_figure(path: Path) -> None:
     fig, axes = plt.subplots(1, 5, figsize=(14, 3.2))
     axes[0].imshow(image)
     for p in planted:
-        axes[0].add_patch(plt.Circle((p.x, p.y), p.radius * 1.6, fill=False,
-                                     color="white" if p.cls is None else "black", lw=0.8, ls="--" if p.cls is None else "-"))
+        axes[0].add_patch(
+            plt.Circle(
+                (p.x, p.y),
+                p.radius * 1.6,
+                fill=False,
+                color="white" if p.cls is None else "black",
+                lw=0.8,
+                ls="--" if p.cls is None else "-",
+            )
+        )
     axes[0].set_title("crop (dashed: marks, not lesions)", fontsize=9)
     for k, name in enumerate(CLASSES):
         axes[k + 1].imshow(heat[k], vmin=0, vmax=1, cmap="magma")

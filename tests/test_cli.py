@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from toy_model import make_toy_model, red_blob
 
 from lesioncount.cli import main
 from lesioncount.commands import output_names
-from toy_model import make_toy_model, red_blob
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,12 @@ def test_count_writes_named_outputs_and_exits_0(toy: Path, tmp_path: Path) -> No
     code = main(["count", str(photos), "--out", str(out), "--overlay", "--model", str(toy), "--threads", "1"])
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "a.json", "a.overlay.jpg", "b.json", "b.overlay.jpg", "summary.csv"]
+        "a.json",
+        "a.overlay.jpg",
+        "b.json",
+        "b.overlay.jpg",
+        "summary.csv",
+    ]
     assert json.loads((out / "a.json").read_text())["counts"]["inflammatory"] == 2
     assert json.loads((out / "b.json").read_text())["counts"]["inflammatory"] == 3
     with Image.open(out / "a.overlay.jpg") as overlay:
@@ -44,8 +49,9 @@ def test_failed_photo_is_listed_exit_1_and_others_kept(toy: Path, tmp_path: Path
     _photo(tmp_path / "good.png", 1)
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     out = tmp_path / "out"
-    code = main(["count", str(tmp_path / "bad.jpg"), str(tmp_path / "good.png"), "--out", str(out),
-                 "--model", str(toy)])
+    code = main(
+        ["count", str(tmp_path / "bad.jpg"), str(tmp_path / "good.png"), "--out", str(out), "--model", str(toy)]
+    )
     assert code == 1
     assert (out / "good.json").is_file() and not (out / "bad.json").exists()
     err = capsys.readouterr().err

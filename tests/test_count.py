@@ -81,8 +81,13 @@ def test_hayashi_bounds() -> None:
 
 
 def test_gags_worst_lesion_times_weight() -> None:
-    lesions = [_les("comedone", "forehead"), _les("inflammatory", "forehead"), _les("comedone", "nose"),
-               _les("inflammatory", "other"), _les("scar", "chin")]
+    lesions = [
+        _les("comedone", "forehead"),
+        _les("inflammatory", "forehead"),
+        _les("comedone", "nose"),
+        _les("inflammatory", "other"),
+        _les("scar", "chin"),
+    ]
     assert gags_score(lesions) == 2 * 2 + 1 * 1
     assert gags_label(0) == "none" and gags_label(18) == "mild" and gags_label(19) == "moderate"
     assert gags_label(31) == "severe" and gags_label(39) == "very severe"

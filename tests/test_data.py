@@ -24,7 +24,8 @@ from lesioncount.data import (
 
 VOC = """<annotation><filename>levle2_7_jpg.rf.abc.jpg</filename><size><width>640</width><height>480</height></size>
 <object><name>papules</name><bndbox><xmin>10</xmin><ymin>20</ymin><xmax>30</xmax><ymax>30</ymax></bndbox></object>
-<object><name>whitehead and blackhead</name><bndbox><xmin>100</xmin><ymin>100</ymin><xmax>104</xmax><ymax>106</ymax></bndbox></object>
+<object><name>whitehead and blackhead</name>
+<bndbox><xmin>100</xmin><ymin>100</ymin><xmax>104</xmax><ymax>106</ymax></bndbox></object>
 <object><name>nodules and cysts</name><bndbox><xmin>5</xmin><ymin>1</ymin><xmax>9</xmax><ymax>1</ymax></bndbox></object>
 </annotation>"""
 
@@ -33,7 +34,7 @@ def test_voc_reader_maps_classes_and_centres(tmp_path: Path) -> None:
     (tmp_path / "a.xml").write_text(VOC)
     ann = read_voc_file(tmp_path / "a.xml")
     assert (ann.file_name, ann.width, ann.height) == ("levle2_7_jpg.rf.abc.jpg", 640, 480)
-    assert [(l.cls, l.x, l.y) for l in ann.lesions] == [("inflammatory", 20, 25), ("comedone", 102, 103)]
+    assert [(les.cls, les.x, les.y) for les in ann.lesions] == [("inflammatory", 20, 25), ("comedone", 102, 103)]
     assert ann.lesions[0].bbox == (10, 20, 20, 10) and ann.lesions[0].radius == 5  # zero-height box dropped
     assert len(read_voc_dir(tmp_path)) == 1
 
@@ -45,10 +46,15 @@ def test_voc_reader_maps_classes_and_centres(tmp_path: Path) -> None:
         ("<root/>", "expected <annotation>"),
         ("<annotation><object><name>zits</name><bndbox/></object></annotation>", "unknown class 'zits'"),
         ("<annotation><object><name>papules</name></object></annotation>", "no <bndbox>"),
-        ("<annotation><object><name>papules</name><bndbox><xmin>9</xmin><ymin>1</ymin><xmax>2</xmax>"
-         "<ymax>5</ymax></bndbox></object></annotation>", "inverted"),
-        ("<annotation><object><name>papules</name><bndbox><xmin>a</xmin></bndbox></object></annotation>",
-         "non-numeric"),
+        (
+            "<annotation><object><name>papules</name><bndbox><xmin>9</xmin><ymin>1</ymin><xmax>2</xmax>"
+            "<ymax>5</ymax></bndbox></object></annotation>",
+            "inverted",
+        ),
+        (
+            "<annotation><object><name>papules</name><bndbox><xmin>a</xmin></bndbox></object></annotation>",
+            "non-numeric",
+        ),
     ],
 )
 def test_voc_malformed(tmp_path: Path, text: str, message: str) -> None:
@@ -60,8 +66,10 @@ def test_voc_malformed(tmp_path: Path, text: str, message: str) -> None:
 
 def test_coco_points_boxes_polygons(tmp_path: Path) -> None:
     doc = {
-        "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 64, "hayashi_grade": 2},
-                   {"id": 2, "file_name": "b.jpg", "width": 64, "height": 64}],
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 64, "height": 64, "hayashi_grade": 2},
+            {"id": 2, "file_name": "b.jpg", "width": 64, "height": 64},
+        ],
         "categories": [{"id": 1, "name": "acne"}, {"id": 2, "name": "papules"}],
         "annotations": [
             {"id": 1, "image_id": 1, "category_id": 1, "point": [10.5, 20.0], "radius": 4.0},
@@ -84,8 +92,14 @@ def test_coco_points_boxes_polygons(tmp_path: Path) -> None:
         ({"annotations": []}, "'images' list"),
         ({"images": [], "annotations": [{"image_id": 1}]}, "needs image_id and category_id"),
         ({"images": [], "categories": [], "annotations": [{"image_id": 1, "category_id": 9}]}, "category_id 9"),
-        ({"images": [{"id": 1, "file_name": "a"}], "categories": [{"id": 1, "name": "acne"}],
-          "annotations": [{"image_id": 1, "category_id": 1}]}, "needs 'point', 'bbox'"),
+        (
+            {
+                "images": [{"id": 1, "file_name": "a"}],
+                "categories": [{"id": 1, "name": "acne"}],
+                "annotations": [{"image_id": 1, "category_id": 1}],
+            },
+            "needs 'point', 'bbox'",
+        ),
     ],
 )
 def test_coco_malformed(tmp_path: Path, doc: object, message: str) -> None:
@@ -100,7 +114,10 @@ def test_yolo_reader_and_errors(tmp_path: Path) -> None:
     (tmp_path / "p.txt").write_text("0 0.5 0.5 0.2 0.4\n\n1 0.1 0.1 0.02 0.04\n")
     (ann,) = read_yolo_dir(tmp_path, ["papules", "whitehead and blackhead"])
     assert (ann.width, ann.height) == (100, 50)
-    assert [(l.cls, round(l.x, 6), round(l.y, 6)) for l in ann.lesions] == [("inflammatory", 50, 25), ("comedone", 10, 5)]
+    assert [(les.cls, round(les.x, 6), round(les.y, 6)) for les in ann.lesions] == [
+        ("inflammatory", 50, 25),
+        ("comedone", 10, 5),
+    ]
     (tmp_path / "p.txt").write_text("0 0.5 0.5\n")
     with pytest.raises(AnnotationError, match="p.txt:1: expected"):
         read_yolo_dir(tmp_path, ["papules"])
@@ -110,17 +127,26 @@ def test_yolo_reader_and_errors(tmp_path: Path) -> None:
 
 
 def test_writers_round_trip(tmp_path: Path) -> None:
-    ann = ImageAnnotation("a.jpg", 100, 80, (RefLesion("inflammatory", 20, 30, (15, 25, 10, 10), 5),
-                                               RefLesion("comedone", 50, 40, (48, 38, 4, 4), 2)))
+    ann = ImageAnnotation(
+        "a.jpg",
+        100,
+        80,
+        (RefLesion("inflammatory", 20, 30, (15, 25, 10, 10), 5), RefLesion("comedone", 50, 40, (48, 38, 4, 4), 2)),
+    )
     write_voc_file(tmp_path / "a.xml", ann)
     assert read_voc_file(tmp_path / "a.xml") == ann
     write_coco(tmp_path / "c.json", [ann])
     (back,) = read_coco(tmp_path / "c.json")
-    assert [(l.cls, l.x, l.y, l.bbox) for l in back.lesions] == [(l.cls, l.x, l.y, l.bbox) for l in ann.lesions]
+    assert [(les.cls, les.x, les.y, les.bbox) for les in back.lesions] == [
+        (les.cls, les.x, les.y, les.bbox) for les in ann.lesions
+    ]
     Image.fromarray(np.zeros((80, 100, 3), np.uint8)).save(tmp_path / "a.jpg")
     write_yolo_dir(tmp_path, [ann], ["inflammatory", "comedone"])
     (y,) = read_yolo_dir(tmp_path, ["inflammatory", "comedone"])
-    assert [(l.cls, round(l.x, 3), round(l.y, 3)) for l in y.lesions] == [("inflammatory", 20, 30), ("comedone", 50, 40)]
+    assert [(les.cls, round(les.x, 3), round(les.y, 3)) for les in y.lesions] == [
+        ("inflammatory", 20, 30),
+        ("comedone", 50, 40),
+    ]
 
 
 def test_acne04_names() -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from toy_model import make_toy_model, red_blob
 
 from lesioncount.infer import Predictor
 from lesioncount.pipeline import LesionCounter
 from lesioncount.schema import validate_count_result
 from lesioncount.types import CountResult
-from toy_model import make_toy_model, red_blob
 
 GREY = 170
 
@@ -57,7 +57,7 @@ def test_coordinates_scale_with_resolution(toy: Path) -> None:
     big = np.kron(small, np.ones((3, 3, 1), np.uint8))  # the same scene at 3x the pixels
     a, b = counter.count(small), counter.count(big)
     assert a.counts == b.counts and a.counts["inflammatory"] == 3
-    for la, lb in zip(sorted(a.lesions, key=lambda l: l.x), sorted(b.lesions, key=lambda l: l.x), strict=True):
+    for la, lb in zip(sorted(a.lesions, key=lambda les: les.x), sorted(b.lesions, key=lambda les: les.x), strict=True):
         assert lb.x == pytest.approx(la.x * 3, abs=3.5) and lb.y == pytest.approx(la.y * 3, abs=3.5)
 
 

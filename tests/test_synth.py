@@ -31,15 +31,16 @@ def test_render_unknown_kind() -> None:
 def test_plant_respects_allowed_area_avoid_and_gap() -> None:
     allowed = np.zeros((120, 140), bool)
     allowed[20:100, 20:120] = True
-    out, planted = synth.plant(_skin(), {"papule": 3, "boxcar": 2, "red_mark": 2}, 0, allowed=allowed,
-                               avoid=[(70, 60, 10)], min_gap=1.0)
+    out, planted = synth.plant(
+        _skin(), {"papule": 3, "boxcar": 2, "red_mark": 2}, 0, allowed=allowed, avoid=[(70, 60, 10)], min_gap=1.0
+    )
     assert len(planted) == 7
     assert {p.cls for p in planted} == {"inflammatory", "scar", None}
     for p in planted:
         assert allowed[int(p.y), int(p.x)]
         assert np.hypot(p.x - 70, p.y - 60) > 10 + p.radius
     for i, a in enumerate(planted):
-        for b in planted[i + 1:]:
+        for b in planted[i + 1 :]:
             assert np.hypot(a.x - b.x, a.y - b.y) > a.radius + b.radius
 
 

@@ -36,7 +36,8 @@ def make_toy_model(path: Path, *, face_height_px: float = 500.0, gain: float = 1
         numpy_helper.from_array(np.array([1], np.int64), "ax"),
     ]
     graph = helper.make_graph(
-        [conv, sl_h, sl_s, sig, cat], "toy",
+        [conv, sl_h, sl_s, sig, cat],
+        "toy",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 3, None, None])],
         [helper.make_tensor_value_info("maps", TensorProto.FLOAT, [None, 5, None, None])],
         inits,
@@ -44,8 +45,16 @@ def make_toy_model(path: Path, *, face_height_px: float = 500.0, gain: float = 1
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     spec = ModelSpec(
-        name="toy", version="test", classes=CLASSES, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), output_stride=2,
-        face_height_px=face_height_px, thresholds=dict.fromkeys(CLASSES, 0.5), tile_px=128, tile_overlap_px=32,
+        name="toy",
+        version="test",
+        classes=CLASSES,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        output_stride=2,
+        face_height_px=face_height_px,
+        thresholds=dict.fromkeys(CLASSES, 0.5),
+        tile_px=128,
+        tile_overlap_px=32,
         training_data="none: a hand-built test model",
     )
     for key, value in spec.to_metadata().items():

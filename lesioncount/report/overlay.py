@@ -48,8 +48,14 @@ def draw_overlay(
         cv2.rectangle(out, (x, y), (x + bw, y + bh), (255, 255, 255), thick)
     for les in lesions:
         r = max(4 * thick, round(0.6 * max(les.bbox[2], les.bbox[3]) * f))
-        cv2.circle(out, (round(les.x * f), round(les.y * f)), r, CLASS_COLOURS.get(les.cls, (255, 255, 255)), thick,
-                   cv2.LINE_AA)
+        cv2.circle(
+            out,
+            (round(les.x * f), round(les.y * f)),
+            r,
+            CLASS_COLOURS.get(les.cls, (255, 255, 255)),
+            thick,
+            cv2.LINE_AA,
+        )
     if counts is None:
         counts = {c: sum(1 for les in lesions if les.cls == c) for c in CLASSES}
     scale = max(0.5, max(out.shape[:2]) / 1600)
@@ -62,6 +68,14 @@ def draw_overlay(
     for i, c in enumerate(CLASSES):
         y = pad + pad + line_h * i + line_h // 2
         cv2.circle(out, (pad * 3, y), round(8 * scale), CLASS_COLOURS[c], -1, cv2.LINE_AA)
-        cv2.putText(out, f"{c}: {counts.get(c, 0)}", (pad * 5, y + round(8 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.7 * scale, (255, 255, 255), max(1, round(1.5 * scale)), cv2.LINE_AA)
+        cv2.putText(
+            out,
+            f"{c}: {counts.get(c, 0)}",
+            (pad * 5, y + round(8 * scale)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.7 * scale,
+            (255, 255, 255),
+            max(1, round(1.5 * scale)),
+            cv2.LINE_AA,
+        )
     return out

@@ -26,7 +26,7 @@ from lesioncount import synth
 from lesioncount.config import TrainConfig, save_yaml
 from lesioncount.count import decode_lesions, hayashi_grade
 from lesioncount.data import hayashi_grade_from_name
-from lesioncount.train.dataset import Item, LesionDataset, load_items, normalise, split_by_source, synthetic_skin
+from lesioncount.train.dataset import Item, LesionDataset, load_items, normalise, split_by_source
 from lesioncount.train.model import LesionUNet, count_parameters, create_model
 from lesioncount.types import CLASSES
 
@@ -81,10 +81,15 @@ def _val_set(items: list[Item], cfg: TrainConfig, limit: int) -> list[tuple[np.n
         image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         avoid = [(x, y, max(w, h) / 2 + 4) for x, y, w, h, _ in item.lesions]
         image, planted = synth.plant(
-            image, {"boxcar": 1, "icepick": 1, "rolling": 1, "hypertrophic": 1, "red_mark": 2, "brown_mark": 1},
-            rng, allowed=synth.skin_tone_mask(image), avoid=avoid,
+            image,
+            {"boxcar": 1, "icepick": 1, "rolling": 1, "hypertrophic": 1, "red_mark": 2, "brown_mark": 1},
+            rng,
+            allowed=synth.skin_tone_mask(image),
+            avoid=avoid,
         )
-        lesions = list(item.lesions) + [(p.x, p.y, p.bbox[2], p.bbox[3], CLASSES.index(p.cls)) for p in planted if p.cls]
+        lesions = list(item.lesions) + [
+            (p.x, p.y, p.bbox[2], p.bbox[3], CLASSES.index(p.cls)) for p in planted if p.cls
+        ]
         out.append((image, lesions, hayashi_grade_from_name(item.path)))
     return out
 
@@ -142,7 +147,10 @@ def calibrate(
             ref = [(x, y, max(4.0, math.sqrt(w * h) / 2)) for x, y, w, h, k in les if k == scar_idx]
             used = set()
             for _, px, py, *_ in found:
-                j = next((j for j, (x, y, r) in enumerate(ref) if j not in used and (px - x) ** 2 + (py - y) ** 2 <= r * r), None)
+                j = next(
+                    (j for j, (x, y, r) in enumerate(ref) if j not in used and (px - x) ** 2 + (py - y) ** 2 <= r * r),
+                    None,
+                )
                 if j is None:
                     fp += 1
                 else:
@@ -200,8 +208,15 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
         log.info("resumed from %s at step %d of %d", ckpt_path, step, cfg.steps)
     stride = model.output_stride
     ds = LesionDataset(
-        train_items, cfg.crop_px, stride, length=10**9, seed=cfg.seed, scar_prob=cfg.scar_prob,
-        mark_prob=cfg.mark_prob, synth_acne_prob=cfg.synth_acne_prob, synthetic_only=cfg.synthetic_only,
+        train_items,
+        cfg.crop_px,
+        stride,
+        length=10**9,
+        seed=cfg.seed,
+        scar_prob=cfg.scar_prob,
+        mark_prob=cfg.mark_prob,
+        synth_acne_prob=cfg.synth_acne_prob,
+        synthetic_only=cfg.synthetic_only,
     )
     # The resume point decides the data: sample indices continue from the step reached.
     ds.epoch = step
@@ -213,8 +228,16 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
     t0, seen, run_loss = time.monotonic(), 0, 0.0
 
     def checkpoint() -> None:
-        _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                      "step": step, "config": cfg.__dict__}, ckpt_path)
+        _save_atomic(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "step": step,
+                "config": cfg.__dict__,
+            },
+            ckpt_path,
+        )
 
     try:
         model.train()
@@ -238,8 +261,13 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
                 last_ckpt = time.monotonic()
             if step % 50 == 0 or step == cfg.steps:
                 rate = seen / max(1e-6, time.monotonic() - t0)
-                rec = {"step": step, "loss": run_loss / 50 if step % 50 == 0 else float(loss.detach()),
-                       "lr": sched.get_last_lr()[0], "crops_per_s": rate, "time": time.time()}
+                rec = {
+                    "step": step,
+                    "loss": run_loss / 50 if step % 50 == 0 else float(loss.detach()),
+                    "lr": sched.get_last_lr()[0],
+                    "crops_per_s": rate,
+                    "time": time.time(),
+                }
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 run_loss = 0.0
@@ -254,8 +282,18 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
         th, figs = calibrate(evaluate_maps(model, val), stride)
         logf.write(json.dumps({"step": step, "final_val": figs, "thresholds": th, "time": time.time()}) + "\n")
         final = out / "final.pt"
-        _save_atomic({"model": model.state_dict(), "step": step, "config": cfg.__dict__, "thresholds": th,
-                      "val": figs, "arch": cfg.arch, "stride": stride}, final)
+        _save_atomic(
+            {
+                "model": model.state_dict(),
+                "step": step,
+                "config": cfg.__dict__,
+                "thresholds": th,
+                "val": figs,
+                "arch": cfg.arch,
+                "stride": stride,
+            },
+            final,
+        )
         return final
     finally:
         logf.close()
