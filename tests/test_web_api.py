@@ -96,6 +96,29 @@ def test_upload_without_javascript_through_the_plain_form(web):
     assert c.get(f"/api/v1/visits/{vid}").json()["photos"][0]["view"] == "left"
 
 
+@pytest.mark.parametrize("mode", ["I;16", "RGBA", "P", "L"])
+def test_unusual_photo_modes_are_served_as_rgb(web, mode):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rgb = Image.open(io.BytesIO(photo_bytes(seed=6, fmt="PNG"))).convert("RGB")
+    if mode == "I;16":
+        im = Image.fromarray((np.asarray(rgb.convert("L"), np.uint16) * 257).astype(np.uint16))
+    else:
+        im = rgb.convert(mode)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    csrf = login(web.client, "carl", PW)
+    _, vid = _patient_and_visit(web.client, csrf)
+    r = _upload(web, csrf, vid, ("odd.png", buf.getvalue()))
+    assert r.status_code == 201, r.text
+    served = web.client.get(f"/api/v1/photos/{r.json()['photos'][0]['id']}/image.jpg").content
+    out = np.asarray(Image.open(io.BytesIO(served)))
+    assert out.shape == (240, 320, 3) and 100 < out.mean() < 230  # neither black nor blown out
+
+
 def test_failed_count_is_reported(web):
     web.fake.fail = True
     csrf = login(web.client, "carl", PW)

@@ -36,6 +36,9 @@ CLASS_COLOURS = {c: "#{:02x}{:02x}{:02x}".format(*rgb) for c, rgb in OVERLAY_COL
     "total_acne": "#444444"
 }
 
+#: Dashes keep lines that run together (equal counts) apart.
+CHART_DASHES = {"scar": "7 4", "total_acne": "2 3"}
+
 
 def render(request: Request, name: str, actor: Actor | None, status_code: int = 200, **ctx: Any) -> HTMLResponse:
     templates = request.app.state.templates
@@ -170,6 +173,7 @@ def _chart(series: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
         {
             "key": k,
             "colour": CLASS_COLOURS[k],
+            "dash": CHART_DASHES.get(k, ""),
             "points": " ".join(f"{x:.1f},{y(row['counts'][k]):.1f}" for x, row in zip(xs, series, strict=True)),
             "dots": [(x, y(row["counts"][k]), row["counts"][k]) for x, row in zip(xs, series, strict=True)],
         }

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from lesioncount.io import HEIC_SUPPORTED, MIN_SIDE_PX
+from lesioncount.io import HEIC_SUPPORTED, MIN_SIDE_PX, read_image
 
 #: Formats accepted (Pillow's names); HEIF only when pillow-heif is installed.
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "TIFF", "WEBP", "BMP"} | ({"HEIF"} if HEIC_SUPPORTED else set()))
@@ -160,12 +160,12 @@ class PhotoStore:
         if dest.exists():
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(self.original_path(sha256)) as src:
-            clean = ImageOps.exif_transpose(src).convert("RGB")
-            if max(clean.size) > max_side_px:
-                clean.thumbnail((max_side_px, max_side_px), Image.Resampling.LANCZOS)
-            # A new image from raw pixels carries no info dict, so nothing but pixels is written.
-            bare = Image.frombytes("RGB", clean.size, clean.tobytes())
+        # The same decoding as the counter's (EXIF orientation, 16-bit, palette, alpha -> 8-bit RGB).
+        image = read_image(self.original_path(sha256), max_megapixels=self.max_megapixels)
+        # A new image from raw pixels carries no info dict, so nothing but pixels is written.
+        bare = Image.fromarray(image)
+        if max(bare.size) > max_side_px:
+            bare.thumbnail((max_side_px, max_side_px), Image.Resampling.LANCZOS)
         fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="disp-", suffix=".jpg")
         os.close(fd)
         try:
