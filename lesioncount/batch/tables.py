@@ -137,9 +137,7 @@ def photo_table(manifest: pd.DataFrame, outcomes: Sequence[Outcome]) -> pd.DataF
         df[c] = df[c].astype("boolean")
     df["visit_date"] = pd.to_datetime(df["visit_date"])
     df["time_s"] = df["time_s"].astype(float)
-    for c in df.columns:
-        if df[c].dtype == object:
-            df[c] = df[c].astype("string")
+    _text_as_string(df)
     return df
 
 
@@ -153,30 +151,19 @@ def visit_table(photos: pd.DataFrame) -> pd.DataFrame:
     """
     count_cols = [*COUNT_CLASSES, *REGION_COLUMNS]
     extra = [c for c in SUBJECT_COLUMNS if c in photos.columns]
-    out = []
-    for (s, v), grp in photos.groupby(["subject_id", "visit"], sort=False):
-        ok = grp["status"] == "ok"
-        complete = bool(ok.all())
-        row: dict[str, Any] = {"subject_id": s, "visit": v, "visit_date": grp["visit_date"].iloc[0]}
-        for c in extra:
-            vals = grp[c].dropna()
-            row[c] = vals.iloc[0] if len(vals) else None
-        row["views"] = "+".join(sorted(grp["view"]))
-        row["n_photos"] = len(grp)
-        row["n_scored"] = int(ok.sum())
-        row["complete"] = complete
-        sums = grp[count_cols].sum() if complete else None
-        for c in count_cols:
-            row[c] = int(sums[c]) if sums is not None else None
-        out.append(row)
-    df = pd.DataFrame(out)
-    for c in count_cols:
-        df[c] = df[c].astype("Int64")
+    g = photos.assign(_ok=photos["status"] == "ok").groupby(["subject_id", "visit"], sort=False)
+    df = g.agg(visit_date=("visit_date", "first"), **{c: (c, "first") for c in extra})  # first non-missing
+    df["views"] = g["view"].agg(lambda v: "+".join(sorted(v)))
+    df["n_photos"] = g.size()
+    df["n_scored"] = g["_ok"].sum()
+    df["complete"] = df["n_scored"] == df["n_photos"]
+    sums = g[count_cols].sum().astype("Int64")
+    sums[~df["complete"]] = pd.NA  # a visit with a failed or missing photo has no counts, not an undercount
+    df = pd.concat([df, sums], axis=1).reset_index()
+    df["n_photos"] = df["n_photos"].astype("int64")
+    df["n_scored"] = df["n_scored"].astype("int64")
     df["complete"] = df["complete"].astype(bool)
-    df["visit_date"] = pd.to_datetime(df["visit_date"])
-    for c in df.columns:
-        if df[c].dtype == object:
-            df[c] = df[c].astype("string")
+    _text_as_string(df)
     return df.sort_values(["subject_id", "visit_date", "visit"], kind="stable").reset_index(drop=True)
 
 
@@ -193,50 +180,64 @@ def change_table(visits: pd.DataFrame, *, baseline_visit: str | None = None) -> 
         ``visit``, ``visit_date``, ``baseline_visit``, ``days_from_baseline``, ``is_baseline``, ``class``,
         ``baseline`` (count), ``count``, ``change`` (count - baseline), ``change_pct`` (100 x change / baseline;
         missing when the baseline is 0 or either count is missing) and ``views_match`` (same views as baseline).
-        The baseline visit itself is included (change 0).
+        The baseline visit itself is included (change 0). Sorted by subject, date, visit and class.
     """
     extra = [c for c in SUBJECT_COLUMNS if c in visits.columns]
-    out = []
-    for s, grp in visits.groupby("subject_id", sort=True):
-        grp = grp.sort_values(["visit_date", "visit"], kind="stable")
-        if baseline_visit is None:
-            base = grp.iloc[0]
-        else:
-            hit = grp[grp["visit"] == baseline_visit]
-            base = hit.iloc[0] if len(hit) else None
-        for _, v in grp.iterrows():
-            for c in COUNT_CLASSES:
-                b = base[c] if base is not None else pd.NA
-                x = v[c]
-                change = x - b if (pd.notna(x) and pd.notna(b)) else pd.NA
-                pct = 100.0 * float(change) / float(b) if (change is not pd.NA and b != 0) else math.nan
-                out.append(
-                    {
-                        "subject_id": s,
-                        **{e: v[e] for e in extra},
-                        "visit": v["visit"],
-                        "visit_date": v["visit_date"],
-                        "baseline_visit": base["visit"] if base is not None else None,
-                        "days_from_baseline": (v["visit_date"] - base["visit_date"]).days if base is not None else None,
-                        "is_baseline": base is not None and v["visit"] == base["visit"],
-                        "class": c,
-                        "baseline": b,
-                        "count": x,
-                        "change": change,
-                        "change_pct": pct,
-                        "views_match": (v["views"] == base["views"]) if base is not None else None,
-                    }
-                )
-    df = pd.DataFrame(out)
-    for c in ("baseline", "count", "change", "days_from_baseline"):
-        df[c] = df[c].astype("Int64")
-    df["change_pct"] = df["change_pct"].astype(float)
-    df["is_baseline"] = df["is_baseline"].astype(bool)
-    df["views_match"] = df["views_match"].astype("boolean")
-    for c in df.columns:
-        if df[c].dtype == object:
-            df[c] = df[c].astype("string")
+    v = visits.sort_values(["subject_id", "visit_date", "visit"], kind="stable")
+    if baseline_visit is None:
+        base = v.drop_duplicates("subject_id", keep="first")
+    else:
+        base = v[v["visit"] == baseline_visit].drop_duplicates("subject_id", keep="first")
+    base = base.set_index("subject_id")
+    ids = ["subject_id", *extra, "visit", "visit_date", "views"]
+    long = v.melt(id_vars=ids, value_vars=list(COUNT_CLASSES), var_name="class", value_name="count")
+    b_long = (
+        base.reset_index()
+        .melt(
+            id_vars=["subject_id", "visit", "visit_date", "views"],
+            value_vars=list(COUNT_CLASSES),
+            var_name="class",
+            value_name="baseline",
+        )
+        .rename(columns={"visit": "baseline_visit", "visit_date": "_base_date", "views": "_base_views"})
+    )
+    df = long.merge(b_long, on=["subject_id", "class"], how="left", sort=False)
+    has_base = df["baseline_visit"].notna()
+    df["days_from_baseline"] = (df["visit_date"] - df["_base_date"]).dt.days.astype("Int64")
+    df["is_baseline"] = (has_base & (df["visit"] == df["baseline_visit"])).astype(bool)
+    df["count"] = df["count"].astype("Int64")
+    df["baseline"] = df["baseline"].astype("Int64")
+    df["change"] = (df["count"] - df["baseline"]).astype("Int64")
+    pct = 100.0 * df["change"].astype("Float64") / df["baseline"].astype("Float64").mask(df["baseline"] == 0)
+    df["change_pct"] = pct.astype(float)
+    df["views_match"] = (df["views"] == df["_base_views"]).astype("boolean").mask(~has_base)
+    cls_rank = df["class"].map({c: i for i, c in enumerate(COUNT_CLASSES)})
+    df = df.assign(_c=cls_rank).sort_values(["subject_id", "visit_date", "visit", "_c"], kind="stable")
+    cols = [
+        "subject_id",
+        *extra,
+        "visit",
+        "visit_date",
+        "baseline_visit",
+        "days_from_baseline",
+        "is_baseline",
+        "class",
+        "baseline",
+        "count",
+        "change",
+        "change_pct",
+        "views_match",
+    ]
+    df = df[cols].reset_index(drop=True)
+    _text_as_string(df)
     return df
+
+
+def _text_as_string(df: pd.DataFrame) -> None:
+    """Text columns as pandas' nullable ``string`` dtype (missing = NA), in place: one dtype in every table."""
+    for c in df.columns:
+        if df[c].dtype == object or pd.api.types.is_string_dtype(df[c].dtype):
+            df[c] = df[c].astype("string")
 
 
 def _t975(dof: int) -> float:
@@ -287,8 +288,7 @@ def summary_table(changes: pd.DataFrame) -> pd.DataFrame:
     res["_c"] = res["class"].map(cls_rank)
     res["_m"] = res["measure"].map(m_rank)
     res = res.sort_values(["_rank", "arm", "_c", "_m"], kind="stable").drop(columns=["_rank", "_c", "_m"])
-    for c in ("visit", "arm", "class", "measure"):
-        res[c] = res[c].astype("string")
+    _text_as_string(res)
     res["n"] = res["n"].astype("int64")
     return res.reset_index(drop=True)
 
