@@ -6,12 +6,15 @@ We have no landmark model, so alignment runs in three steps, each a fallback for
 2. AKAZE (ORB as a fallback) features inside the face, ratio-tested and fitted by RANSAC to a similarity
    transform (rotation, uniform scale, shift) give the pose of the follow-up relative to the baseline;
    when that fails, the same on the mirrored follow-up (front-camera selfies are mirror images);
-3. ECC (``cv2.findTransformECC``, affine) refines that estimate on the face region. ECC maximises a
+   a full affine fit is kept beside it (a slightly turned head, a sheared export);
+3. ECC (``cv2.findTransformECC``, affine) refines the best candidate on the face region. ECC maximises a
    zero-mean normalised correlation, so it is insensitive to exposure and contrast changes.
 
-The alignment-quality figure is the normalised cross-correlation (NCC) of the aligned, lightly smoothed
-grey faces: 1 is a perfect match; a face with changed lesions but the same pose gives about 0.9; below
-about 0.5 lesion-level matching is not to be trusted.
+The alignment-quality figure is the normalised cross-correlation (NCC) of the aligned grey faces after a
+band-pass filter (difference of Gaussians), so that it follows skin texture rather than smooth shading:
+1 is a perfect match; the same face with changed lesions and a new exposure stays above 0.8; below about
+0.5 lesion-level matching is not to be trusted. Candidate alignments (similarity, full affine, mirrored,
+face box, identity) are compared by this figure and the best is refined.
 
 All transforms are 2x3 affine matrices that map follow-up photo pixels to baseline photo pixels.
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -36,6 +39,12 @@ MIN_INLIERS = 12
 CONFIDENT_INLIERS = 48
 #: Plausible face-size ratios between two visits; fits outside are degenerate.
 SCALE_RANGE = (0.25, 4.0)
+#: A full affine replaces the similarity when it has this many times the inliers.
+AFFINE_GAIN = 1.25
+#: ECC may move the feature inliers by at most this many work pixels (or twice their fit residual).
+ECC_MAX_DRIFT_PX = 1.5
+#: Largest axis-scale ratio of a plausible fit (a turned head stretches the face by 10-20%, not 50%).
+MAX_ANISOTROPY = 1.5
 #: Quality labels by NCC.
 QUALITY_GOOD = 0.8
 QUALITY_FAIR = 0.5
@@ -187,13 +196,34 @@ def box_similarity(base_box: Box, follow_box: Box) -> npt.NDArray[np.float64]:
     return np.array([[s, 0.0, bx + bw / 2 - s * (fx + fw / 2)], [0.0, s, by + bh / 2 - s * (fy + fh / 2)]])
 
 
+@dataclass(frozen=True)
+class _Fit:
+    """A candidate follow->base transform in work pixels, with the feature inliers that support it."""
+
+    matrix: npt.NDArray[np.float64]
+    method: str
+    n_matches: int = 0
+    n_inliers: int = 0
+    residual_px: float | None = None
+    src: npt.NDArray[np.float32] | None = None  # inlier follow-up points
+    dst: npt.NDArray[np.float32] | None = None  # inlier baseline points
+
+    def residual_of(self, m: npt.NDArray[np.float64]) -> float | None:
+        """Median distance at which ``m`` maps this fit's inliers (None without inliers)."""
+        if self.src is None or self.dst is None or len(self.src) == 0:
+            return None
+        return float(np.median(np.linalg.norm(map_points(m, self.src) - self.dst, axis=1)))
+
+
 def _features(
     gb: npt.NDArray[np.uint8], gf: npt.NDArray[np.uint8], mb: npt.NDArray[np.uint8], mf: npt.NDArray[np.uint8]
-) -> tuple[npt.NDArray[np.float64] | None, int, int, float | None]:
-    """Similarity follow->base (work pixels) from AKAZE, then ORB; (matrix, matches, inliers, residual)."""
+) -> list[_Fit]:
+    """Follow->base fits (work pixels) from AKAZE, else ORB: a similarity, and a full affine when it explains
+    ``AFFINE_GAIN`` times as many matches (a slightly turned head, a sheared export).
+    """
     clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
     eb, ef = clahe.apply(gb), clahe.apply(gf)
-    best: tuple[npt.NDArray[np.float64] | None, int, int, float | None] = (None, 0, 0, None)
+    best: list[_Fit] = []
     for name in ("akaze", "orb"):
         det = cv2.AKAZE.create(threshold=0.0005) if name == "akaze" else cv2.ORB.create(nfeatures=4000)
         kb, db = det.detectAndCompute(eb, mb)
@@ -206,39 +236,52 @@ def _features(
             continue
         src = np.array([kf[m.queryIdx].pt for m in good], np.float32)
         dst = np.array([kb[m.trainIdx].pt for m in good], np.float32)
-        m, inl = cv2.estimateAffinePartial2D(
-            src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=5000, confidence=0.999
-        )
-        if m is None or inl is None:
-            continue
-        ok = inl.ravel().astype(bool)
-        n_inl = int(ok.sum())
-        resid = float(np.median(np.linalg.norm(map_points(m, src[ok]) - dst[ok], axis=1))) if n_inl else None
-        if n_inl > best[2]:
-            best = (m.astype(np.float64), len(good), n_inl, resid)
-        if n_inl >= 4 * MIN_INLIERS:
+        fits: list[_Fit] = []
+        for estimate in (cv2.estimateAffinePartial2D, cv2.estimateAffine2D):
+            m, inl = estimate(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=5000, confidence=0.999)
+            if m is None or inl is None:
+                continue
+            ok = inl.ravel().astype(bool)
+            fit = _Fit(np.asarray(m, np.float64), "features", len(good), int(ok.sum()), None, src[ok], dst[ok])
+            fits.append(replace(fit, residual_px=fit.residual_of(fit.matrix)))
+        if fits and max(f.n_inliers for f in fits) > max((f.n_inliers for f in best), default=0):
+            best = fits
+        if best and max(f.n_inliers for f in best) >= 4 * MIN_INLIERS:
             break
+    if len(best) == 2 and best[1].n_inliers < AFFINE_GAIN * best[0].n_inliers:
+        best = best[:1]  # the similarity explains the matches about as well: keep the simpler model
     return best
 
 
 def _plausible(m_work: npt.NDArray[np.float64], sb: float, sf: float) -> bool:
-    """A fit whose photo-pixel scale is within ``SCALE_RANGE`` (degenerate RANSAC fits are not)."""
-    s = math.sqrt(abs(np.linalg.det(m_work[:, :2]))) * sf / sb
-    return bool(SCALE_RANGE[0] <= s <= SCALE_RANGE[1])
+    """A fit with a photo-pixel scale in ``SCALE_RANGE`` and little shear (degenerate RANSAC fits fail this)."""
+    sv = np.linalg.svd(m_work[:, :2], compute_uv=False)
+    s = math.sqrt(abs(float(sv[0] * sv[1]))) * sf / sb
+    return bool(SCALE_RANGE[0] <= s <= SCALE_RANGE[1] and sv[0] / max(float(sv[1]), 1e-9) <= MAX_ANISOTROPY)
+
+
+def _bandpass(g: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Difference of Gaussians: keeps pores, lesions and hair, drops lighting gradients and pixel noise."""
+    return np.asarray(cv2.GaussianBlur(g, (0, 0), 1.5) - cv2.GaussianBlur(g, (0, 0), 6.0), np.float32)
 
 
 def _ncc(
     gb: npt.NDArray[np.uint8], gf: npt.NDArray[np.uint8], m_work: npt.NDArray[np.float64], mask: npt.NDArray[np.uint8]
 ) -> float:
-    """NCC of the base and the warped follow-up (work pixels) inside mask and the follow-up's footprint."""
+    """Band-pass NCC of the base and the warped follow-up (work pixels) inside mask and the follow-up's footprint.
+
+    Band-pass, because the smooth shading of a face correlates well even when it is misaligned by 10 px,
+    while skin texture does not.
+    """
     h, w = gb.shape
     warped = cv2.warpAffine(gf.astype(np.float32), m_work, (w, h), flags=cv2.INTER_LINEAR)
     valid = cv2.warpAffine(np.ones_like(gf, np.uint8), m_work, (w, h), flags=cv2.INTER_NEAREST) > 0
-    sel = valid & (mask > 0)
+    # Stay clear of the footprint's edge, where the warp's black border leaks into the band-pass.
+    sel = (cv2.erode(valid.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0) & (mask > 0)
     if sel.sum() < 100:
         return 0.0
-    a = cv2.GaussianBlur(gb.astype(np.float32), (0, 0), 1.5)[sel]
-    b = cv2.GaussianBlur(warped, (0, 0), 1.5)[sel]
+    a = _bandpass(gb.astype(np.float32))[sel]
+    b = _bandpass(np.asarray(warped, np.float32))[sel]
     a, b = a - a.mean(), b - b.mean()
     den = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / den) if den > 0 else 0.0
@@ -298,39 +341,39 @@ def register(
     def work(m_full: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return (_scale_m(sb) @ _h(m_full) @ _scale_m(1 / sf))[:2]
 
-    # Candidates (work-pixel matrix, method, matches, inliers, residual); the best by NCC wins.
-    cands: list[tuple[npt.NDArray[np.float64], str, int, int, float | None]] = []
-    m_feat, n_matches, n_inl, resid = _features(gb, gf, mb, mf)
-    if m_feat is not None and n_inl >= MIN_INLIERS and _plausible(m_feat, sb, sf):
-        cands.append((m_feat, "features", n_matches, n_inl, resid))
-    if n_inl < CONFIDENT_INLIERS:
+    # Candidates in order of preference; the first about as good as the best (band-pass NCC) wins.
+    direct = _features(gb, gf, mb, mf)
+    cands = [f for f in direct if f.n_inliers >= MIN_INLIERS and _plausible(f.matrix, sb, sf)]
+    if max((f.n_inliers for f in direct), default=0) < CONFIDENT_INLIERS:
         # A mirrored follow-up (front-camera selfies, flipped exports) has no matching features as it is.
-        m_flip, n_matches_f, n_inl_f, resid_f = _features(gb, np.ascontiguousarray(gf[:, ::-1]), mb, mf[:, ::-1])
-        if m_flip is not None and n_inl_f >= MIN_INLIERS:
-            flip = np.array([[-1.0, 0.0, gf.shape[1] - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-            m_flip = (_h(m_flip) @ flip)[:2]
-            if _plausible(m_flip, sb, sf):
-                cands.append((m_flip, "features", n_matches_f, n_inl_f, resid_f))
+        flip = np.array([[-1.0, 0.0, gf.shape[1] - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        for f in _features(gb, np.ascontiguousarray(gf[:, ::-1]), mb, mf[:, ::-1]):
+            m_flip = (_h(f.matrix) @ flip)[:2]
+            src = None if f.src is None else np.column_stack([gf.shape[1] - 1.0 - f.src[:, 0], f.src[:, 1]])
+            if f.n_inliers >= MIN_INLIERS and _plausible(m_flip, sb, sf):
+                cands.append(replace(f, matrix=m_flip, src=None if src is None else src.astype(np.float32)))
     if base_box is not None and follow_box is not None:
-        cands.append((work(box_similarity(base_box, follow_box)), "face-box", 0, 0, None))
-    cands.append((work(np.eye(2, 3)), "identity", 0, 0, None))
-    scores = [_ncc(gb, gf, c[0], mb) for c in cands]
-    # Candidates are in order of preference: take the first that is about as good as the best.
-    best = next(k for k, q in enumerate(scores) if q >= max(scores) - 0.01)
-    quality = scores[best]
-    m_work, method, n_matches, n_inl, resid = cands[best]
+        cands.append(_Fit(work(box_similarity(base_box, follow_box)), "face-box"))
+    cands.append(_Fit(work(np.eye(2, 3)), "identity"))
+    scores = [_ncc(gb, gf, c.matrix, mb) for c in cands]
+    k = next(k for k, q in enumerate(scores) if q >= max(scores) - 0.01)
+    chosen, quality = cands[k], scores[k]
+    m_work, method = chosen.matrix, chosen.method
     if refine:
         m_ecc = _ecc(gb, gf, m_work, mb)
         if m_ecc is not None and _plausible(m_ecc, sb, sf):
             q_ecc = _ncc(gb, gf, m_ecc, mb)
-            if q_ecc >= quality - 1e-3:
+            # ECC refines; it must not drag the feature inliers away (it can lock onto shading instead).
+            drift = chosen.residual_of(m_ecc)
+            limit = max(ECC_MAX_DRIFT_PX, 2 * (chosen.residual_px or 0.0))
+            if q_ecc >= quality - 1e-3 and (drift is None or drift <= limit):
                 m_work, quality, method = m_ecc, q_ecc, method + "+ecc"
     m = full(m_work)
     return Registration(
         matrix=(tuple(float(v) for v in m[0]), tuple(float(v) for v in m[1])),  # type: ignore[arg-type]
         method=method,
-        n_matches=n_matches,
-        n_inliers=n_inl if method.startswith("features") else 0,
-        residual_px=None if resid is None or not method.startswith("features") else resid / sb,
+        n_matches=chosen.n_matches,
+        n_inliers=chosen.n_inliers,
+        residual_px=None if chosen.residual_px is None else chosen.residual_px / sb,
         quality=quality,
     )
