@@ -27,11 +27,16 @@ def test_put_get_replace_and_done(tmp_path: Path) -> None:
         assert store.count() == 2 and store.done(KEY) == {"p1", "p2"}
         rec = store.get("p2", KEY)
         assert rec is not None and rec.result == {"counts": {"scar": 1}} and rec.worker == "h:1" and rec.scored_at
+        store.put(Record("p3", KEY, "ok", "/x/3.jpg", result={"counts": {}, "lesions": [{"class": "scar"}]}))
+        assert store.get("p3", KEY).result["lesions"] == [{"class": "scar"}]  # type: ignore[union-attr]
+        assert store.get("p3", KEY, lesions=False).result == {"counts": {}}  # type: ignore[union-attr]
+        store.put(Record("p4", KEY, "failed", "/x/4.jpg", error="corrupt"))
+        assert store.get("p4", KEY, lesions=False).result is None  # type: ignore[union-attr]
         other = ModelKey.make("n" * 64)
         assert store.get("p2", other) is None and store.done(other) == set()
         store.put(Record("p2", other, "ok", "/x/2.jpg", result={}))
-        assert store.count() == 3 and store.count(KEY) == 2
-        assert [r.photo_sha256 for r in store.records(KEY)] == ["p1", "p2"]
+        assert store.count() == 5 and store.count(KEY) == 4
+        assert [r.photo_sha256 for r in store.records(KEY)] == ["p1", "p2", "p3", "p4"]
 
 
 def test_wal_mode_and_committed_writes_visible_to_other_readers(tmp_path: Path) -> None:

@@ -336,7 +336,7 @@ def collect_outcomes(
         if isinstance(h, OSError):
             out.append(Outcome("failed", error=f"cannot read the file: {h.strerror or h}"))
             continue
-        rec = store.get(h, key)
+        rec = store.get(h, key, lesions=False)
         if rec is None:
             out.append(Outcome("pending", photo_sha256=h, error="not scored yet (interrupted run?)"))
         else:

@@ -152,10 +152,19 @@ class ResultStore:
                 ),
             )
 
-    def get(self, photo_sha256: str, key: ModelKey) -> Record | None:
-        """The stored record for one photo under one model key, or None."""
+    def get(self, photo_sha256: str, key: ModelKey, *, lesions: bool = True) -> Record | None:
+        """The stored record for one photo under one model key, or None.
+
+        Args:
+            photo_sha256: the photo's hash.
+            key: model and settings.
+            lesions: False drops the per-lesion list from the result (tables need only the counts; on a large
+                trial the lesion lists would fill memory).
+        """
+        result = "result_json" if lesions else "json_remove(result_json, '$.lesions')"
         row = self._conn.execute(
-            "SELECT * FROM results WHERE photo_sha256=? AND model_sha256=? AND settings=?",
+            f"SELECT photo_sha256, model_sha256, settings, status, {result}, error, path, elapsed_s, worker, "
+            "scored_at FROM results WHERE photo_sha256=? AND model_sha256=? AND settings=?",
             (photo_sha256, key.model_sha256, key.settings),
         ).fetchone()
         return _record(row) if row else None
