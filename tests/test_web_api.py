@@ -276,6 +276,22 @@ def test_restart_keeps_data_and_migrations_match_models(web, tmp_path):
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
+def test_added_marks_get_the_facial_region_at_their_point(tmp_path):
+    skimage_data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    from lesioncount.web.regions import RegionFinder
+
+    path = tmp_path / "face.png"
+    Image.fromarray(skimage_data.astronaut()).save(path)
+    finder = RegionFinder()
+    face = finder.analysis(path)
+    assert face.found and finder.analysis(path) is face  # analysed once
+    x, y, w, h = face.box
+    assert finder.region_at(path, x + w / 2, y + 0.05 * h) == "forehead"
+    assert finder.region_at(path, 2, 2) == "other"
+
+
 def test_apply_change_is_pure_and_checks_its_input():
     marks = [
         {

@@ -204,11 +204,15 @@ def photo_overlay(photo_id: int, request: Request, actor: ApiActor, db: DB) -> R
 
 
 @router.post("/photos/{photo_id}/marks")
-def correct_marks(photo_id: int, body: CorrectionIn, actor: ApiActor, db: DB) -> dict[str, Any]:
-    """Add, remove or reclassify one mark; stored as a new version, the counts follow."""
+def correct_marks(photo_id: int, body: CorrectionIn, request: Request, actor: ApiActor, db: DB) -> dict[str, Any]:
+    """Add, remove or reclassify one mark; stored as a new version, the counts follow.
+
+    An added mark without a ``region`` gets the facial region found at its point."""
     ph = sv.get_photo(db, actor, photo_id)
     change = body.model_dump(exclude={"base_version"}, exclude_none=True)
-    sv.correct_marks(db, actor, ph, change, body.base_version)
+    st = request.app.state
+    path = st.store.original_path(ph.sha256)
+    sv.correct_marks(db, actor, ph, change, body.base_version, lambda x, y: st.regions.region_at(path, x, y))
     return photo_json(db, ph)
 
 

@@ -20,6 +20,7 @@ from lesioncount.web import services as sv
 from lesioncount.web.counting import CountQueue
 from lesioncount.web.db import make_engine, make_sessionmaker, upgrade
 from lesioncount.web.deps import LoginRequired
+from lesioncount.web.regions import RegionFinder
 from lesioncount.web.security import LoginThrottle
 from lesioncount.web.settings import Settings
 from lesioncount.web.storage import PhotoStore
@@ -95,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.store = store
     app.state.queue = queue
     app.state.login_throttle = LoginThrottle()
+    app.state.regions = RegionFinder(max_megapixels=settings.max_megapixels)
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(api.router)

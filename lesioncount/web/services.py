@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -302,13 +303,19 @@ def current_version(db: Session, photo: Photo) -> MarkVersion | None:
 
 
 def correct_marks(
-    db: Session, actor: Actor, photo: Photo, change: dict[str, Any], base_version: int | None
+    db: Session,
+    actor: Actor,
+    photo: Photo,
+    change: dict[str, Any],
+    base_version: int | None,
+    region_at: Callable[[float, float], str] | None = None,
 ) -> MarkVersion:
     """Apply one correction as a new mark version (who, when, what) and return it.
 
     Args:
         base_version: the version the clinician was looking at; a stale one is refused so that two people
             correcting at once do not overwrite each other. None skips the check.
+        region_at: finds the facial region of an added mark that names none (else it is ``other``).
     """
     require(actor, "correct")
     cur = current_version(db, photo)
@@ -316,6 +323,11 @@ def correct_marks(
         raise Invalid("this photo is not counted yet")
     if base_version is not None and base_version != cur.version:
         raise Invalid(f"the marks changed (now version {cur.version}); reload the photo and try again")
+    if change.get("op") == "add" and not change.get("region") and region_at is not None:
+        try:
+            change = {**change, "region": region_at(float(change["x"]), float(change["y"]))}
+        except (KeyError, TypeError, ValueError):
+            pass  # apply_change reports the bad input
     try:
         marks, what = apply_change(cur.marks, change, width=photo.width, height=photo.height)
     except ValueError as e:
