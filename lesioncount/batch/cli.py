@@ -124,12 +124,10 @@ def run_score(args: argparse.Namespace) -> int:
     try:
         with progress:
             report = run_batch(
-                args.manifest,
+                manifest,
                 args.out,
                 scorer=scorer,
                 store_path=args.store,
-                root=args.root,
-                allow_missing=args.allow_missing,
                 baseline_visit=args.baseline_visit,
                 workers=args.workers,
                 scheduler=args.scheduler,

@@ -276,7 +276,7 @@ def validate_manifest(
     if problems:
         raise ManifestError(source, problems)
     for w in warnings:
-        log.warning("%s: %s", source, w)
+        log.info("%s: %s", source, w)
     return Manifest(
         table=df.reset_index(drop=True), source=source, missing=tuple(missing_idx), warnings=tuple(warnings)
     )

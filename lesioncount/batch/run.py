@@ -352,7 +352,7 @@ def _try_hash(store: ResultStore, path: str) -> str | OSError:
 
 
 def run_batch(
-    manifest_path: str | os.PathLike[str],
+    manifest: Manifest | str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
     scorer: Scorer | None = None,
@@ -373,6 +373,16 @@ def run_batch(
     Writes ``photos``, ``visits``, ``change`` and ``summary`` as CSV and Parquet, and ``run.json`` (settings,
     model, counts, throughput) into ``out_dir``; the store defaults to ``out_dir/results.sqlite``.
 
+    Args:
+        manifest: a manifest file, or one already read with ``read_manifest`` (then ``root`` and
+            ``allow_missing`` are ignored).
+        out_dir: folder for the tables, ``run.json`` and, by default, the store.
+        scorer: default ``PipelineScorer.create()`` (the shipped model).
+        store_path: results store to use instead of ``out_dir/results.sqlite``.
+        root, allow_missing: see ``read_manifest``.
+        baseline_visit: see ``change_table``.
+        workers, scheduler, threads, force, on_hash, on_start, on_result: see ``score_manifest``.
+
     Raises:
         lesioncount.batch.manifest.ManifestError: the manifest has problems (all listed); nothing is scored.
     """
@@ -380,7 +390,8 @@ def run_batch(
     from lesioncount.batch.tables import build_tables, write_tables
     from lesioncount.io import write_json
 
-    manifest = read_manifest(manifest_path, root=root, allow_missing=allow_missing)
+    if not isinstance(manifest, Manifest):
+        manifest = read_manifest(manifest, root=root, allow_missing=allow_missing)
     scorer = scorer if scorer is not None else PipelineScorer.create()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -404,7 +415,7 @@ def run_batch(
     write_json(
         out / "run.json",
         {
-            "manifest": str(Path(manifest_path).absolute()),
+            "manifest": str(Path(manifest.source).absolute()),
             "started": started,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "scorer": asdict(scorer) if is_dataclass(scorer) else repr(scorer),
