@@ -27,7 +27,7 @@ def output_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def add_count(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_count(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "count",
         help="count lesions in photos or folders",
@@ -144,7 +144,7 @@ def _write_summary_csv(path: Path, results: list[tuple[str, CountResult]]) -> No
     os.replace(tmp, path)
 
 
-def add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a lesion model (needs the `train` extra)",
@@ -192,7 +192,7 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_export(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export a checkpoint to ONNX and verify it",

@@ -145,17 +145,23 @@ def gags_label(score: int) -> str:
     return "mild" if score <= 18 else "moderate" if score <= 30 else "severe" if score <= 38 else "very severe"
 
 
-def grades(lesions: Sequence[Lesion], *, regions_known: bool) -> dict[str, object]:
+def grades(
+    lesions: Sequence[Lesion],
+    *,
+    regions_known: bool,
+    hayashi_count: int | None = None,
+    hayashi_basis: str = "whole photo (one half face for lateral views, as in ACNE04)",
+) -> dict[str, object]:
     """The ``grades`` block of a count result.
 
-    Hayashi applies to one half face: for a lateral view (as in ACNE04) the photo is the half face; for a
-    frontal photo both halves are visible and the grade is taken from the worse half (the count of the
-    patient's left or right side, whichever is higher, with midline lesions in both).
+    Hayashi applies to one half face: for a lateral view (as in ACNE04) the photo is the half face and
+    the grade comes from all its acne lesions; for a frontal photo the caller passes the count of the
+    worse half as ``hayashi_count``. GAGS needs the facial regions (``regions_known``), else it is None.
     """
-    counts = count_by_class(lesions)
-    n = counts["total_acne"]
+    n = count_by_class(lesions)["total_acne"] if hayashi_count is None else hayashi_count
+    grade = hayashi_grade(n)
     out: dict[str, object] = {
-        "hayashi": {"grade": hayashi_grade(n), "label": HAYASHI_LABELS[hayashi_grade(n)], "n_lesions": n},
+        "hayashi": {"grade": grade, "label": HAYASHI_LABELS[grade], "n_lesions": n, "basis": hayashi_basis},
         "gags": None,
     }
     if regions_known:

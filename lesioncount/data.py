@@ -140,8 +140,8 @@ def write_voc_file(path: str | os.PathLike[str], ann: ImageAnnotation) -> None:
     root = ET.Element("annotation")
     ET.SubElement(root, "filename").text = ann.file_name
     size = ET.SubElement(root, "size")
-    for k, v in (("width", ann.width), ("height", ann.height), ("depth", 3)):
-        ET.SubElement(size, k).text = str(v)
+    for k, n in (("width", ann.width), ("height", ann.height), ("depth", 3)):
+        ET.SubElement(size, k).text = str(n)
     for les in ann.lesions:
         x0, y0, w, h = les.bbox or (les.x - les.radius, les.y - les.radius, 2 * les.radius, 2 * les.radius)
         obj = ET.SubElement(root, "object")
@@ -227,7 +227,9 @@ def _coco_lesion(a: dict[str, object], cls: str, where: str) -> RefLesion:
 
 def write_coco(path: str | os.PathLike[str], annotations: Iterable[ImageAnnotation]) -> None:
     """Write annotations as COCO JSON with boxes and point + radius for every lesion."""
-    images, anns, cat_ids = [], [], {}
+    images: list[dict[str, object]] = []
+    anns: list[dict[str, object]] = []
+    cat_ids: dict[str, int] = {}
     for img_id, ann in enumerate(annotations, start=1):
         images.append(
             {"id": img_id, "file_name": ann.file_name, "width": ann.width, "height": ann.height, **dict(ann.attributes)}

@@ -134,7 +134,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;t
     )
 
 
-def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="count a bundled demo photo with planted lesions (no data needed)")
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
     p.add_argument("--model", help="ONNX model (default: the shipped model)")

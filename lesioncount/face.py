@@ -75,7 +75,7 @@ class FaceAnalysis:
 
 @lru_cache(maxsize=4)
 def _cascade(name: str) -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + name  # type: ignore[attr-defined]
+    path = cv2.data.haarcascades + name
     c = cv2.CascadeClassifier(path)
     if c.empty():
         raise RuntimeError(f"OpenCV cascade {name} not found at {path}; install opencv-python-headless<5")
@@ -196,11 +196,11 @@ def _analyse(image: npt.NDArray[np.uint8]) -> FaceAnalysis:
     if box is None:
         skin = _skin_colour_mask(image, [(slice(h // 3, 2 * h // 3), slice(w // 3, 2 * w // 3))], max_distance=4.5)
         skin = _fill_small_holes(skin, max_hole_px=int(0.002 * h * w) + 50)
-        warnings = ["no face found: counting on the whole frame at the frame's scale (close-up assumed)"]
+        notes = ["no face found: counting on the whole frame at the frame's scale (close-up assumed)"]
         if skin.mean() < 0.15:
             skin = np.ones((h, w), bool)
-            warnings.append("little skin-coloured area found: counting on everything in the frame")
-        return FaceAnalysis(False, None, method, view, skin, regions, tuple(warnings))
+            notes.append("little skin-coloured area found: counting on everything in the frame")
+        return FaceAnalysis(False, None, method, view, skin, regions, tuple(notes))
 
     # Work only in the window around the face ellipse: everything outside is not skin.
     x, y, bw, bh = box

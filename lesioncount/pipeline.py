@@ -15,12 +15,12 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lesioncount.count import count_by_class, count_by_region, decode_lesions, grades, hayashi_grade
+from lesioncount.count import count_by_class, count_by_region, decode_lesions, grades
 from lesioncount.face import FaceAnalysis, analyse_face
 from lesioncount.infer import Predictor, resolve_model_path
 from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, load_image
 from lesioncount.preprocess import crop_box, resize, working_scale
-from lesioncount.types import CountResult, FaceInfo, ImageInfo, Lesion, ModelInfo
+from lesioncount.types import ACNE_CLASSES, CountResult, FaceInfo, ImageInfo, Lesion, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -164,31 +164,30 @@ class LesionCounter:
             )
         lesions.sort(key=lambda les: (les.y, les.x))
         counts = count_by_class(lesions)
-        g = grades(lesions, regions_known=face.found and face.view == "front")
-        if face.found and face.view == "front" and face.box is not None:
+        frontal = face.found and face.view == "front" and face.box is not None
+        half: int | None = None
+        if frontal and face.box is not None:
             # A frontal photo shows both half faces: grade the worse half, as Hayashi grades one side.
             mid = (face.box[0] + face.box[2] / 2) * to_photo
-            acne = [les for les in lesions if les.cls in ("inflammatory", "comedone")]
+            acne = [les for les in lesions if les.cls in ACNE_CLASSES]
             half = max(sum(les.x < mid for les in acne), sum(les.x >= mid for les in acne))
-            g["hayashi"] = {
-                **g["hayashi"],
-                "grade": hayashi_grade(half),
-                "n_lesions": half,  # type: ignore[dict-item]
-                "label": ("mild", "moderate", "severe", "very severe")[hayashi_grade(half)],
-                "basis": "worse half of a frontal photo",
-            }
-        else:
-            g["hayashi"] = {**g["hayashi"], "basis": "whole photo (one half face for lateral views, as in ACNE04)"}  # type: ignore[dict-item]
+        g = grades(
+            lesions,
+            regions_known=frontal,
+            hayashi_count=half,
+            **({"hayashi_basis": "worse half of a frontal photo"} if frontal else {}),
+        )
         timing["postprocess"] = time.perf_counter() - t
         timing["total"] = sum(timing.values())
         face_box = None
         if face.box is not None:
-            face_box = tuple(int(round(v * to_photo)) for v in face.box)
+            bx, by, bw, bh = (int(round(v * to_photo)) for v in face.box)
+            face_box = (bx, by, bw, bh)
         face_info = FaceInfo(
             found=face.found,
             box=face_box,
             method=face.method,
-            view=face.view,  # type: ignore[arg-type]
+            view=face.view,
             skin_fraction=round(face.skin_fraction, 4),
             scale=round(scale * decode_scale, 5),
         )

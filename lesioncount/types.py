@@ -184,8 +184,8 @@ class ModelSpec:
             name=meta["lesioncount.name"],
             version=meta["lesioncount.version"],
             classes=tuple(json.loads(meta["lesioncount.classes"])),
-            mean=tuple(json.loads(meta["lesioncount.mean"])),  # type: ignore[arg-type]
-            std=tuple(json.loads(meta["lesioncount.std"])),  # type: ignore[arg-type]
+            mean=tuple(json.loads(meta["lesioncount.mean"])),
+            std=tuple(json.loads(meta["lesioncount.std"])),
             output_stride=int(meta["lesioncount.output_stride"]),
             face_height_px=float(meta["lesioncount.face_height_px"]),
             thresholds={k: float(v) for k, v in json.loads(meta["lesioncount.thresholds"]).items()},

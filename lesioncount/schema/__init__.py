@@ -13,7 +13,7 @@ import jsonschema
 @lru_cache(maxsize=1)
 def count_result_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of ``CountResult.to_dict()``, schema v1."""
-    return json.loads(resources.files(__package__).joinpath("count_result.v1.json").read_text())  # type: ignore[no-any-return]
+    return json.loads(resources.files(__package__).joinpath("count_result.v1.json").read_text())
 
 
 def validate_count_result(doc: dict[str, Any]) -> None:

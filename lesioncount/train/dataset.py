@@ -191,6 +191,5 @@ class LesionDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torc
 
 def normalise(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     """HxWx3 uint8 RGB -> 3xHxW float32, scaled to [0, 1] then standardised with ``MEAN``/``STD``."""
-    x = image.astype(np.float32) / 255.0
-    x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    x = (image.astype(np.float32) / np.float32(255.0) - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)

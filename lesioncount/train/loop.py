@@ -189,7 +189,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
         val = _val_set(val_items, cfg, limit=300)
         log.info("%d training photos, %d held-out photos", len(train_items), len(val))
     model = create_model(cfg.arch, len(CLASSES))
-    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     step = 0
@@ -249,7 +249,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
                 hm_logits, size_pred = model.forward_logits(x)
             loss = focal_loss(hm_logits, heat) + 0.1 * size_loss(size_pred, log_size, weight)
             opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             sched.step()
