@@ -80,7 +80,7 @@ def scorer() -> PipelineScorer:
 @pytest.fixture(scope="module")
 def local_run(trial: Path, scorer: PipelineScorer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("local")
-    report = run_batch(trial, out, scorer=scorer, workers=2, threads=1)
+    report = run_batch(trial, out, scorer=scorer, workers=2, threads=1, lesions=True)
     assert report.n_scored == 12 and report.n_failed == 0 and report.workers == 2
     return out
 
@@ -104,6 +104,10 @@ def test_local_run_writes_all_tables(local_run: Path) -> None:
     assert len(change) == 6 * 4
     summary = pd.read_parquet(local_run / "summary.parquet")
     assert set(summary["arm"]) == {"A", "B"}
+    lesions = pd.read_parquet(local_run / "lesions.parquet")
+    per_photo = lesions.groupby("manifest_row").size().reindex(photos["manifest_row"], fill_value=0)
+    assert (per_photo.to_numpy() == (photos["total_acne"] + photos["scar"]).to_numpy()).all()
+    assert set(lesions["class"]) <= {"inflammatory", "comedone", "scar"}
 
 
 def test_rerun_skips_what_is_done(trial: Path, local_run: Path, scorer: PipelineScorer) -> None:
@@ -124,12 +128,12 @@ def test_dask_cluster_gives_identical_tables(
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
     ) as cluster:
-        report = run_batch(trial, tmp_path, scorer=scorer, scheduler=cluster.scheduler_address)
+        report = run_batch(trial, tmp_path, scorer=scorer, scheduler=cluster.scheduler_address, lesions=True)
     assert report.backend == "dask" and report.n_scored == 12 and report.n_failed == 0 and report.workers == 2
     with ResultStore(tmp_path / "results.sqlite") as store:
         workers = {r.worker for r in store.records(report.key)}
     assert len(workers) == 2, "both worker processes should have scored photos"
-    for name in ("photos", "visits", "change", "summary"):
+    for name in ("photos", "visits", "change", "summary", "lesions"):
         local = pd.read_parquet(local_run / f"{name}.parquet")
         dask = pd.read_parquet(tmp_path / f"{name}.parquet")
         drop = [c for c in TIMING_COLUMNS if c in local.columns]

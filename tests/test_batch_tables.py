@@ -14,6 +14,7 @@ from lesioncount.batch.tables import (
     Outcome,
     build_tables,
     change_table,
+    lesion_table,
     write_tables,
 )
 
@@ -155,3 +156,13 @@ def test_write_tables_round_trip(tmp_path: Path) -> None:
 def test_outcomes_must_match_manifest() -> None:
     with pytest.raises(ValueError, match="1 outcomes for 8 manifest rows"):
         build_tables(_manifest(ROWS), _outcomes()[:1])
+
+
+def test_lesion_table_rows_and_empty() -> None:
+    m = _manifest(ROWS[:2])
+    les = {"class": "scar", "x": 1.5, "y": 2.0, "area_px": 3.0, "bbox": [1, 1, 2, 2], "score": 0.9, "region": "nose"}
+    outcomes = [Outcome("ok", "h0", result=_result(0, 0)), Outcome("failed", "h1", error="x")]
+    table = lesion_table(m, outcomes, lambda sha: [les, les] if sha == "h0" else [les])
+    assert len(table) == 2 and list(table["bbox_w"]) == [2.0, 2.0] and table["manifest_row"].tolist() == [2, 2]
+    empty = lesion_table(m, outcomes, lambda sha: [])
+    assert len(empty) == 0 and str(empty["x"].dtype) == "float64" and "region" in empty.columns

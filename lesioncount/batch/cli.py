@@ -38,6 +38,7 @@ def add_cli(subparsers: Any) -> None:
         help="run even if some photo files are missing (they are reported as missing)",
     )
     p.add_argument("--baseline-visit", help="visit label of baseline (default: each subject's earliest visit)")
+    p.add_argument("--lesions", action="store_true", help="also write the lesions table (one row per lesion)")
     p.add_argument("--check", action="store_true", help="validate the manifest only, score nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run_score)
@@ -133,6 +134,7 @@ def run_score(args: argparse.Namespace) -> int:
                 scheduler=args.scheduler,
                 threads=args.threads,
                 force=args.force,
+                lesions=args.lesions,
                 on_hash=on_hash,
                 on_start=on_start,
                 on_result=on_result,
@@ -153,7 +155,8 @@ def run_score(args: argparse.Namespace) -> int:
         f"{report.photos_per_minute:.1f} photos/min ({report.n_scored} in {report.scoring_s:.1f} s, {where}; "
         f"{report.steady_photos_per_minute:.1f}/min after start-up)",
     )
-    table.add_row("tables", f"{args.out}/{{photos,visits,change,summary}}.{{csv,parquet}}")
+    names = "photos,visits,change,summary" + (",lesions" if args.lesions else "")
+    table.add_row("tables", f"{args.out}/{{{names}}}.{{csv,parquet}}")
     console.print(table)
     bad = [(o, r) for o, r in zip(report.outcomes, manifest.table.itertuples(), strict=True) if o.status != "ok"]
     for o, r in bad[:20]:

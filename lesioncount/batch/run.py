@@ -364,6 +364,7 @@ def run_batch(
     scheduler: str | None = None,
     threads: int | None = None,
     force: bool = False,
+    lesions: bool = False,
     on_hash: Callable[[int, int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[Scored], None] | None = None,
@@ -381,13 +382,14 @@ def run_batch(
         store_path: results store to use instead of ``out_dir/results.sqlite``.
         root, allow_missing: see ``read_manifest``.
         baseline_visit: see ``change_table``.
+        lesions: also write the ``lesions`` table (one row per lesion; large for a big trial).
         workers, scheduler, threads, force, on_hash, on_start, on_result: see ``score_manifest``.
 
     Raises:
         lesioncount.batch.manifest.ManifestError: the manifest has problems (all listed); nothing is scored.
     """
     from lesioncount.batch.manifest import read_manifest
-    from lesioncount.batch.tables import build_tables, write_tables
+    from lesioncount.batch.tables import build_tables, lesion_table, write_tables
     from lesioncount.io import write_json
 
     if not isinstance(manifest, Manifest):
@@ -409,7 +411,14 @@ def run_batch(
             on_start=on_start,
             on_result=on_result,
         )
-    tables = build_tables(manifest.table, report.outcomes, baseline_visit=baseline_visit)
+        tables = build_tables(manifest.table, report.outcomes, baseline_visit=baseline_visit)
+        if lesions:
+
+            def lesions_of(sha: str) -> list[dict[str, Any]]:
+                rec = store.get(sha, report.key)
+                return list(rec.result.get("lesions", [])) if rec is not None and rec.result else []
+
+            tables["lesions"] = lesion_table(manifest.table, report.outcomes, lesions_of)
     write_tables(tables, out)
     ok = next((o.result for o in report.outcomes if o.status == "ok" and o.result), None)
     write_json(

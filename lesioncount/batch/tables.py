@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,74 @@ def photo_table(manifest: pd.DataFrame, outcomes: Sequence[Outcome]) -> pd.DataF
         df[c] = df[c].astype("boolean")
     df["visit_date"] = pd.to_datetime(df["visit_date"])
     df["time_s"] = df["time_s"].astype(float)
+    _text_as_string(df)
+    return df
+
+
+def lesion_table(
+    manifest: pd.DataFrame, outcomes: Sequence[Outcome], lesions: Callable[[str], Sequence[Mapping[str, Any]]]
+) -> pd.DataFrame:
+    """One row per lesion of every scored photo, in manifest order.
+
+    Args:
+        manifest: ``Manifest.table``.
+        outcomes: one per manifest row.
+        lesions: photo sha256 -> the result's lesion dicts (schema v1), e.g. read from the store.
+
+    Returns:
+        ``subject_id``, ``visit``, ``visit_date``, ``view``, ``manifest_row``, ``photo_sha256``, ``class``, ``x``,
+        ``y``, ``area_px``, ``bbox_x``, ``bbox_y``, ``bbox_w``, ``bbox_h`` (photo pixels as a viewer shows the
+        photo, origin top-left), ``score`` and ``region``.
+    """
+    rows = []
+    for m, o in zip(manifest.to_dict("records"), outcomes, strict=True):
+        if o.status != "ok":
+            continue
+        for les in lesions(o.photo_sha256):
+            bx, by, bw, bh = les["bbox"]
+            rows.append(
+                {
+                    "subject_id": m["subject_id"],
+                    "visit": m["visit"],
+                    "visit_date": m["visit_date"],
+                    "view": m["view"],
+                    "manifest_row": m["row"],
+                    "photo_sha256": o.photo_sha256,
+                    "class": les["class"],
+                    "x": les["x"],
+                    "y": les["y"],
+                    "area_px": les["area_px"],
+                    "bbox_x": bx,
+                    "bbox_y": by,
+                    "bbox_w": bw,
+                    "bbox_h": bh,
+                    "score": les["score"],
+                    "region": les.get("region", "other"),
+                }
+            )
+    cols = [
+        "subject_id",
+        "visit",
+        "visit_date",
+        "view",
+        "manifest_row",
+        "photo_sha256",
+        "class",
+        "x",
+        "y",
+        "area_px",
+        "bbox_x",
+        "bbox_y",
+        "bbox_w",
+        "bbox_h",
+        "score",
+        "region",
+    ]
+    df = pd.DataFrame(rows, columns=cols)
+    df["visit_date"] = pd.to_datetime(df["visit_date"])
+    df["manifest_row"] = df["manifest_row"].astype("int64")
+    for c in ("x", "y", "area_px", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "score"):
+        df[c] = df[c].astype(float)
     _text_as_string(df)
     return df
 
