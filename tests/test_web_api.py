@@ -197,15 +197,23 @@ def test_patient_course_change_from_baseline_report_and_toxin_warning(web):
     # The compare helper's report, built from the stored photos and their marks.
     assert "P-teen" in rep.text and "<td>3</td><td>1</td><td>-2</td><td>-67%</td>" in rep.text
     assert "under 18" in rep.text and "<script" not in rep.text
+    tok = c.post("/api/v1/tokens", json={"name": "r"}, headers=h).json()["token"]
+    with TestClient(web.app) as script:
+        pdf = script.get(f"/api/v1/patients/{pid}/report.pdf", headers={"Authorization": f"Bearer {tok}"})
+        assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+        assert (
+            script.get(f"/api/v1/patients/{pid}/report.doc", headers={"Authorization": f"Bearer {tok}"}).status_code
+            == 422
+        )
 
 
 def test_report_falls_back_to_counts_when_the_comparison_fails(web, monkeypatch):
-    import lesioncount.web.pages as pages
+    import lesioncount.web.reports as reports
 
     def broken(*_a, **_k):
         raise ValueError("registration failed")
 
-    monkeypatch.setattr(pages, "comparison_report_html", broken)
+    monkeypatch.setattr(reports, "build_comparison", broken)
     c = web.client
     csrf = login(c, "carl", PW)
     pid, v1 = _patient_and_visit(c, csrf, code="P-fb")
@@ -214,6 +222,10 @@ def test_report_falls_back_to_counts_when_the_comparison_fails(web, monkeypatch)
     rep = c.get(f"/patients/{pid}/report.html")
     assert rep.status_code == 200 and "registration failed" in rep.text and "counts only" in rep.text
     assert "(baseline)" in rep.text and "<script" not in rep.text
+    pdf = c.get(f"/patients/{pid}/report.pdf")
+    assert (
+        pdf.status_code == 200 and pdf.content.startswith(b"%PDF") and pdf.headers["content-type"] == "application/pdf"
+    )
 
 
 def test_toxin_warning_rules():

@@ -72,6 +72,7 @@ def _urls(w):
         f"/api/v1/photos/{w.photo_id}/image.jpg",
         f"/api/v1/photos/{w.photo_id}/overlay.jpg",
         f"/api/v1/photos/{w.photo_id}/versions",
+        f"/api/v1/patients/{w.pid}/report.html",
     ]
 
 
@@ -111,6 +112,7 @@ def test_no_access_across_clinics(web):
             f"/visits/{web.vid}",
             f"/photos/{web.photo_id}",
             f"/patients/{web.pid}/report.html",
+            f"/patients/{web.pid}/report.pdf",
         ]:
             assert other.get(url).status_code == 404, url
         assert (

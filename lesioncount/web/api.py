@@ -231,6 +231,18 @@ def mark_versions(photo_id: int, actor: ApiActor, db: DB) -> list[dict[str, Any]
     ]
 
 
+@router.get("/patients/{patient_id}/report.{fmt}", response_class=Response)
+def patient_report(patient_id: int, fmt: Literal["html", "pdf"], request: Request, actor: ApiActor, db: DB) -> Response:
+    """The patient's treatment-response report (HTML or PDF), built from the corrected marks."""
+    p = sv.get_patient(db, actor, patient_id)
+    content, media_type, filename = sv.patient_report(db, request.app.state.store, actor, p, fmt, client_ip(request))
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "private, no-store"},
+    )
+
+
 @router.post("/tokens", status_code=201)
 def new_token(body: TokenIn, actor: ApiActor, db: DB) -> dict[str, Any]:
     """A new API token for the caller; shown once, store it safely."""

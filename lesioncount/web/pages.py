@@ -16,7 +16,6 @@ from lesioncount.types import CLASSES, VIEWS
 from lesioncount.web import services as sv
 from lesioncount.web.deps import DB, PageActor, check_form_csrf, client_ip
 from lesioncount.web.models import ROLES, ApiToken
-from lesioncount.web.reports import comparison_report_html, counts_report_html
 from lesioncount.web.security import (
     CSRF_FIELD,
     PRELOGIN_COOKIE,
@@ -228,23 +227,14 @@ async def new_visit(request: Request, patient_id: int, db: DB, actor: PageActor)
     return redirect(f"/visits/{v.id}")
 
 
-@router.get("/patients/{patient_id}/report.html")
-def patient_report(request: Request, patient_id: int, db: DB, actor: PageActor) -> Response:
+@router.get("/patients/{patient_id}/report.{fmt}")
+def patient_report(request: Request, patient_id: int, fmt: str, db: DB, actor: PageActor) -> Response:
     p = sv.get_patient(db, actor, patient_id)
-    try:
-        html = comparison_report_html(sv.report_photos(db, request.app.state.store, p), f"Patient {p.code}")
-    except Exception as e:  # the comparison needs every photo readable and registrable; counts always work
-        log.warning("comparison report for patient %s failed, giving the counts report: %s", p.id, e)
-        note = f"The lesion-by-lesion comparison could not be made ({e}); this report gives the counts only."
-        html = counts_report_html(sv.patient_summary(db, p), actor.user.clinic.name, note)
-    sv.audit(db, actor, "download_report", "patient", p.id, "", client_ip(request))
-    db.commit()
-    return HTMLResponse(
-        html,
-        headers={
-            "Content-Disposition": f'attachment; filename="lesioncount-{p.code}-report.html"',
-            "Cache-Control": "private, no-store",
-        },
+    content, media_type, filename = sv.patient_report(db, request.app.state.store, actor, p, fmt, client_ip(request))
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "private, no-store"},
     )
 
 

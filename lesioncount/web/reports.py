@@ -50,15 +50,14 @@ def corrected_result(result: dict[str, Any], marks: list[dict[str, Any]]) -> Cou
     )
 
 
-def comparison_report_html(photos: list[ReportPhoto], title: str) -> str:
-    """The compare helper's self-contained HTML report over every counted photo of a patient.
+def build_comparison(photos: list[ReportPhoto]) -> Any:
+    """``lesioncount.compare.compare_visits`` over the photos, with the corrected marks as their lesions.
 
     Raises:
         ValueError: no photos, or the comparison cannot be made (the caller falls back to the counts report).
     """
     from lesioncount.compare import Visit, compare_visits
     from lesioncount.io import read_image
-    from lesioncount.report.visits_html import render_visits_html
 
     if not photos:
         raise ValueError("no counted photos")
@@ -74,7 +73,31 @@ def comparison_report_html(photos: list[ReportPhoto], title: str) -> str:
         )
         for p in photos
     ]
-    return render_visits_html(compare_visits(visits), title=title)
+    return compare_visits(visits)
+
+
+def comparison_report_html(photos: list[ReportPhoto], title: str) -> str:
+    """The compare helper's self-contained HTML report over every counted photo of a patient."""
+    from lesioncount.report.visits_html import render_visits_html
+
+    return render_visits_html(build_comparison(photos), title=title)
+
+
+def comparison_report_pdf(photos: list[ReportPhoto], title: str) -> bytes:
+    """The same report as a PDF (WeasyPrint)."""
+    from lesioncount.report.visits_html import render_visits_pdf
+
+    return render_visits_pdf(build_comparison(photos), title=title)
+
+
+def html_to_pdf(html: str) -> bytes:
+    """Any of our self-contained HTML reports as a PDF."""
+    import logging
+
+    from weasyprint import HTML
+
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    return bytes(HTML(string=html).write_pdf())
 
 
 def counts_report_html(summary: dict[str, Any], clinic_name: str, note: str = "") -> str:

@@ -7,6 +7,7 @@ Routes stay thin: they parse the request, call one function here and render or s
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,12 +18,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lesioncount.types import ACNE_CLASSES, CLASSES, VIEWS
+from lesioncount.web import reports
 from lesioncount.web.counting import CountQueue
 from lesioncount.web.marks import apply_change, counts_of
 from lesioncount.web.models import ROLES, AuditEvent, Clinic, MarkVersion, Patient, Photo, User, Visit
 from lesioncount.web.reports import ReportPhoto
 from lesioncount.web.security import Actor, hash_password
 from lesioncount.web.storage import PhotoStore, StagedPhoto, UploadError
+
+log = logging.getLogger(__name__)
 
 #: Classes shown over time, in this order.
 SUMMARY_KEYS: tuple[str, ...] = (*CLASSES, "total_acne")
@@ -444,3 +448,35 @@ def report_photos(db: Session, store: PhotoStore, patient: Patient) -> list[Repo
                 )
             )
     return out
+
+
+#: Report formats: media type of each.
+REPORT_FORMATS = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
+
+
+def patient_report(
+    db: Session, store: PhotoStore, actor: Actor, patient: Patient, fmt: str, ip: str = ""
+) -> tuple[bytes, str, str]:
+    """The patient's report as ``(content, media type, file name)``.
+
+    The compare helper's treatment-response report over the corrected marks; when that comparison cannot
+    be made, the counts-only report, which says why.
+    """
+    if fmt not in REPORT_FORMATS:
+        raise Invalid(f"unknown report format {fmt!r}; choose html or pdf")
+    title = f"Patient {patient.code}"
+    try:
+        photos = report_photos(db, store, patient)
+        content = (
+            reports.comparison_report_pdf(photos, title)
+            if fmt == "pdf"
+            else reports.comparison_report_html(photos, title).encode()
+        )
+    except Exception as e:  # the comparison needs every photo readable and registrable; counts always work
+        log.warning("comparison report for patient %s failed, giving the counts report: %s", patient.id, e)
+        note = f"The lesion-by-lesion comparison could not be made ({e}); this report gives the counts only."
+        html = reports.counts_report_html(patient_summary(db, patient), actor.user.clinic.name, note)
+        content = reports.html_to_pdf(html) if fmt == "pdf" else html.encode()
+    audit(db, actor, "download_report", "patient", patient.id, fmt, ip)
+    db.commit()
+    return content, REPORT_FORMATS[fmt], f"lesioncount-{patient.code}-report.{fmt}"
