@@ -71,3 +71,25 @@ def test_rejects_a_newer_schema(tmp_path: Path) -> None:
         conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     with pytest.raises(ValueError, match="results store schema 99"):
         ResultStore(db)
+
+
+def test_hash_many_in_order_with_progress_and_batched_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from lesioncount.batch import store as store_module
+
+    monkeypatch.setattr(store_module, "HASH_COMMIT_EVERY", 2)
+    paths = []
+    for i in range(5):
+        (tmp_path / f"{i}.jpg").write_bytes(bytes([i]) * 1000)
+        paths.append(str(tmp_path / f"{i}.jpg"))
+    paths.insert(2, str(tmp_path / "gone.jpg"))
+    seen: list[tuple[int, int]] = []
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        out = store.photo_sha256_many([*paths, paths[0]], on_progress=lambda d, n: seen.append((d, n)))
+        assert list(out) == paths  # input order, duplicates once
+        assert out[paths[0]] == hashlib.sha256(bytes([0]) * 1000).hexdigest()
+        assert isinstance(out[paths[2]], FileNotFoundError)
+        assert seen[0] == (1, 6) and seen[-1] == (6, 6)  # the missing file counts as done at once
+    with sqlite3.connect(tmp_path / "r.sqlite") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM file_hashes").fetchone()[0] == 5

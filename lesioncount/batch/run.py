@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +217,6 @@ class RunReport:
     first_result_s: float = 0.0
     workers: int = 0
     backend: str = "local"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def photos_per_minute(self) -> float:
@@ -264,12 +263,7 @@ def score_manifest(
     table = manifest.table
     missing = set(manifest.missing)
     paths = [p for i, p in enumerate(table["path"]) if i not in missing]
-    hashes: dict[str, str | OSError] = {}
-    unique = list(dict.fromkeys(paths))
-    for i, p in enumerate(unique):
-        hashes.update(store.photo_sha256_many([p]))
-        if on_hash:
-            on_hash(i + 1, len(unique))
+    hashes = store.photo_sha256_many(paths, on_progress=on_hash)
     key = scorer.key()
     done = set() if force else store.done(key)
     tasks: dict[str, str] = {}

@@ -9,11 +9,12 @@ photos that were being scored, never a written result, and never leaves a half-w
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ from typing import Any
 from lesioncount.io import sha256_file
 
 STORE_SCHEMA_VERSION = "1"
+#: Threads reading photos to hash them (I/O-bound).
+HASH_THREADS = 4
+#: New photo-hash cache rows are committed in batches of this many.
+HASH_COMMIT_EVERY = 256
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -205,28 +210,72 @@ class ResultStore:
             OSError: the file cannot be read.
         """
         p = os.fspath(path)
-        st = os.stat(p)
-        row = self._conn.execute(
-            "SELECT sha256 FROM file_hashes WHERE path=? AND size=? AND mtime_ns=?", (p, st.st_size, st.st_mtime_ns)
-        ).fetchone()
-        if row:
-            return str(row[0])
-        digest = sha256_file(p)
-        with self._tx():
-            self._conn.execute(
-                "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?)", (p, st.st_size, st.st_mtime_ns, digest)
-            )
-        return digest
+        h = self.photo_sha256_many([p], threads=1)[p]
+        if isinstance(h, OSError):
+            raise h
+        return h
 
-    def photo_sha256_many(self, paths: Iterable[str]) -> dict[str, str | OSError]:
-        """``photo_sha256`` for many paths; an unreadable file maps to its OSError instead of raising."""
+    def photo_sha256_many(
+        self,
+        paths: Iterable[str],
+        *,
+        threads: int = HASH_THREADS,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, str | OSError]:
+        """``photo_sha256`` for many paths, in their order; an unreadable file maps to its OSError.
+
+        Uncached files are read on ``threads`` threads (hashing is I/O-bound and releases the GIL: this helps
+        most on network storage); new cache rows are committed in batches, not one transaction per file.
+
+        Args:
+            paths: photo paths (duplicates are hashed once).
+            threads: reader threads.
+            on_progress: called with (hashed, total) as files are done.
+        """
+        todo = list(dict.fromkeys(paths))
         out: dict[str, str | OSError] = {}
-        for p in paths:
+        misses: list[tuple[str, int, int]] = []
+        for p in todo:
             try:
-                out[p] = self.photo_sha256(p)
+                st = os.stat(p)
             except OSError as e:
                 out[p] = e
-        return out
+                continue
+            row = self._conn.execute(
+                "SELECT sha256 FROM file_hashes WHERE path=? AND size=? AND mtime_ns=?", (p, st.st_size, st.st_mtime_ns)
+            ).fetchone()
+            if row:
+                out[p] = str(row[0])
+            else:
+                misses.append((p, st.st_size, st.st_mtime_ns))
+        n_done = len(todo) - len(misses)
+        if on_progress:
+            on_progress(n_done, len(todo))
+        new_rows: list[tuple[str, int, int, str]] = []
+
+        def flush() -> None:
+            if new_rows:
+                with self._tx():
+                    self._conn.executemany("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?)", new_rows)
+                new_rows.clear()
+
+        with cf.ThreadPoolExecutor(max(1, threads)) as pool:
+            futures = {pool.submit(sha256_file, p): (p, size, mtime) for p, size, mtime in misses}
+            for fut in cf.as_completed(futures):
+                p, size, mtime = futures[fut]
+                try:
+                    digest = fut.result()
+                    out[p] = digest
+                    new_rows.append((p, size, mtime, digest))
+                except OSError as e:
+                    out[p] = e
+                n_done += 1
+                if len(new_rows) >= HASH_COMMIT_EVERY:
+                    flush()
+                if on_progress:
+                    on_progress(n_done, len(todo))
+        flush()
+        return {p: out[p] for p in todo}
 
 
 class _Transaction:
