@@ -40,7 +40,7 @@ WARN_SHARPNESS_RATIO = 0.6
 WARN_SCALE_RATIO = 1.25
 WARN_ROTATION_DEG = 5.0
 WARN_ANISOTROPY = 1.08
-WARN_QUALITY = 0.5
+WARN_QUALITY = 0.35
 #: Colour measures (redness, shine) are compared only within these limits.
 LIGHTING_STOPS = 0.5
 LIGHTING_WB_LOG2 = 0.15
@@ -324,7 +324,7 @@ def assess_comparability(
             warnings.append(
                 (0.8, f"alignment is poor (quality {quality:.2f}): lesion-by-lesion matching is unreliable")
             )
-        score *= float(np.clip((quality - 0.2) / (0.8 - 0.2), 0.0, 1.0))
+        score *= float(np.clip((quality - 0.1) / (0.6 - 0.1), 0.0, 1.0))
     if (base.wb_source == "whole-frame" or follow.wb_source == "whole-frame") and wb_mag >= WARN_WB_LOG2 / 2:
         warnings.append((0.05, "the face fills the frame: white balance is judged from the whole photo, skin included"))
     warnings.sort(key=lambda t: -t[0])

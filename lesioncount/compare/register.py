@@ -12,8 +12,9 @@ We have no landmark model, so alignment runs in three steps, each a fallback for
 
 The alignment-quality figure is the normalised cross-correlation (NCC) of the aligned grey faces after a
 band-pass filter (difference of Gaussians), so that it follows skin texture rather than smooth shading:
-1 is a perfect match; the same face with changed lesions and a new exposure stays above 0.8; below about
-0.5 lesion-level matching is not to be trusted. Candidate alignments (similarity, full affine, mirrored,
+1 is a perfect match; real photo pairs aligned to within a pixel score about 0.7-0.9, 2 px off about 0.7,
+4 px off about 0.45, 8 px off about 0.1. Labels: good >= 0.6, fair >= 0.35, poor below (lesion-level
+matching is then not to be trusted). Candidate alignments (similarity, full affine, mirrored,
 face box, identity) are compared by this figure and the best is refined.
 
 All transforms are 2x3 affine matrices that map follow-up photo pixels to baseline photo pixels.
@@ -45,9 +46,10 @@ AFFINE_GAIN = 1.25
 ECC_MAX_DRIFT_PX = 1.5
 #: Largest axis-scale ratio of a plausible fit (a turned head stretches the face by 10-20%, not 50%).
 MAX_ANISOTROPY = 1.5
-#: Quality labels by NCC.
-QUALITY_GOOD = 0.8
-QUALITY_FAIR = 0.5
+#: Quality labels by band-pass NCC, calibrated on 30 real photo pairs (640 px frames) registered and then
+#: shifted on purpose: median NCC 0.81 aligned, 0.70 at 2 px off, 0.46 at 4 px, 0.09 at 8 px.
+QUALITY_GOOD = 0.6
+QUALITY_FAIR = 0.35
 
 Box = tuple[float, float, float, float]
 
