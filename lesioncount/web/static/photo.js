@@ -174,6 +174,10 @@
 
   if (img.complete) fitView(); else img.addEventListener("load", fitView);
   window.addEventListener("resize", fitView);
-  api(`/api/v1/photos/${photoId}`).then((j) => { data = j; render(); app.dataset.ready = "1"; })
+  function showWarnings() {
+    const ul = document.getElementById("photo-warnings");
+    ul.replaceChildren(...(data.warnings || []).map((w) => Object.assign(document.createElement("li"), { textContent: w })));
+  }
+  api(`/api/v1/photos/${photoId}`).then((j) => { data = j; render(); showWarnings(); app.dataset.ready = "1"; })
     .catch((e) => { status.textContent = e.message; });
 })();
