@@ -121,10 +121,9 @@ def run_compare(args: argparse.Namespace) -> int:
         if pair.comparability is not None:
             for w in pair.comparability.warnings:
                 console.print(f"[yellow]{comparison.visits[pair.followup_index].name}:[/yellow] {w}")
-    for view, ds in comparison.durability.items():
-        for d in ds.values():
-            if d.hint:
-                console.print(f"[yellow]{view}:[/yellow] {d.hint}")
+    hints = {f"{view}: {d.hint}": None for view, ds in comparison.durability.items() for d in ds.values() if d.hint}
+    for hint in hints:  # the botulinum toxin reminder is the same for every class: say it once
+        console.print(f"[yellow]{hint}[/yellow]")
     for w in comparison.warnings:
         console.print(f"[red]warning:[/red] {w}")
     console.print(f"wrote {out / 'comparison.json'} and {out / 'report.html'}")

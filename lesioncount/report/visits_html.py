@@ -345,12 +345,15 @@ def render_visits_html(comparison: VisitComparison, *, title: str = "Treatment r
         if n >= 2:
             png = timeline_png(comparison, view)
             parts.append(f"<img alt='timeline' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>")
+        said: set[str] = set()
         for cls, dur in comparison.durability.get(view, {}).items():
             best = "n/a" if dur.best_reduction_pct is None else f"{dur.best_reduction_pct:.0f}% fewer"
             line = f"{cls.replace('_', ' ')}: best {best} at visit {dur.nadir_index + 1}"
             line += "; rebound" if dur.rebound else "; no rebound"
             box = "warn" if dur.rebound else "ok"
-            parts.append(f"<div class={box}>{_e(line)}{'<br>' + _e(dur.hint) if dur.hint else ''}</div>")
+            hint = dur.hint if dur.hint and dur.hint not in said else None
+            said.add(dur.hint or "")
+            parts.append(f"<div class={box}>{_e(line)}{'<br>' + _e(hint) if hint else ''}</div>")
         for pair in comparison.pairs_for(view):
             parts.append(_pair_html(comparison, pair, crop_px))
     parts.append(
