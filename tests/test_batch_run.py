@@ -187,12 +187,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(trial: Path, local_run: P
     try:
         while n < 4 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-            if db.exists():
-                with sqlite3.connect(db) as conn:
-                    try:
-                        n = conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-                    except sqlite3.OperationalError:  # table not created yet
-                        n = 0
+            n = _stored(db)
     finally:
         proc.kill()  # SIGKILL to the parent only: its pool workers must notice and exit by themselves
         proc.wait()
@@ -215,6 +210,61 @@ def test_killed_run_resumes_without_duplicates_or_gaps(trial: Path, local_run: P
     clean = pd.read_parquet(local_run / "photos.parquet")
     drop = list(TIMING_COLUMNS)
     pd.testing.assert_frame_equal(clean.drop(columns=drop), resumed.drop(columns=drop))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_keeps_results(trial: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "lesioncount.cli",
+        "score",
+        str(trial),
+        "-o",
+        str(out),
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+        "--threshold",
+        str(THRESHOLD),
+        "--no-progress",
+    ]
+    log = tmp_path / "score.log"
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            start_new_session=True,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and _stored(out / "results.sqlite") < 2:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the parent and its workers
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 130, text
+    assert "interrupted: results written so far are kept" in text and "Traceback" not in text
+    assert _wait_group_gone(proc.pid, timeout_s=15)
+    assert _stored(out / "results.sqlite") >= 2
+
+
+def _stored(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        except sqlite3.OperationalError:  # the table is not created yet
+            return 0
 
 
 def test_corrupt_and_missing_photos_are_recorded(tmp_path: Path, scorer: PipelineScorer) -> None:

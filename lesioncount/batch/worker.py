@@ -7,6 +7,7 @@ starts quickly. Each process builds one ``LesionCounter`` per scorer and reuses 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -143,7 +144,7 @@ PARENT_CHECK_S = 1.0
 
 
 def init_worker(scorer: Scorer, parent_pid: int | None = None) -> None:
-    """Process-pool initializer: remember the scorer, size thread pools, exit when the parent dies.
+    """Process-pool initializer: remember the scorer, size thread pools, ignore Ctrl-C, exit with the parent.
 
     A pool worker whose parent is killed (``kill -9``, out of memory) would otherwise wait for work forever.
     """
@@ -153,6 +154,8 @@ def init_worker(scorer: Scorer, parent_pid: int | None = None) -> None:
     threads = str(getattr(scorer, "threads", 1))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = threads
+    # Ctrl-C reaches the whole process group: the parent stops the batch, workers must not die mid-photo.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if parent_pid is not None:
         threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
 
