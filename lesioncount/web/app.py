@@ -144,3 +144,9 @@ def create_app(settings: Settings) -> FastAPI:
     if n:
         log.info("re-queued %d photos left uncounted by the last run", n)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """``create_app`` with settings from ``LESIONCOUNT_DATA_DIR`` and ``LESIONCOUNT_DATABASE_URL``, for ASGI
+    servers: ``uvicorn --factory lesioncount.web.app:app_from_env``."""
+    return create_app(Settings.from_env())
