@@ -60,6 +60,8 @@ def test_score_reports_throughput_and_failures(tmp_path: Path, capsys: pytest.Ca
     [
         (["--model", "nowhere.onnx"], "cannot score: model file nowhere.onnx does not exist"),
         (["--threshold", "2"], "--threshold must be between 0 and 1, got 2.0"),
+        (["--workers", "-1"], "--workers must be 0 or more, got -1"),
+        (["--threads", "0"], "--threads must be 1 or more, got 0"),
     ],
 )
 def test_cannot_run_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str) -> None:
