@@ -165,6 +165,17 @@ def test_csrf_is_required_on_every_write(web):
         assert r.status_code == 403
 
 
+@pytest.mark.parametrize(
+    "nxt", ["//evil.example", "/\t/evil.example", "/\\evil.example", "https://evil.example", "/ok"]
+)
+def test_login_never_redirects_off_site(web, nxt):
+    with TestClient(web.app, follow_redirects=False) as c:
+        page = c.get("/login").text
+        pre = page.split('name="csrf_token" value="')[1].split('"')[0]
+        r = c.post("/login", data={"csrf_token": pre, "username": "vic", "password": PW, "next": nxt})
+        assert r.status_code == 303 and r.headers["location"] == ("/ok" if nxt == "/ok" else "/")
+
+
 def test_logout_ends_the_session_on_the_server(web):
     cookie = web.client.cookies.get("lc_session")
     web.client.post("/logout", data={"csrf_token": web.csrf})

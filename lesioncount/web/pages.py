@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import secrets
 from typing import Any
 
@@ -50,7 +51,8 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def _safe_next(url: str | None) -> str:
-    return url if url and url.startswith("/") and not url.startswith("//") and "\\" not in url else "/"
+    r"""Only a path on this server: no ``//host``, backslashes or whitespace (browsers drop tabs: ``/\t/host``)."""
+    return url if url and re.fullmatch(r"/(?![/\\])[^\s\\]*", url) else "/"
 
 
 async def _form(request: Request, actor: Actor) -> Any:
