@@ -76,18 +76,18 @@ def run_score(args: argparse.Namespace) -> int:
         console.print(f"{args.manifest}: {len(manifest)} photos, manifest OK", markup=False, soft_wrap=True)
         return EXIT_OK
 
-    bad_flag = (
-        f"--threshold must be between 0 and 1, got {args.threshold}"
-        if args.threshold is not None and not 0.0 < args.threshold < 1.0
-        else f"--workers must be 0 or more, got {args.workers}"
-        if args.workers is not None and args.workers < 0
-        else f"--threads must be 1 or more, got {args.threads}"
-        if args.threads is not None and args.threads < 1
-        else ""
-    )
-    if bad_flag:
-        console.print(bad_flag, markup=False, soft_wrap=True)
-        return EXIT_CANNOT_RUN
+    flag_checks = [
+        (
+            args.threshold is not None and not 0.0 < args.threshold < 1.0,
+            f"--threshold must be between 0 and 1, got {args.threshold}",
+        ),
+        (args.workers is not None and args.workers < 0, f"--workers must be 0 or more, got {args.workers}"),
+        (args.threads is not None and args.threads < 1, f"--threads must be 1 or more, got {args.threads}"),
+    ]
+    for bad, message in flag_checks:
+        if bad:
+            console.print(message, markup=False, soft_wrap=True)
+            return EXIT_CANNOT_RUN
     try:
         scorer = PipelineScorer.create(
             args.model, int8=args.int8, threshold=args.threshold, max_megapixels=args.max_megapixels
