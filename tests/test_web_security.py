@@ -327,3 +327,24 @@ def test_security_headers(web):
     assert r.headers["cache-control"] == "no-store"
     cookie = web.client.cookies.jar
     assert any(c.name == "lc_session" and c.has_nonstandard_attr("HttpOnly") for c in cookie)
+
+
+def test_user_text_is_escaped_in_pages(web):
+    evil = "<script>alert(1)</script>"
+    h = web.h
+    assert web.client.post("/api/v1/patients", json={"code": "X-1", "notes": evil}, headers=h).status_code == 201
+    r = web.client.post(
+        f"/api/v1/patients/{web.pid}/visits",
+        json={"visit_date": "2026-02-01", "treatment": evil, "notes": evil},
+        headers=h,
+    )
+    up = web.client.post(
+        f"/api/v1/visits/{r.json()['id']}/photos",
+        files=[("files", ('"><img src=x onerror=alert(1)>.jpg', photo_bytes(seed=31), "image/jpeg"))],
+        headers=h,
+    )
+    assert up.status_code == 201
+    for url in ["/", f"/patients/{web.pid}", f"/visits/{r.json()['id']}"]:
+        page = web.client.get(url).text
+        assert evil not in page and "<img src=x" not in page, url
+    assert "&lt;script&gt;" in web.client.get("/").text
