@@ -44,7 +44,7 @@ class Settings:
 
     data_dir: Path
     database_url: str | None = None
-    max_upload_bytes: int = 40 * 1024 * 1024
+    max_upload_bytes: int = 40_000_000
     max_megapixels: float = 60.0
     max_files_per_upload: int = 12
     session_ttl_s: int = 8 * 3600

@@ -83,6 +83,7 @@ def _upload_visit(page, server, patient_url, date, photo, treatment="", drop=Fal
         page.set_input_files("#file-input", str(photo))
     # The drop zone uploads, then polls counting progress and reloads once every photo is counted.
     page.wait_for_selector("#photos td.status:text-is('done')", timeout=TIMEOUT_MS)
+    _snap(page, f"visit-{date}")
     return page.url
 
 
