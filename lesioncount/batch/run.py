@@ -259,7 +259,16 @@ def score_manifest(
 
     Returns:
         The report, with one outcome per manifest row.
+
+    Raises:
+        ValueError: ``workers`` below 0 or ``threads`` below 1.
+        RuntimeError: the Dask cluster has no workers, or its workers cannot see the model or the photos.
+        OSError: the Dask scheduler cannot be reached.
     """
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be 0 or more, got {workers}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be 1 or more, got {threads}")
     table = manifest.table
     missing = set(manifest.missing)
     paths = [p for i, p in enumerate(table["path"]) if i not in missing]
