@@ -207,3 +207,19 @@ def test_cli_counts_with_the_model(patient, tmp_path: Path) -> None:
     d = json.loads((out / "comparison.json").read_text())
     jsonschema.validate(d, VISIT_COMPARISON_SCHEMA)
     assert d["pairs"][0]["days"] == 45 and d["pairs"][0]["registration"]["quality_label"] == "good"
+
+
+def test_synthetic_patient_and_cli_demo(tmp_path: Path) -> None:
+    from lesioncount.cli import main
+    from lesioncount.compare.demo import synthetic_patient
+
+    visits, truths = synthetic_patient(rng=0)
+    comp = compare_visits(visits)
+    for pair, fu in zip(comp.pairs, truths, strict=True):
+        assert pair.match.pairs == tuple(sorted(fu.persisting)) and pair.match.new == fu.new
+    assert comp.durability["front"]["inflammatory"].rebound
+    assert {les.region for v in visits for les in v.result.lesions} - {"other"}  # regions come from the face
+    out = tmp_path / "demo"
+    assert main(["compare", "--demo", "--out", str(out)]) == 0
+    jsonschema.validate(json.loads((out / "comparison.json").read_text()), VISIT_COMPARISON_SCHEMA)
+    assert main(["compare", "--demo", "x.jpg", "--out", str(out)]) == 2

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lesioncount.compare.visits import ManifestError, VisitRecord, parse_date
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from lesioncount.compare.core import VisitComparison
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +30,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("photos", nargs="*", metavar="PHOTO", help="baseline photo, then follow-up photos")
     p.add_argument("--manifest", help="per-patient manifest (.yaml/.yml/.csv) instead of PHOTO arguments")
+    p.add_argument(
+        "--demo", action="store_true", help="compare a made-up patient (planted lesions, no model; needs scikit-image)"
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--date", action="append", default=[], metavar="YYYY-MM-DD", help="visit date, once per photo (default: EXIF)"
@@ -68,15 +77,24 @@ def records_from_args(args: argparse.Namespace) -> list[VisitRecord]:
 
 def run_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from lesioncount.compare.core import compare_visits
     from lesioncount.compare.visits import load_visits
-    from lesioncount.io import ImageReadError, write_json
-    from lesioncount.report.visits_html import render_visits_html, render_visits_pdf
+    from lesioncount.io import ImageReadError
 
     console = Console(stderr=True, soft_wrap=True)
     try:
+        if args.demo:
+            if args.photos or args.manifest:
+                raise ManifestError("--demo takes no PHOTO arguments and no --manifest")
+            try:
+                from lesioncount.compare.demo import synthetic_patient
+            except ImportError as e:  # pragma: no cover - depends on the install
+                raise ManifestError(f"the demo needs scikit-image: pip install 'lesioncount[demo]' ({e})") from e
+            with console.status("making and comparing a made-up patient"):
+                visits, _ = synthetic_patient()
+                comparison = compare_visits(visits, responder_threshold_pct=args.responder_pct)
+            return _write_outputs(args, comparison, console)
         records = records_from_args(args)
         counter = None
         if any(r.counts_path is None for r in records):
@@ -92,6 +110,16 @@ def run_compare(args: argparse.Namespace) -> int:
     except (ManifestError, ImageReadError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
+    return _write_outputs(args, comparison, console)
+
+
+def _write_outputs(args: argparse.Namespace, comparison: VisitComparison, console: Console) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from lesioncount.io import write_json
+    from lesioncount.report.visits_html import render_visits_html, render_visits_pdf
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "comparison.json", comparison.to_dict())

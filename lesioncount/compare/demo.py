@@ -9,12 +9,13 @@ without any model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from lesioncount.compare.visits import Visit
 from lesioncount.count import count_by_class, count_by_region, grades
 from lesioncount.synth import KINDS, PlantedLesion, plant, render, skin_tone_mask
 from lesioncount.types import CountResult, FaceInfo, ImageInfo, Lesion, ModelInfo
@@ -179,3 +180,72 @@ def make_result(
         counts_by_region=count_by_region(lesions),
         grades=grades(list(lesions), regions_known=True),
     )
+
+
+def synthetic_patient(
+    clean: npt.NDArray[np.uint8] | None = None, rng: np.random.Generator | int | None = 0
+) -> tuple[list[Visit], list[SyntheticFollowUp]]:
+    """A made-up patient for demos and the web app's example page: four front visits, no model needed.
+
+    Botulinum toxin at baseline (age 24); at day 45 most inflammatory lesions have resolved, at day 100 the
+    skin is still clear, at day 170 lesions are back (a rebound) and the photo is 1.5 stops darker. Lesions
+    are the planted ones, so the counts are exact.
+
+    Args:
+        clean: HxWx3 uint8 RGB lesion-free face photo; scikit-image's astronaut (public domain) when None.
+        rng: randomness.
+
+    Returns:
+        The visits (baseline first) and, for each follow-up, the truth about its lesions.
+    """
+    import datetime as dt
+
+    from lesioncount.face import analyse_face
+
+    if clean is None:
+        from skimage import data
+
+        clean = np.ascontiguousarray(data.astronaut())
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    face = analyse_face(clean)
+    box = face.box
+    # Plant where either the face analysis or the loose skin-colour model sees skin near the face.
+    skin = face.skin | skin_tone_mask(clean)
+    if box is not None:
+        from lesioncount.compare.comparability import face_mask
+
+        x, y, bw, bh = box
+        skin &= face_mask(clean.shape, (x - 0.12 * bw, y + 0.02 * bh, 1.24 * bw, 1.25 * bh))
+    h, w = clean.shape[:2]
+
+    def with_regions(lesions: tuple[Lesion, ...] | list[Lesion]) -> list[Lesion]:
+        return [replace(les, region=face.region_at(les.x, les.y)) if face.found else les for les in lesions]
+
+    counts = {"papule": 4, "pustule": 2, "blackhead": 3, "whitehead": 2, "boxcar": 2}
+    base_img, planted = baseline(clean, rng, allowed=skin, counts=counts)
+    base_lesions = with_regions([to_lesion(p, w, h) for p in planted])
+    day0 = dt.date(2026, 1, 12)
+    visits = [
+        Visit(
+            make_result(base_lesions, clean.shape, path="baseline.png", face_box=box),
+            base_img,
+            day0,
+            "front",
+            age_years=24,
+            treatment="botulinum toxin 20 U, forehead and cheeks",
+            skin_mask=skin,
+        )
+    ]
+    plan = [
+        (45, dict(keep=0.3, new_counts={"papule": 1}, matrix=similarity(clean.shape, shift_px=(6.0, -4.0)))),
+        (100, dict(keep=0.25, new_counts={"blackhead": 1}, matrix=similarity(clean.shape, rotation_deg=3.0))),
+        (170, dict(keep=0.6, new_counts={"papule": 4, "pustule": 2}, stops=-1.5)),
+    ]
+    truths = []
+    for days, kw in plan:
+        fu = follow_up(clean, planted, rng, allowed=skin, **kw)  # type: ignore[arg-type]
+        truths.append(fu)
+        les = with_regions(fu.lesions)
+        result = make_result(les, clean.shape, path=f"day{days}.png", face_box=box)
+        visits.append(Visit(result, fu.image, day0 + dt.timedelta(days=days), "front", age_years=24, skin_mask=skin))
+    return visits, truths

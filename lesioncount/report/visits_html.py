@@ -131,7 +131,15 @@ def before_after_crops(
     if bs is not None and fs is not None:
         warped, note = normalise_colour(warped, bs, fs)
     warped[~valid] = 255
+    m = pair.match
+    h, w = base.image.shape[:2]
     x0, y0, x1, y1 = _crop_box(base.result.face.box, base.image.shape)
+    # Widen the crop to every lesion either photo shows inside the baseline frame.
+    pts = [(les.x, les.y) for les in m.base_lesions] + list(m.follow_xy_in_base)
+    for x, y in pts:
+        if 0 <= x < w and 0 <= y < h:
+            x0, y0, x1, y1 = min(x0, int(x) - 12), min(y0, int(y) - 12), max(x1, int(x) + 13), max(y1, int(y) + 13)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     scale = width_px / max(1, x1 - x0)
     size = (width_px, max(1, round((y1 - y0) * scale)))
     b_crop = np.asarray(
@@ -140,7 +148,6 @@ def before_after_crops(
     f_crop = np.asarray(
         cv2.resize(np.ascontiguousarray(warped[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA), np.uint8
     )
-    m = pair.match
     s_base = pair.registration.scale
     b_items = [(les.x, les.y, _radius(les), st) for les, st in zip(m.base_lesions, m.status_of_base(), strict=True)]
     f_items = [
