@@ -119,6 +119,33 @@ def test_unusual_photo_modes_are_served_as_rgb(web, mode):
     assert out.shape == (240, 320, 3) and 100 < out.mean() < 230  # neither black nor blown out
 
 
+def test_edit_patient_and_delete_photo(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    h = {"X-CSRF-Token": csrf}
+    pid, vid = _patient_and_visit(c, csrf, birth_year=1990)
+    r = c.post(f"/patients/{pid}", data={"csrf_token": csrf, "birth_year": "2012", "notes": "typo fixed"})
+    assert r.status_code == 200 and "Born 2012" in r.text and "under 18" in r.text
+    assert (
+        c.put(f"/api/v1/patients/{pid}", json={"birth_year": 1991, "notes": ""}, headers=h).json()["birth_year"] == 1991
+    )
+
+    same = photo_bytes(seed=12)
+    a = _upload(web, csrf, vid, ("a.jpg", same)).json()["photos"][0]["id"]
+    b = _upload(web, csrf, vid, ("b.jpg", same)).json()["photos"][0]["id"]  # the same bytes twice
+    web.app.state.queue.wait_idle(30)
+    store = web.app.state.store
+    sha = c.get(f"/api/v1/photos/{a}").json()["sha256"]
+    c.get(f"/api/v1/photos/{a}/image.jpg")
+    assert c.delete(f"/api/v1/photos/{a}", headers=h).status_code == 204
+    assert c.get(f"/api/v1/photos/{a}").status_code == 404
+    assert store.original_path(sha).exists()  # still used by b
+    r = c.post(f"/photos/{b}/delete", data={"csrf_token": csrf, "confirm": "on"})
+    assert r.status_code == 200 and f"/visits/{vid}" in str(r.url)
+    assert not store.original_path(sha).exists() and not store.display_path(sha).exists()
+    assert c.get(f"/api/v1/visits/{vid}").json()["photos"] == []
+
+
 def test_failed_count_is_reported(web):
     web.fake.fail = True
     csrf = login(web.client, "carl", PW)

@@ -121,6 +121,8 @@ def test_no_access_across_clinics(web):
         )
         r = other.post(f"/api/v1/photos/{web.photo_id}/marks", json={"op": "remove", "id": "m1"}, headers=h)
         assert r.status_code == 404
+        assert other.delete(f"/api/v1/photos/{web.photo_id}", headers=h).status_code == 404
+        assert other.put(f"/api/v1/patients/{web.pid}", json={"birth_year": 2000}, headers=h).status_code == 404
         r = other.post(
             f"/api/v1/visits/{web.vid}/photos",
             files=[("files", ("x.jpg", photo_bytes(seed=9), "image/jpeg"))],
@@ -145,6 +147,8 @@ def test_roles(web):
             ).status_code
             == 403
         )
+        assert viewer.delete(f"/api/v1/photos/{web.photo_id}", headers=h).status_code == 403
+        assert viewer.put(f"/api/v1/patients/{web.pid}", json={"birth_year": 2000}, headers=h).status_code == 403
         assert viewer.get("/admin/users").status_code == 403 and viewer.get("/admin/audit").status_code == 403
     assert web.client.get("/admin/users").status_code == 403  # a clinician manages no users
 
@@ -156,6 +160,8 @@ def test_csrf_is_required_on_every_write(web):
     assert c.post("/api/v1/patients", json={"code": "C-2"}).status_code == 403
     assert c.post("/api/v1/patients", json={"code": "C-2"}, headers={"X-CSRF-Token": "nope"}).status_code == 403
     assert c.post(f"/api/v1/photos/{web.photo_id}/marks", json={"op": "remove", "id": "m1"}).status_code == 403
+    assert c.delete(f"/api/v1/photos/{web.photo_id}").status_code == 403
+    assert c.post(f"/photos/{web.photo_id}/delete", data={"confirm": "on"}).status_code == 403
     r = c.post(f"/api/v1/visits/{web.vid}/photos", files=[("files", ("b.jpg", photo_bytes(seed=3), "image/jpeg"))])
     assert r.status_code == 403
     assert c.post("/logout", data={}).status_code == 403
@@ -182,6 +188,21 @@ def test_logout_ends_the_session_on_the_server(web):
     with TestClient(web.app) as replay:
         replay.cookies.set("lc_session", cookie)
         assert replay.get("/api/v1/me").status_code == 401
+
+
+def test_idle_sessions_expire(web):
+    import datetime as dt
+
+    from lesioncount.web.models import LoginSession
+
+    assert web.client.get("/api/v1/me").status_code == 200
+    with web.app.state.sessions() as db:
+        for row in db.query(LoginSession).all():
+            row.last_seen_at -= dt.timedelta(seconds=web.app.state.settings.session_ttl_s + 1)
+        db.commit()
+    assert web.client.get("/api/v1/me").status_code == 401
+    with web.app.state.sessions() as db:
+        assert db.query(LoginSession).count() == 0  # the expired session is deleted, not just ignored
 
 
 def test_wrong_password_is_refused_and_audited(web):

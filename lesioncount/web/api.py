@@ -27,6 +27,11 @@ class PatientIn(BaseModel):
     notes: str = ""
 
 
+class PatientUpdate(BaseModel):
+    birth_year: int | None = None
+    notes: str = ""
+
+
 class VisitIn(BaseModel):
     visit_date: dt.date
     treatment: str = Field("", examples=["botulinum toxin"])
@@ -123,6 +128,13 @@ def get_patient(patient_id: int, request: Request, actor: ApiActor, db: DB) -> d
     return {**patient_json(p), "visits": [visit_json(v) for v in p.visits], "summary": sv.patient_summary(db, p)}
 
 
+@router.put("/patients/{patient_id}")
+def update_patient(patient_id: int, body: PatientUpdate, actor: ApiActor, db: DB) -> dict[str, Any]:
+    """Correct the birth year and notes (the patient ID stays)."""
+    p = sv.get_patient(db, actor, patient_id)
+    return patient_json(sv.update_patient(db, actor, p, body.birth_year, body.notes))
+
+
 @router.post("/patients/{patient_id}/visits", status_code=201)
 def create_visit(patient_id: int, body: VisitIn, actor: ApiActor, db: DB) -> dict[str, Any]:
     p = sv.get_patient(db, actor, patient_id)
@@ -166,6 +178,13 @@ def upload_photos(
 @router.get("/photos/{photo_id}")
 def get_photo(photo_id: int, actor: ApiActor, db: DB) -> dict[str, Any]:
     return photo_json(db, sv.get_photo(db, actor, photo_id))
+
+
+@router.delete("/photos/{photo_id}", status_code=204, response_class=Response)
+def delete_photo(photo_id: int, request: Request, actor: ApiActor, db: DB) -> Response:
+    """Delete a photo and its marks (a wrong upload); its file goes too unless another photo has the same bytes."""
+    sv.delete_photo(db, request.app.state.store, actor, sv.get_photo(db, actor, photo_id))
+    return Response(status_code=204)
 
 
 @router.get("/photos/{photo_id}/image.jpg", response_class=FileResponse)

@@ -145,7 +145,9 @@ class Photo(Base):
     uploaded_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     visit: Mapped[Visit] = relationship(back_populates="photos")
-    mark_versions: Mapped[list[MarkVersion]] = relationship(order_by="MarkVersion.version")
+    mark_versions: Mapped[list[MarkVersion]] = relationship(
+        order_by="MarkVersion.version", cascade="all, delete-orphan"
+    )
 
 
 class MarkVersion(Base):

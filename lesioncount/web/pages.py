@@ -208,6 +208,14 @@ def patient_page(request: Request, patient_id: int, db: DB, actor: PageActor, vi
     )
 
 
+@router.post("/patients/{patient_id}")
+async def edit_patient(request: Request, patient_id: int, db: DB, actor: PageActor) -> Response:
+    form = await _form(request, actor)
+    p = sv.get_patient(db, actor, patient_id)
+    sv.update_patient(db, actor, p, _opt_int(form.get("birth_year")), str(form.get("notes") or ""))
+    return redirect(f"/patients/{p.id}")
+
+
 @router.post("/patients/{patient_id}/visits")
 async def new_visit(request: Request, patient_id: int, db: DB, actor: PageActor) -> Response:
     form = await _form(request, actor)
@@ -280,6 +288,13 @@ async def upload_form(request: Request, visit_id: int, db: DB, actor: PageActor)
     finally:
         await form.close()  # FastAPI closes the files it parses itself; these we parsed
     return redirect(f"/visits/{v.id}")
+
+
+@router.post("/photos/{photo_id}/delete")
+async def delete_photo(request: Request, photo_id: int, db: DB, actor: PageActor) -> Response:
+    await _form(request, actor)
+    visit_id = sv.delete_photo(db, request.app.state.store, actor, sv.get_photo(db, actor, photo_id))
+    return redirect(f"/visits/{visit_id}")
 
 
 @router.get("/photos/{photo_id}")

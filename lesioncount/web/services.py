@@ -158,6 +158,20 @@ def create_patient(db: Session, actor: Actor, code: str, birth_year: int | None,
     return p
 
 
+def update_patient(db: Session, actor: Actor, patient: Patient, birth_year: int | None, notes: str) -> Patient:
+    """Correct a patient's birth year and notes (the pseudonymous ID stays)."""
+    require(actor, "write")
+    this_year = dt.date.today().year
+    if birth_year is not None and not 1900 <= birth_year <= this_year:
+        raise Invalid(f"birth year must be between 1900 and {this_year}")
+    before = f"born {patient.birth_year}"
+    patient.birth_year = birth_year
+    patient.notes = notes[:5000]
+    audit(db, actor, "update_patient", "patient", patient.id, f"{before} -> born {birth_year}")
+    db.commit()
+    return patient
+
+
 def get_visit(db: Session, actor: Actor, visit_id: int) -> Visit:
     v = db.get(Visit, visit_id)
     if v is None or v.patient.clinic_id != actor.clinic_id:
@@ -291,6 +305,22 @@ def add_photos(
     for photo in photos:
         queue.submit(photo.id)
     return photos
+
+
+def delete_photo(db: Session, store: PhotoStore, actor: Actor, photo: Photo) -> int:
+    """Delete a photo, its marks and (when no other photo has the same bytes) its stored files.
+
+    Returns:
+        The id of the visit it belonged to.
+    """
+    require(actor, "write")
+    visit_id, sha, pid = photo.visit_id, photo.sha256, photo.id
+    db.delete(photo)
+    audit(db, actor, "delete_photo", "photo", pid, f"visit {visit_id} {photo.view} {photo.original_name}")
+    db.commit()
+    if db.scalar(select(func.count()).select_from(Photo).where(Photo.sha256 == sha)) == 0:
+        store.remove_original(sha)
+    return visit_id
 
 
 def get_photo(db: Session, actor: Actor, photo_id: int) -> Photo:
