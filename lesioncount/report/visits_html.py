@@ -20,7 +20,6 @@ import numpy.typing as npt
 
 from lesioncount.compare.comparability import normalise_colour
 from lesioncount.compare.core import PairComparison, VisitComparison
-from lesioncount.compare.register import warp_to_base
 from lesioncount.types import CLASSES, REGIONS, Lesion
 
 #: RGB colour per lesion fate (Okabe-Ito: distinguishable with the common colour-vision deficiencies).
@@ -125,12 +124,6 @@ def before_after_crops(
     follow = comparison.visits[pair.followup_index]
     if base.image is None or follow.image is None or pair.registration is None or pair.match is None:
         return None
-    warped, valid = warp_to_base(follow.image, pair.registration, base.image.shape)
-    note = "follow-up shown as photographed"
-    bs, fs = comparison.photo_stats[pair.baseline_index], comparison.photo_stats[pair.followup_index]
-    if bs is not None and fs is not None:
-        warped, note = normalise_colour(warped, bs, fs)
-    warped[~valid] = 255
     m = pair.match
     h, w = base.image.shape[:2]
     x0, y0, x1, y1 = _crop_box(base.result.face.box, base.image.shape)
@@ -145,9 +138,12 @@ def before_after_crops(
     b_crop = np.asarray(
         cv2.resize(np.ascontiguousarray(base.image[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA), np.uint8
     )
-    f_crop = np.asarray(
-        cv2.resize(np.ascontiguousarray(warped[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA), np.uint8
-    )
+    f_crop, valid = _aligned_crop(follow.image, pair.registration.affine, (x0, y0, x1, y1), size)
+    note = "follow-up shown as photographed"
+    bs, fs = comparison.photo_stats[pair.baseline_index], comparison.photo_stats[pair.followup_index]
+    if bs is not None and fs is not None:
+        f_crop, note = normalise_colour(f_crop, bs, fs)
+    f_crop[~valid] = 255
     s_base = pair.registration.scale
     b_items = [(les.x, les.y, _radius(les), st) for les, st in zip(m.base_lesions, m.status_of_base(), strict=True)]
     f_items = [
@@ -155,6 +151,36 @@ def before_after_crops(
         for les, xy, st in zip(m.follow_lesions, m.follow_xy_in_base, m.status_of_follow(), strict=True)
     ]
     return _mark(b_crop, b_items, (x0, y0), scale), _mark(f_crop, f_items, (x0, y0), scale), note
+
+
+def _aligned_crop(
+    follow_image: npt.NDArray[np.uint8],
+    matrix: npt.NDArray[np.float64],
+    crop: tuple[int, int, int, int],
+    size: tuple[int, int],
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """The follow-up resampled into a baseline crop of ``size``: shrunk first, warped at twice the output size,
+    then area-averaged, so large photos neither alias nor cost a full-size warp."""
+    x0, y0, x1, y1 = crop
+    out_per_base = size[0] / max(1, x1 - x0)
+    inter = min(1.0, 2 * out_per_base)
+    follow_to_base = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    pre = min(1.0, inter * follow_to_base)
+    src = follow_image
+    if pre < 1.0:
+        src = np.asarray(cv2.resize(follow_image, None, fx=pre, fy=pre, interpolation=cv2.INTER_AREA), np.uint8)
+    a = (
+        np.array([[inter, 0, -x0 * inter], [0, inter, -y0 * inter], [0, 0, 1]])
+        @ np.vstack([matrix, [0, 0, 1]])
+        @ np.diag([1 / pre, 1 / pre, 1])
+    )[:2]
+    inter_size = (max(1, round((x1 - x0) * inter)), max(1, round((y1 - y0) * inter)))
+    warped = cv2.warpAffine(src, a, inter_size, flags=cv2.INTER_CUBIC)
+    ones = np.full(src.shape[:2], 255, np.uint8)
+    valid = cv2.warpAffine(ones, a, inter_size, flags=cv2.INTER_NEAREST)
+    crop_img = np.asarray(cv2.resize(warped, size, interpolation=cv2.INTER_AREA), np.uint8)
+    valid_out = cv2.resize(valid, size, interpolation=cv2.INTER_NEAREST) > 0
+    return crop_img, valid_out
 
 
 def timeline_png(comparison: VisitComparison, view: str) -> bytes:
