@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lesioncount.batch.tables import (
     COUNT_CLASSES,
@@ -166,3 +168,36 @@ def test_lesion_table_rows_and_empty() -> None:
     assert len(table) == 2 and list(table["bbox_w"]) == [2.0, 2.0] and table["manifest_row"].tolist() == [2, 2]
     empty = lesion_table(m, outcomes, lambda sha: [])
     assert len(empty) == 0 and str(empty["x"].dtype) == "float64" and "region" in empty.columns
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    counts=st.lists(
+        st.tuples(st.integers(0, 60), st.integers(0, 60), st.integers(0, 60), st.integers(0, 60)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_change_invariants(counts: list[tuple[int, int, int, int]]) -> None:
+    """Per subject: baseline (front, left) then week 12 (front, left); visit = sum of views; change = count - base."""
+    rows, outcomes = [], []
+    for s, (b_front, b_left, w_front, w_left) in enumerate(counts):
+        for visit, date, views in (("base", "2026-01-01", (b_front, b_left)), ("w12", "2026-03-26", (w_front, w_left))):
+            for view, n in zip(("front", "left"), views, strict=True):
+                rows.append((f"S{s}", visit, date, view, "A"))
+                outcomes.append(Outcome("ok", f"h{len(outcomes)}", result=_result(n, 1)))
+    tables = build_tables(_manifest(rows), outcomes)
+    change = tables["change"]
+    infl = change[(change["class"] == "inflammatory") & (change["visit"] == "w12")].reset_index(drop=True)
+    base = [b_front + b_left for b_front, b_left, _, _ in counts]
+    week = [w_front + w_left for _, _, w_front, w_left in counts]
+    assert infl["baseline"].tolist() == base and infl["count"].tolist() == week
+    assert infl["change"].tolist() == [w - b for w, b in zip(week, base, strict=True)]
+    for pct, w, b in zip(infl["change_pct"], week, base, strict=True):
+        assert (math.isnan(pct) and b == 0) or pct == pytest.approx(100 * (w - b) / b)
+    comedones = change[(change["class"] == "comedone") & ~change["is_baseline"]]
+    assert (comedones["change"] == 0).all()  # one comedone per photo at every visit
+    summary = tables["summary"]
+    row = summary[(summary["visit"] == "w12") & (summary["class"] == "inflammatory") & (summary["measure"] == "change")]
+    assert row["n"].iloc[0] == len(counts)
+    assert row["mean"].iloc[0] == pytest.approx(sum(w - b for w, b in zip(week, base, strict=True)) / len(counts))
