@@ -286,6 +286,9 @@ def test_openapi_describes_the_api(web):
     spec = web.client.get("/api/openapi.json").json()
     assert "/api/v1/patients" in spec["paths"] and "/api/v1/photos/{photo_id}/marks" in spec["paths"]
     assert not any(p.startswith("/patients") for p in spec["paths"])  # pages stay out of the schema
+    ok = spec["paths"]["/api/v1/photos/{photo_id}"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"]["$ref"].endswith("/PhotoOut")
+    assert "marks" in spec["components"]["schemas"]["PhotoOut"]["properties"]
 
 
 def test_admin_pages_users_and_audit(web):

@@ -55,6 +55,90 @@ class TokenIn(BaseModel):
     name: str = "script"
 
 
+# --- response shapes (for the OpenAPI schema; routes build plain dicts that FastAPI checks against these) ---
+
+
+class MeOut(BaseModel):
+    username: str
+    role: str
+    clinic: str
+    via: str = Field(description="session or token")
+
+
+class PatientOut(BaseModel):
+    id: int
+    code: str
+    birth_year: int | None
+    notes: str
+
+
+class PhotoStatusOut(BaseModel):
+    id: int
+    view: str
+    name: str = Field(description="the uploaded file's name, as a label only")
+    status: str = Field(description="queued, counting, done or failed")
+    error: str
+    width: int
+    height: int
+
+
+class VisitOut(BaseModel):
+    id: int
+    patient_id: int
+    visit_date: str
+    treatment: str
+    units: float | None
+    areas: str
+    notes: str
+    photos: list[PhotoStatusOut]
+
+
+class VisitCreatedOut(VisitOut):
+    warning: str = Field(description="the botulinum toxin under-18 warning, or empty")
+
+
+class PatientDetailOut(PatientOut):
+    visits: list[VisitOut]
+    summary: dict[str, Any] = Field(description="counts over time per view, change from baseline, warning")
+
+
+class ProgressOut(BaseModel):
+    total: int
+    finished: int
+    photos: list[PhotoStatusOut]
+
+
+class UploadOut(BaseModel):
+    photos: list[PhotoStatusOut]
+
+
+class PhotoOut(PhotoStatusOut):
+    visit_id: int
+    patient_id: int
+    sha256: str
+    version: int | None = Field(description="current marks version (1 is the model's)")
+    marks: list[dict[str, Any]] = Field(description="lesions in count-result form plus id and source")
+    counts: dict[str, int] | None = Field(description="counts of the current marks")
+    model_counts: dict[str, int] | None
+    warnings: list[str]
+    changed_by: str | None
+    changed_at: str | None
+
+
+class VersionOut(BaseModel):
+    version: int
+    change: str
+    by: str
+    at: str
+    counts: dict[str, int]
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    token: str = Field(description="shown once; store it safely")
+
+
 def patient_json(p: Patient) -> dict[str, Any]:
     return {"id": p.id, "code": p.code, "birth_year": p.birth_year, "notes": p.notes}
 
@@ -104,23 +188,23 @@ def photo_json(db: DB, ph: Photo) -> dict[str, Any]:
     return out
 
 
-@router.get("/me")
+@router.get("/me", response_model=MeOut)
 def me(actor: ApiActor) -> dict[str, Any]:
     u = actor.user
     return {"username": u.username, "role": u.role, "clinic": u.clinic.name, "via": actor.via}
 
 
-@router.get("/patients")
+@router.get("/patients", response_model=list[PatientOut])
 def list_patients(actor: ApiActor, db: DB) -> list[dict[str, Any]]:
     return [patient_json(p) for p in sv.list_patients(db, actor)]
 
 
-@router.post("/patients", status_code=201)
+@router.post("/patients", status_code=201, response_model=PatientOut)
 def create_patient(body: PatientIn, actor: ApiActor, db: DB) -> dict[str, Any]:
     return patient_json(sv.create_patient(db, actor, body.code, body.birth_year, body.notes))
 
 
-@router.get("/patients/{patient_id}")
+@router.get("/patients/{patient_id}", response_model=PatientDetailOut)
 def get_patient(patient_id: int, request: Request, actor: ApiActor, db: DB) -> dict[str, Any]:
     p = sv.get_patient(db, actor, patient_id)
     sv.audit(db, actor, "view_patient", "patient", p.id, "api", client_ip(request))
@@ -128,26 +212,26 @@ def get_patient(patient_id: int, request: Request, actor: ApiActor, db: DB) -> d
     return {**patient_json(p), "visits": [visit_json(v) for v in p.visits], "summary": sv.patient_summary(db, p)}
 
 
-@router.put("/patients/{patient_id}")
+@router.put("/patients/{patient_id}", response_model=PatientOut)
 def update_patient(patient_id: int, body: PatientUpdate, actor: ApiActor, db: DB) -> dict[str, Any]:
     """Correct the birth year and notes (the patient ID stays)."""
     p = sv.get_patient(db, actor, patient_id)
     return patient_json(sv.update_patient(db, actor, p, body.birth_year, body.notes))
 
 
-@router.post("/patients/{patient_id}/visits", status_code=201)
+@router.post("/patients/{patient_id}/visits", status_code=201, response_model=VisitCreatedOut)
 def create_visit(patient_id: int, body: VisitIn, actor: ApiActor, db: DB) -> dict[str, Any]:
     p = sv.get_patient(db, actor, patient_id)
     v = sv.create_visit(db, actor, p, body.visit_date, body.treatment, body.units, body.areas, body.notes)
     return {**visit_json(v), "warning": sv.treatment_warning(p.birth_year, v.visit_date, v.treatment)}
 
 
-@router.get("/visits/{visit_id}")
+@router.get("/visits/{visit_id}", response_model=VisitOut)
 def get_visit(visit_id: int, actor: ApiActor, db: DB) -> dict[str, Any]:
     return visit_json(sv.get_visit(db, actor, visit_id))
 
 
-@router.get("/visits/{visit_id}/progress")
+@router.get("/visits/{visit_id}/progress", response_model=ProgressOut)
 def visit_progress(visit_id: int, actor: ApiActor, db: DB) -> dict[str, Any]:
     """Counting progress of a visit's photos (poll it while photos are counted)."""
     v = sv.get_visit(db, actor, visit_id)
@@ -156,7 +240,7 @@ def visit_progress(visit_id: int, actor: ApiActor, db: DB) -> dict[str, Any]:
     return {"total": len(photos), "finished": finished, "photos": photos}
 
 
-@router.post("/visits/{visit_id}/photos", status_code=201)
+@router.post("/visits/{visit_id}/photos", status_code=201, response_model=UploadOut)
 def upload_photos(
     visit_id: int,
     request: Request,
@@ -175,7 +259,7 @@ def upload_photos(
     return {"photos": [photo_status_json(ph) for ph in photos]}
 
 
-@router.get("/photos/{photo_id}")
+@router.get("/photos/{photo_id}", response_model=PhotoOut)
 def get_photo(photo_id: int, actor: ApiActor, db: DB) -> dict[str, Any]:
     return photo_json(db, sv.get_photo(db, actor, photo_id))
 
@@ -222,7 +306,7 @@ def photo_overlay(photo_id: int, request: Request, actor: ApiActor, db: DB) -> R
     return Response(buf.getvalue(), media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
-@router.post("/photos/{photo_id}/marks")
+@router.post("/photos/{photo_id}/marks", response_model=PhotoOut)
 def correct_marks(photo_id: int, body: CorrectionIn, request: Request, actor: ApiActor, db: DB) -> dict[str, Any]:
     """Add, remove or reclassify one mark; stored as a new version, the counts follow.
 
@@ -235,7 +319,7 @@ def correct_marks(photo_id: int, body: CorrectionIn, request: Request, actor: Ap
     return photo_json(db, ph)
 
 
-@router.get("/photos/{photo_id}/versions")
+@router.get("/photos/{photo_id}/versions", response_model=list[VersionOut])
 def mark_versions(photo_id: int, actor: ApiActor, db: DB) -> list[dict[str, Any]]:
     ph = sv.get_photo(db, actor, photo_id)
     return [
@@ -262,7 +346,7 @@ def patient_report(patient_id: int, fmt: Literal["html", "pdf"], request: Reques
     )
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", status_code=201, response_model=TokenOut)
 def new_token(body: TokenIn, actor: ApiActor, db: DB) -> dict[str, Any]:
     """A new API token for the caller; shown once, store it safely."""
     token, row = create_api_token(db, actor.user, body.name)
