@@ -174,6 +174,17 @@ def _small(
     return small, box_s, skin
 
 
+def _skin(image: npt.NDArray[np.uint8], box: tuple[float, float, float, float] | None) -> npt.NDArray[np.bool_]:
+    """Skin for the photo measures when the visit brings none: the face module's, else the face ellipse."""
+    from lesioncount.compare.comparability import face_mask
+    from lesioncount.face import analyse_face
+
+    fa = analyse_face(image)
+    if fa.found and fa.skin.sum() >= 200:
+        return fa.skin
+    return face_mask(image.shape, box)
+
+
 def _days(a: dt.date | None, b: dt.date | None) -> float | None:
     return None if a is None or b is None else float((b - a).days)
 
@@ -231,11 +242,9 @@ def compare_visits(
             measures.append(None)
             continue
         img, box, skin = sm
-        stats.append(photo_stats(img, face_box=box, skin_mask=skin, view=v.view))
         if skin is None:
-            from lesioncount.compare.comparability import face_mask
-
-            skin = face_mask(img.shape, box)
+            skin = _skin(img, box)
+        stats.append(photo_stats(img, face_box=box, skin_mask=skin, view=v.view))
         measures.append(skin_measures(img, skin))
 
     pairs: list[PairComparison] = []

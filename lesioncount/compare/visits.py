@@ -64,7 +64,7 @@ class Visit:
         age_years: patient age at the visit, or None.
         treatment: treatment given at this visit (free text), or None.
         label: a short name for reports (the date or file name by default).
-        skin_mask: HxW bool skin of ``image`` for the photo measures (the face ellipse when None).
+        skin_mask: HxW bool skin of ``image`` for the photo measures (found by ``lesioncount.face`` when None).
     """
 
     result: CountResult
