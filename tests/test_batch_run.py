@@ -343,6 +343,7 @@ def test_injected_scorer_identical_photos_scored_once(tmp_path: Path) -> None:
     with ResultStore(tmp_path / "r.sqlite") as store:
         report = score_manifest(manifest, store, FakeScorer(), workers=0, on_result=lambda s: seen.append(s.status))
     assert seen == ["ok", "failed"]  # the copy is the same content: scored once
+    assert len(report.warnings) == 1 and report.warnings[0].startswith("rows 2, 3 are the same photo")
     assert [o.status for o in report.outcomes] == ["ok", "ok", "failed"]
     assert report.outcomes[2].error == "ValueError: " + str(tmp_path / "b.bin") + ": refused second line"
     tables = build_tables(manifest.table, report.outcomes)

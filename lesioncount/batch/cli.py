@@ -152,6 +152,8 @@ def run_score(args: argparse.Namespace) -> int:
         console.print(f"cannot score: {e}", markup=False, soft_wrap=True)
         return EXIT_CANNOT_RUN
 
+    for w in report.warnings:
+        console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     table = Table(title=f"lesioncount score: {args.manifest}", show_header=False)
     table.add_row("photos in manifest", str(report.n_photos))
     table.add_row("already in the store", str(report.n_already_done))

@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,7 @@ class RunReport:
         first_result_s: wall time until the first result arrived (start-up plus one photo).
         workers: worker processes (local) or worker threads (Dask).
         backend: ``local`` or ``dask``.
+        warnings: things worth a look, e.g. one photo file content listed under several rows.
     """
 
     key: ModelKey
@@ -217,6 +218,7 @@ class RunReport:
     first_result_s: float = 0.0
     workers: int = 0
     backend: str = "local"
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def photos_per_minute(self) -> float:
@@ -282,6 +284,7 @@ def score_manifest(
             tasks[h] = p  # identical photos listed twice are scored once
     todo = list(tasks.items())
     report = RunReport(key=key, outcomes=[], n_photos=len(table), backend="dask" if scheduler else "local")
+    report.warnings = _same_content_warnings(table, hashes)
     report.n_already_done = len({h for h in hashes.values() if isinstance(h, str) and h in done})
     if on_start:
         on_start(len(todo))
@@ -323,6 +326,21 @@ def score_manifest(
     report.n_missing = sum(o.status == "missing" for o in report.outcomes)
     report.n_failed = sum(o.status == "failed" for o in report.outcomes)
     return report
+
+
+def _same_content_warnings(table: Any, hashes: dict[str, str | OSError]) -> list[str]:
+    """One warning per photo content listed under several rows: a copy filed as another visit fakes "no change"."""
+    rows_of: dict[str, list[int]] = {}
+    for row, path in zip(table["row"], table["path"], strict=True):
+        h = hashes.get(path)
+        if isinstance(h, str):
+            rows_of.setdefault(h, []).append(int(row))
+    return [
+        f"rows {', '.join(map(str, rows))} are the same photo (identical files, sha256 {h[:12]}...): "
+        "a copy filed under another visit or view?"
+        for h, rows in rows_of.items()
+        if len(rows) > 1
+    ]
 
 
 def collect_outcomes(
@@ -449,6 +467,7 @@ def run_batch(
             "steady_photos_per_minute": round(report.steady_photos_per_minute, 2),
             "first_result_s": round(report.first_result_s, 3),
             "manifest_warnings": list(manifest.warnings),
+            "warnings": report.warnings,
         },
     )
     return report
