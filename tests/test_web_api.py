@@ -146,6 +146,25 @@ def test_edit_patient_and_delete_photo(web):
     assert c.get(f"/api/v1/visits/{vid}").json()["photos"] == []
 
 
+def test_heic_photos_are_accepted_and_served_as_jpeg(web):
+    from lesioncount.io import HEIC_SUPPORTED
+
+    if not HEIC_SUPPORTED:
+        pytest.skip("pillow-heif is not installed")
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(photo_bytes(seed=14))).save(buf, format="HEIF")
+    csrf = login(web.client, "carl", PW)
+    _, vid = _patient_and_visit(web.client, csrf)
+    r = _upload(web, csrf, vid, ("phone.heic", buf.getvalue()))
+    assert r.status_code == 201, r.text
+    served = web.client.get(f"/api/v1/photos/{r.json()['photos'][0]['id']}/image.jpg")
+    assert served.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(served.content)).size == (320, 240)
+
+
 def test_failed_count_is_reported(web):
     web.fake.fail = True
     csrf = login(web.client, "carl", PW)
