@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from lesioncount.compare.endpoints import TOXIN_MIN_AGE_YEARS, is_botulinum_toxin
 from lesioncount.types import ACNE_CLASSES, CLASSES, VIEWS
 from lesioncount.web import reports
 from lesioncount.web.counting import CountQueue
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 #: Classes shown over time, in this order.
 SUMMARY_KEYS: tuple[str, ...] = (*CLASSES, "total_acne")
 _CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TOXIN_RE = re.compile(r"botul|botox|toxin|dysport|xeomin", re.IGNORECASE)
 
 
 class NotFound(LookupError):
@@ -210,16 +210,16 @@ def create_visit(
 def age_warning(birth_year: int | None, visits: list[Visit]) -> str:
     """The botulinum toxin warning for a patient who is, or may be, under 18 at a toxin visit ('' if none)."""
     if birth_year is None:
-        toxin = [v for v in visits if _TOXIN_RE.search(v.treatment or "")]
+        toxin = [v for v in visits if is_botulinum_toxin(v.treatment)]
         return "Botulinum toxin recorded but no birth year: check the patient is 18 or over." if toxin else ""
     msgs = []
     for v in visits:
-        if not _TOXIN_RE.search(v.treatment or ""):
+        if not is_botulinum_toxin(v.treatment):
             continue
-        age = v.visit_date.year - birth_year
-        if age < 18:
+        age = v.visit_date.year - birth_year  # from the birth year only: the true age is age - 1 or age
+        if age < TOXIN_MIN_AGE_YEARS:
             msgs.append(f"{v.visit_date.isoformat()}: patient is under 18 (born {birth_year})")
-        elif age == 18:
+        elif age == TOXIN_MIN_AGE_YEARS:
             msgs.append(f"{v.visit_date.isoformat()}: patient may be under 18 (born {birth_year}; check the date)")
     if not msgs:
         return ""
@@ -229,7 +229,7 @@ def age_warning(birth_year: int | None, visits: list[Visit]) -> str:
 def treatment_warning(birth_year: int | None, visit_date: dt.date, treatment: str) -> str:
     """The same check for a visit about to be recorded."""
     probe = Visit(visit_date=visit_date, treatment=treatment)
-    return age_warning(birth_year, [probe]) if birth_year is not None and _TOXIN_RE.search(treatment) else ""
+    return age_warning(birth_year, [probe]) if birth_year is not None and is_botulinum_toxin(treatment) else ""
 
 
 # --- photos -------------------------------------------------------------------------------------------------
