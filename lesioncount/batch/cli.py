@@ -62,7 +62,8 @@ def run_score(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from lesioncount.batch.manifest import ManifestError, read_manifest
-    from lesioncount.batch.run import PipelineScorer, Scored, run_batch
+    from lesioncount.batch.run import run_batch
+    from lesioncount.batch.worker import PipelineScorer, Scored
 
     console = Console(stderr=True)
     try:
