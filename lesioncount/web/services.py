@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lesioncount.compare.endpoints import TOXIN_MIN_AGE_YEARS, is_botulinum_toxin
+from lesioncount.compare.endpoints import TOXIN_MIN_AGE_YEARS, Change, is_botulinum_toxin
 from lesioncount.types import ACNE_CLASSES, CLASSES, VIEWS
 from lesioncount.web import reports
 from lesioncount.web.counting import CountQueue
@@ -401,8 +401,9 @@ def visit_counts(db: Session, visit: Visit) -> dict[str, dict[str, Any]]:
 
 
 def change(base: int, now: int) -> dict[str, float | int | None]:
-    """Absolute and percent change from baseline (percent is None when the baseline is 0)."""
-    return {"abs": now - base, "pct": round(100.0 * (now - base) / base, 1) if base else None}
+    """Absolute and percent change from baseline (percent is None when the baseline is 0), as compare reports it."""
+    c = Change(base, now)
+    return {"abs": c.absolute, "pct": None if c.percent is None else round(c.percent, 1)}
 
 
 def patient_summary(db: Session, patient: Patient) -> dict[str, Any]:
