@@ -223,9 +223,15 @@ def validate_manifest(
         for r, a in zip(df["row"], ages, strict=True):
             if pd.notna(a) and not 0 <= a <= 120:
                 problems.append(Problem("bad age", (r,), f"age {a:g} is outside 0-120"))
-        under = df.loc[ages < 18, "row"].tolist()
+        # One place for the rule (compare.endpoints); imported here only, as it loads the compare package.
+        from lesioncount.compare.endpoints import TOXIN_MIN_AGE_YEARS
+
+        under = df.loc[ages < TOXIN_MIN_AGE_YEARS, "row"].tolist()
         if under:
-            warnings.append(f"rows {_rows(tuple(under))}: age under 18 (botulinum toxin is not given under 18)")
+            warnings.append(
+                f"rows {_rows(tuple(under))}: age under {TOXIN_MIN_AGE_YEARS} "
+                f"(botulinum toxin is contraindicated under {TOXIN_MIN_AGE_YEARS})"
+            )
         df["age"] = ages.astype(float)
 
     keyed = df[(df["subject_id"] != "") & (df["visit"] != "") & (df["view"] != "")]
