@@ -165,6 +165,19 @@ def test_heic_photos_are_accepted_and_served_as_jpeg(web):
     assert served.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(served.content)).size == (320, 240)
 
 
+def test_photos_left_uncounted_are_counted_at_the_next_start(web, tmp_path, monkeypatch):
+    csrf = login(web.client, "carl", PW)
+    _, vid = _patient_and_visit(web.client, csrf)
+    monkeypatch.setattr(web.app.state.queue, "submit", lambda _pid: None)  # the server stops before counting
+    assert _upload(web, csrf, vid, ("a.jpg", photo_bytes(seed=1))).status_code == 201
+    assert web.client.get(f"/api/v1/visits/{vid}/progress").json()["photos"][0]["status"] == "queued"
+    again = create_app(Settings(data_dir=tmp_path, counter_factory=FakeCounter))
+    assert again.state.queue.wait_idle(30)
+    with TestClient(again) as c2:
+        login(c2, "carl", PW)
+        assert c2.get(f"/api/v1/visits/{vid}/progress").json()["finished"] == 1
+
+
 def test_failed_count_is_reported(web):
     web.fake.fail = True
     csrf = login(web.client, "carl", PW)

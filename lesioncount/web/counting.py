@@ -69,7 +69,8 @@ class CountQueue:
         return not not_done
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Drop the photos not started (the next start counts them) and wait for those being counted."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _run(self, photo_id: int) -> None:
         with self._sessions() as db:
