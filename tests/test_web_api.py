@@ -79,6 +79,7 @@ def test_upload_counts_in_background_and_reports_progress(web):
     photo = web.client.get(f"/api/v1/photos/{prog['photos'][0]['id']}").json()
     assert photo["version"] == 1 and photo["counts"]["inflammatory"] == 3 and photo["counts"]["total_acne"] == 5
     assert len(photo["marks"]) == 6 and photo["marks"][0]["source"] == "model"
+    assert photo["counts_by_region"]["forehead"]["inflammatory"] == 1  # the fake's first mark
     assert web.client.get(f"/visits/{vid}").text.count("done") >= 2
 
 
@@ -214,6 +215,7 @@ def test_corrections_are_versions_and_counts_follow(web):
         f"/api/v1/photos/{pid}/marks", json={"op": "add", "cls": "scar", "x": 10, "y": 12, "base_version": 3}, headers=h
     )
     assert r.json()["version"] == 4 and r.json()["counts"]["scar"] == 2
+    assert sum(c["scar"] for c in r.json()["counts_by_region"].values()) == 2
     assert r.json()["marks"][-1]["source"] == "manual" and r.json()["model_counts"]["inflammatory"] == 3
 
     stale = c.post(f"/api/v1/photos/{pid}/marks", json={"op": "remove", "id": "m2", "base_version": 1}, headers=h)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from lesioncount.web import services as sv
 from lesioncount.web.deps import DB, ApiActor, client_ip
+from lesioncount.web.marks import counts_by_region_of
 from lesioncount.web.models import Patient, Photo, Visit
 from lesioncount.web.security import create_api_token
 
@@ -119,6 +120,7 @@ class PhotoOut(PhotoStatusOut):
     version: int | None = Field(description="current marks version (1 is the model's)")
     marks: list[dict[str, Any]] = Field(description="lesions in count-result form plus id and source")
     counts: dict[str, int] | None = Field(description="counts of the current marks")
+    counts_by_region: dict[str, dict[str, int]] = Field(description="region -> class -> count, current marks")
     model_counts: dict[str, int] | None
     warnings: list[str]
     changed_by: str | None
@@ -179,6 +181,7 @@ def photo_json(db: DB, ph: Photo) -> dict[str, Any]:
             "version": mv.version if mv else None,
             "marks": mv.marks if mv else [],
             "counts": mv.counts if mv else None,
+            "counts_by_region": counts_by_region_of(mv.marks) if mv else {},
             "model_counts": (ph.result or {}).get("counts"),
             "warnings": (ph.result or {}).get("quality", {}).get("warnings", []),
             "changed_by": (mv.author.username if mv and mv.author else None),

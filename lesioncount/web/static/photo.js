@@ -74,6 +74,19 @@
     document.querySelectorAll("[data-count]").forEach((td) => { td.textContent = counts[td.dataset.count] ?? ""; });
     const model = data.model_counts || {};
     document.querySelectorAll("[data-model-count]").forEach((td) => { td.textContent = model[td.dataset.modelCount] ?? ""; });
+    const rbody = document.querySelector("#region-counts tbody");
+    rbody.replaceChildren(...Object.entries(data.counts_by_region || {})
+      .filter(([, c]) => c.inflammatory + c.comedone + c.scar > 0)
+      .map(([region, c]) => {
+        const tr = document.createElement("tr");
+        [region.replace("_", " "), c.inflammatory, c.comedone, c.scar].forEach((v, j) => {
+          const td = document.createElement("td");
+          td.textContent = v;
+          if (j > 0) td.className = "num";
+          tr.append(td);
+        });
+        return tr;
+      }));
     document.getElementById("version-line").textContent = data.version
       ? `Marks version ${data.version}` + (data.changed_by ? `, last changed by ${data.changed_by}` : " (model)") : "";
     updateSelection();
