@@ -334,6 +334,19 @@ def test_admin_pages_users_and_audit(web):
     assert bad.status_code == 400
     audit = c.get("/admin/audit").text
     assert "create_user" in audit and "login" in audit
+    # Disabling a user ends their session and their tokens at once.
+    with TestClient(web.app) as carl:
+        carl_csrf = login(carl, "carl", PW)
+        tok = carl.post("/api/v1/tokens", json={"name": "t"}, headers={"X-CSRF-Token": carl_csrf}).json()["token"]
+        from lesioncount.web.models import User
+
+        with web.app.state.sessions() as db:
+            carl_id = db.query(User).filter(User.username == "carl").one().id
+        assert f"/admin/users/{carl_id}/active" in c.get("/admin/users").text
+        c.post(f"/admin/users/{carl_id}/active", data={"csrf_token": csrf, "active": "0"})
+        assert carl.get("/api/v1/me").status_code == 401
+        assert carl.get("/api/v1/me", headers={"Authorization": f"Bearer {tok}"}).status_code == 401
+        assert "disable_user" in c.get("/admin/audit").text
 
 
 def test_restart_keeps_data_and_migrations_match_models(web, tmp_path):

@@ -132,6 +132,12 @@ def test_no_access_across_clinics(web):
         # The same pseudonym may exist in two clinics without clashing.
         assert other.post("/api/v1/patients", json={"code": "N-1"}, headers=h).status_code == 201
         assert "carl" not in other.get("/admin/audit").text
+        from lesioncount.web.models import User
+
+        with web.app.state.sessions() as db:
+            carl_id = db.query(User).filter(User.username == "carl").one().id
+        r = other.post(f"/admin/users/{carl_id}/active", data={"csrf_token": csrf, "active": "0"})
+        assert r.status_code == 404 and "carl" not in other.get("/admin/users").text
     assert _rows(web.app, Photo) == 1
 
 
@@ -151,6 +157,8 @@ def test_roles(web):
         assert viewer.put(f"/api/v1/patients/{web.pid}", json={"birth_year": 2000}, headers=h).status_code == 403
         assert viewer.get("/admin/users").status_code == 403 and viewer.get("/admin/audit").status_code == 403
     assert web.client.get("/admin/users").status_code == 403  # a clinician manages no users
+    r = web.client.post("/admin/users/1/active", data={"csrf_token": web.csrf, "active": "0"})
+    assert r.status_code == 403
 
 
 def test_csrf_is_required_on_every_write(web):

@@ -333,6 +333,13 @@ async def new_user(request: Request, db: DB, actor: PageActor) -> Response:
     return redirect("/admin/users")
 
 
+@router.post("/admin/users/{user_id}/active")
+async def user_active(request: Request, user_id: int, db: DB, actor: PageActor) -> Response:
+    form = await _form(request, actor)
+    sv.set_user_active(db, actor, user_id, form.get("active") == "1")
+    return redirect("/admin/users")
+
+
 @router.get("/admin/audit")
 def audit_page(request: Request, db: DB, actor: PageActor) -> Response:
     return render(request, "audit.html", actor, events=sv.list_audit(db, actor))

@@ -115,6 +115,20 @@ def create_user(db: Session, actor: Actor, username: str, password: str, role: s
     return user
 
 
+def set_user_active(db: Session, actor: Actor, user_id: int, active: bool) -> User:
+    """Disable (or enable again) a user of the actor's clinic; a disabled user's sessions and tokens stop working."""
+    require(actor, "manage_users")
+    user = db.get(User, user_id)
+    if user is None or user.clinic_id != actor.clinic_id:
+        raise NotFound(f"no user {user_id}")
+    if user.id == actor.user.id and not active:
+        raise Invalid("you cannot disable yourself")
+    user.active = active
+    audit(db, actor, "enable_user" if active else "disable_user", "user", user.id, user.username)
+    db.commit()
+    return user
+
+
 def list_users(db: Session, actor: Actor) -> list[User]:
     require(actor, "manage_users")
     return list(db.scalars(select(User).where(User.clinic_id == actor.clinic_id).order_by(User.username)))
