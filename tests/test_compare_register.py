@@ -214,3 +214,33 @@ def test_matching_recovers_fates_under_any_known_similarity(n, keep, n_new, rot,
     assert match.pairs == tuple((i, k) for k, i in enumerate(kept))
     assert match.resolved == tuple(i for i in range(n) if i not in kept)
     assert match.new == tuple(range(len(kept), len(src)))
+
+
+def _bend(x: np.ndarray, y: np.ndarray, amp: float) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth non-rigid displacement (an expression, a slight turn): no affine follows it."""
+    return amp * np.sin(2 * np.pi * y / 260.0), amp * np.cos(2 * np.pi * x / 300.0)
+
+
+@pytest.mark.parametrize("amp", [3.0, 5.0, 7.0])
+def test_local_flow_follows_non_rigid_change(clean, series, amp) -> None:
+    from dataclasses import replace
+
+    base, planted, base_lesions = series
+    fu = demo.follow_up(clean, planted, 2, matrix=demo.similarity(clean.shape, rotation_deg=5.0, shift_px=(4.0, 3.0)))
+    yy, xx = np.mgrid[0:512, 0:512].astype(np.float32)
+    dx, dy = _bend(xx, yy, amp)
+    follow = cv2.remap(fu.image, xx + dx.astype(np.float32), yy + dy.astype(np.float32), cv2.INTER_LINEAR)
+    lesions = []
+    for les in fu.lesions:  # where each lesion went: solve x + D(x) = old position
+        x, y = les.x, les.y
+        for _ in range(20):
+            ddx, ddy = _bend(np.float64(x), np.float64(y), amp)
+            x, y = les.x - float(ddx), les.y - float(ddy)
+        lesions.append(replace(les, x=x, y=y))
+    reg = register(base, follow)
+    assert reg.flow is not None and reg.nonrigid_px > 1.0 and reg.to_dict()["nonrigid_px"] > 1.0
+    match = match_lesions(base_lesions, lesions, reg, tolerance_px=4.0)
+    assert match.pairs == tuple(sorted(fu.persisting)) and match.new == fu.new
+    assert max(match.distances_px) < 2.0
+    if amp >= 5.0:  # one affine alone cannot follow it
+        assert match_lesions(base_lesions, lesions, reg.matrix, tolerance_px=4.0).pairs != match.pairs

@@ -14,7 +14,8 @@ Measures:
 - sharpness: RMS Laplacian over RMS contrast of the face, after resizing the face to a fixed height and a
   light blur, so it depends on neither exposure nor photo size;
 - scale and in-plane rotation: from the registration (face box heights without it);
-- pose: views must match; an affine anisotropy above 1.08 hints that the head is turned.
+- pose: views must match; an affine anisotropy above 1.08 hints that the head is turned; residual motion
+  after the affine (the registration's local flow) above 1% of the face height means the face changed shape.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ WARN_SCALE_RATIO = 1.25
 WARN_ROTATION_DEG = 5.0
 WARN_ANISOTROPY = 1.08
 WARN_QUALITY = 0.35
+#: Residual non-rigid motion (median, after the affine) above this fraction of the face height.
+WARN_NONRIGID_FRAC = 0.01
 #: Colour measures (redness, shine) are compared only within these limits.
 LIGHTING_STOPS = 0.5
 LIGHTING_WB_LOG2 = 0.15
@@ -316,6 +319,15 @@ def assess_comparability(
         msg = "follow-up is a mirror image of the baseline (selfie camera?): its left and right regions are swapped"
         warnings.append((0.6, msg))
         score *= 0.8
+    if registration is not None and base.face_height_px and registration.nonrigid_px > 0:
+        frac = registration.nonrigid_px / base.face_height_px
+        if frac >= WARN_NONRIGID_FRAC:
+            msg = (
+                f"face shape differs after alignment (expression or head turn, {registration.nonrigid_px:.0f} px "
+                "typical residual motion): lesion positions were corrected locally"
+            )
+            warnings.append((0.3, msg))
+            score *= float(np.clip(1 - (frac - WARN_NONRIGID_FRAC) * 10, 0.5, 1.0))
     if anis is not None and anis >= WARN_ANISOTROPY:
         warnings.append((0.5, f"head pose differs (the face is stretched {100 * (anis - 1):.0f}% along one axis)"))
         score *= float(np.clip(1 - (anis - 1) * 2, 0.3, 1.0))

@@ -316,7 +316,7 @@ def _compare_pair(
         match = match_lesions(
             base.result.lesions,
             follow.result.lesions,
-            reg.matrix,
+            reg,
             tolerance_px=tol,
             base_shape=base.image.shape,
             follow_shape=follow.image.shape,

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
-from lesioncount.compare.register import invert, map_points
+from lesioncount.compare.register import Registration, invert, map_points
 from lesioncount.types import ACNE_CLASSES, CLASSES, REGIONS, Lesion
 
 #: Default tolerance as a fraction of the baseline face height.
@@ -140,7 +140,7 @@ def _inside(xy: npt.NDArray[np.float64], shape: tuple[int, ...] | None, margin: 
 def match_lesions(
     base_lesions: Sequence[Lesion],
     follow_lesions: Sequence[Lesion],
-    matrix: npt.ArrayLike | None = None,
+    matrix: Registration | npt.ArrayLike | None = None,
     *,
     tolerance_px: float = 10.0,
     base_shape: tuple[int, ...] | None = None,
@@ -151,7 +151,8 @@ def match_lesions(
     Args:
         base_lesions: lesions of the baseline photo (baseline pixels).
         follow_lesions: lesions of the follow-up photo (follow-up pixels).
-        matrix: 2x3 affine follow-up -> baseline pixels (``Registration.matrix``); None for identity.
+        matrix: a ``Registration`` (its affine plus local flow correction), a 2x3 affine follow-up -> baseline
+            pixels, or None for identity.
         tolerance_px: largest centre distance (baseline pixels) for a persisting pair; > 0.
         base_shape: baseline photo shape; follow-up lesions that map outside it are ``out_of_view``.
         follow_shape: follow-up photo shape; baseline lesions that map outside it are ``out_of_view``.
@@ -161,14 +162,16 @@ def match_lesions(
     """
     if tolerance_px <= 0:
         raise ValueError(f"tolerance_px must be positive, got {tolerance_px}")
-    m = np.eye(2, 3) if matrix is None else np.asarray(matrix, np.float64)
+    to_base = matrix.to_base if isinstance(matrix, Registration) else None
+    m = np.eye(2, 3) if matrix is None else matrix.affine if isinstance(matrix, Registration) else np.asarray(matrix)
+    m = m.astype(np.float64)
     if m.shape != (2, 3):
         raise ValueError(f"matrix must be 2x3 (follow-up -> baseline affine), got shape {m.shape}")
     base = tuple(base_lesions)
     follow = tuple(follow_lesions)
     bxy = np.array([[les.x, les.y] for les in base], np.float64).reshape(-1, 2)
     fxy_own = np.array([[les.x, les.y] for les in follow], np.float64).reshape(-1, 2)
-    fxy = map_points(m, fxy_own)
+    fxy = to_base(fxy_own) if to_base is not None else map_points(m, fxy_own)
     # A lesion is judged only when the other photo shows its place (a small margin for edge lesions).
     base_in = _inside(map_points(invert(m), bxy), follow_shape, 2.0)
     follow_in = _inside(fxy, base_shape, 2.0)

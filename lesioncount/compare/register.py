@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -42,8 +42,14 @@ CONFIDENT_INLIERS = 48
 SCALE_RANGE = (0.25, 4.0)
 #: A full affine replaces the similarity when it has this many times the inliers.
 AFFINE_GAIN = 1.25
-#: ECC may move the feature inliers by at most this many work pixels (or twice their fit residual).
-ECC_MAX_DRIFT_PX = 1.5
+#: ECC may worsen the median feature-inlier residual by at most this many work pixels.
+ECC_MAX_DRIFT_PX = 0.5
+#: The loose RANSAC fit replaces the tight one when it has this many times the inliers.
+LOOSE_GAIN = 1.5
+#: RANSAC inlier threshold as a fraction of the work image's long side (at least 3 px).
+RANSAC_FRAC = 0.0125
+#: Residual motion above this fraction of the face height is not trusted.
+MAX_FLOW_FRAC = 0.06
 #: Largest axis-scale ratio of a plausible fit (a turned head stretches the face by 10-20%, not 50%).
 MAX_ANISOTROPY = 1.5
 #: Quality labels by band-pass NCC, calibrated on 30 real photo pairs (640 px frames) registered and then
@@ -64,7 +70,11 @@ class Registration:
         n_matches: ratio-tested feature matches.
         n_inliers: RANSAC inliers of the similarity fit (0 when features were not used).
         residual_px: median inlier reprojection error in baseline pixels, or None.
-        quality: NCC of the aligned faces in [-1, 1] (the alignment-quality figure).
+        quality: band-pass NCC of the aligned faces in [-1, 1] (the alignment-quality figure).
+        flow: optional (h, w, 2) float32 residual motion after the affine, in baseline work pixels (dense
+            optical flow from the baseline to the aligned follow-up on the face); corrects lesion positions
+            locally for what one affine cannot follow (a turned head, an expression). None when not computed.
+        flow_scale: work pixels per baseline pixel of ``flow``.
     """
 
     matrix: tuple[tuple[float, float, float], tuple[float, float, float]]
@@ -73,6 +83,31 @@ class Registration:
     n_inliers: int = 0
     residual_px: float | None = None
     quality: float = 0.0
+    flow: npt.NDArray[np.float32] | None = field(default=None, repr=False, compare=False)
+    flow_scale: float = 1.0
+
+    @property
+    def nonrigid_px(self) -> float:
+        """Median residual motion on the face after the affine, baseline pixels (0 without ``flow``)."""
+        if self.flow is None:
+            return 0.0
+        mag = np.linalg.norm(self.flow, axis=2)
+        moving = mag[mag > 0]
+        return float(np.median(moving)) / self.flow_scale if moving.size else 0.0
+
+    def to_base(self, xy: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Follow-up pixel positions -> baseline pixel positions: the affine, then the local flow correction."""
+        p = map_points(self.affine, xy)
+        if self.flow is None or len(p) == 0:
+            return p
+        h, w = self.flow.shape[:2]
+        q = p * self.flow_scale
+        ix = np.clip(np.round(q[:, 0]).astype(int), 0, w - 1)
+        iy = np.clip(np.round(q[:, 1]).astype(int), 0, h - 1)
+        inside = (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
+        # Flow maps baseline p to aligned follow-up p + flow(p); for smooth flow p ~ q - flow(q).
+        d = self.flow[iy, ix].astype(np.float64) * inside[:, None]
+        return p - d / self.flow_scale
 
     @property
     def affine(self) -> npt.NDArray[np.float64]:
@@ -123,6 +158,7 @@ class Registration:
             "scale": round(self.scale, 5),
             "anisotropy": round(self.anisotropy, 4),
             "mirrored": self.mirrored,
+            "nonrigid_px": round(self.nonrigid_px, 3),
         }
 
 
@@ -225,6 +261,7 @@ def _features(
     """
     clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
     eb, ef = clahe.apply(gb), clahe.apply(gf)
+    thr = max(3.0, RANSAC_FRAC * max(gb.shape))
     best: list[_Fit] = []
     for name in ("akaze", "orb"):
         det = cv2.AKAZE.create(threshold=0.0005) if name == "akaze" else cv2.ORB.create(nfeatures=4000)
@@ -238,14 +275,25 @@ def _features(
             continue
         src = np.array([kf[m.queryIdx].pt for m in good], np.float32)
         dst = np.array([kb[m.trainIdx].pt for m in good], np.float32)
-        fits: list[_Fit] = []
-        for estimate in (cv2.estimateAffinePartial2D, cv2.estimateAffine2D):
-            m, inl = estimate(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=5000, confidence=0.999)
-            if m is None or inl is None:
-                continue
-            ok = inl.ravel().astype(bool)
-            fit = _Fit(np.asarray(m, np.float64), "features", len(good), int(ok.sum()), None, src[ok], dst[ok])
-            fits.append(replace(fit, residual_px=fit.residual_of(fit.matrix)))
+        # A tight threshold, and a looser one of about 1% of the image: a face is not flat, and when far more
+        # matches agree loosely than tightly (an expression, a small turn), the loose fit plus the local flow
+        # follows the face better than a tight fit to part of it.
+        by_thr: list[list[_Fit]] = []
+        for t in (3.0, thr) if thr > 3.0 else (3.0,):
+            fits_t: list[_Fit] = []
+            for estimate in (cv2.estimateAffinePartial2D, cv2.estimateAffine2D):
+                m, inl = estimate(src, dst, method=cv2.RANSAC, ransacReprojThreshold=t, maxIters=5000, confidence=0.999)
+                if m is None or inl is None:
+                    continue
+                ok = inl.ravel().astype(bool)
+                fit = _Fit(np.asarray(m, np.float64), "features", len(good), int(ok.sum()), None, src[ok], dst[ok])
+                fits_t.append(replace(fit, residual_px=fit.residual_of(fit.matrix)))
+            by_thr.append(fits_t)
+        fits = by_thr[0]
+        if len(by_thr) == 2 and max((f.n_inliers for f in by_thr[1]), default=0) >= LOOSE_GAIN * max(
+            (f.n_inliers for f in fits), default=0
+        ):
+            fits = by_thr[1]
         if fits and max(f.n_inliers for f in fits) > max((f.n_inliers for f in best), default=0):
             best = fits
         if best and max(f.n_inliers for f in best) >= 4 * MIN_INLIERS:
@@ -268,7 +316,11 @@ def _bandpass(g: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 def _ncc(
-    gb: npt.NDArray[np.uint8], gf: npt.NDArray[np.uint8], m_work: npt.NDArray[np.float64], mask: npt.NDArray[np.uint8]
+    gb: npt.NDArray[np.uint8],
+    gf: npt.NDArray[np.uint8],
+    m_work: npt.NDArray[np.float64],
+    mask: npt.NDArray[np.uint8],
+    flow: npt.NDArray[np.float32] | None = None,
 ) -> float:
     """Band-pass NCC of the base and the warped follow-up (work pixels) inside mask and the follow-up's footprint.
 
@@ -278,6 +330,11 @@ def _ncc(
     h, w = gb.shape
     warped = cv2.warpAffine(gf.astype(np.float32), m_work, (w, h), flags=cv2.INTER_LINEAR)
     valid = cv2.warpAffine(np.ones_like(gf, np.uint8), m_work, (w, h), flags=cv2.INTER_NEAREST) > 0
+    if flow is not None:  # with the local correction: the follow-up content at p + flow(p)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        mx, my = xx + flow[..., 0], yy + flow[..., 1]
+        warped = cv2.remap(warped, mx, my, cv2.INTER_LINEAR)
+        valid = cv2.remap(valid.astype(np.uint8), mx, my, cv2.INTER_NEAREST) > 0
     # Stay clear of the footprint's edge, where the warp's black border leaks into the band-pass.
     sel = (cv2.erode(valid.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0) & (mask > 0)
     if sel.sum() < 100:
@@ -313,6 +370,7 @@ def register(
     base_box: Box | None = None,
     follow_box: Box | None = None,
     refine: bool = True,
+    local: bool = True,
     work_px: int = WORK_PX,
 ) -> Registration:
     """Align a follow-up photo to the baseline photo of the same view.
@@ -323,6 +381,8 @@ def register(
         base_box: baseline face box ``(x, y, w, h)`` in photo pixels, or None (whole frame).
         follow_box: follow-up face box, or None.
         refine: run the ECC refinement.
+        local: also measure the residual motion on the face (dense optical flow), which ``to_base`` uses to
+            correct lesion positions locally.
         work_px: long side at which the work is done.
 
     Returns:
@@ -365,11 +425,15 @@ def register(
         m_ecc = _ecc(gb, gf, m_work, mb)
         if m_ecc is not None and _plausible(m_ecc, sb, sf):
             q_ecc = _ncc(gb, gf, m_ecc, mb)
-            # ECC refines; it must not drag the feature inliers away (it can lock onto shading instead).
-            drift = chosen.residual_of(m_ecc)
-            limit = max(ECC_MAX_DRIFT_PX, 2 * (chosen.residual_px or 0.0))
-            if q_ecc >= quality - 1e-3 and (drift is None or drift <= limit):
+            # ECC refines; it must stay consistent with the feature matches (it can lock onto shading instead).
+            resid_ecc = chosen.residual_of(m_ecc)
+            consistent = resid_ecc is None or resid_ecc <= (chosen.residual_px or 0.0) + ECC_MAX_DRIFT_PX
+            if q_ecc >= quality - 1e-3 and consistent:
                 m_work, quality, method = m_ecc, q_ecc, method + "+ecc"
+    flow = None
+    if local and (method.startswith("features") or quality >= QUALITY_FAIR):
+        flow = _residual_flow(gb, gf, m_work, mb, base_box, sb)
+        quality = max(quality, _ncc(gb, gf, m_work, mb, flow))
     m = full(m_work)
     return Registration(
         matrix=(tuple(float(v) for v in m[0]), tuple(float(v) for v in m[1])),  # type: ignore[arg-type]
@@ -378,4 +442,36 @@ def register(
         n_inliers=chosen.n_inliers,
         residual_px=None if chosen.residual_px is None else chosen.residual_px / sb,
         quality=quality,
+        flow=flow,
+        flow_scale=sb,
     )
+
+
+def _residual_flow(
+    gb: npt.NDArray[np.uint8],
+    gf: npt.NDArray[np.uint8],
+    m_work: npt.NDArray[np.float64],
+    mask: npt.NDArray[np.uint8],
+    base_box: Box | None,
+    sb: float,
+) -> npt.NDArray[np.float32]:
+    """Dense optical flow (Farneback) from the baseline to the affinely aligned follow-up, on the face only.
+
+    Brightness is matched first (Farneback assumes it constant); motion larger than ``MAX_FLOW_FRAC`` of the
+    face height is dropped as unreliable (a lesion that appeared, hair, a border).
+    """
+    h, w = gb.shape
+    warped = cv2.warpAffine(gf, m_work, (w, h), flags=cv2.INTER_LINEAR)
+    valid = cv2.warpAffine(np.full_like(gf, 255), m_work, (w, h), flags=cv2.INTER_NEAREST) > 0
+    sel = cv2.erode((valid & (mask > 0)).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    flow = np.zeros((h, w, 2), np.float32)
+    if sel.sum() < 400:
+        return flow
+    a, b = gb.astype(np.float32), warped.astype(np.float32)
+    b = (b - b[sel].mean()) / max(float(b[sel].std()), 1e-3) * float(a[sel].std()) + float(a[sel].mean())
+    b8 = np.clip(b, 0, 255).astype(np.uint8)
+    found = cv2.calcOpticalFlowFarneback(gb, b8, None, 0.5, 4, 31, 5, 7, 1.5, cv2.OPTFLOW_FARNEBACK_GAUSSIAN)
+    face_h = (base_box[3] * sb) if base_box is not None else 0.6 * h
+    ok = sel & (np.linalg.norm(found, axis=2) <= MAX_FLOW_FRAC * face_h)
+    flow[ok] = found[ok]
+    return flow
