@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lesioncount.compare.endpoints import (
     Change,
@@ -99,3 +102,25 @@ def test_toxin_under_18_warning() -> None:
     )
     assert len(w) == 1 and "aged 16" in w[0] and "contraindicated under 18" in w[0] and "2026-03-01" in w[0]
     assert contraindication_warnings([("botox", None, None)]) == []  # age unknown: no claim either way
+
+
+@given(st.integers(0, 200), st.integers(0, 200))
+def test_change_properties(b: int, f: int) -> None:
+    c = Change(b, f)
+    assert c.absolute == f - b
+    if b == 0:
+        assert c.percent is None
+    else:
+        assert c.percent is not None and np.sign(c.percent) == np.sign(c.absolute) and c.percent >= -100.0
+        assert responder_flags({"x": c})["x"] == (f <= 0.5 * b)
+
+
+@given(st.lists(st.integers(0, 80), min_size=3, max_size=8))
+def test_durability_properties(counts: list[int]) -> None:
+    d = durability_curve(counts)
+    assert d.counts[d.nadir_index] == min(counts[1:]) and d.nadir_index >= 1
+    if sorted(counts[1:], reverse=True) == counts[1:]:  # never rising after the first follow-up: no rebound
+        assert not d.rebound
+    if d.rebound:
+        k = d.rebound_index
+        assert k is not None and k > d.nadir_index and counts[k] - counts[d.nadir_index] >= 3
