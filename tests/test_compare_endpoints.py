@@ -124,3 +124,9 @@ def test_durability_properties(counts: list[int]) -> None:
     if d.rebound:
         k = d.rebound_index
         assert k is not None and k > d.nadir_index and counts[k] - counts[d.nadir_index] >= 3
+
+
+def test_rebound_above_baseline_wording() -> None:
+    d = durability_curve([6, 2, 9], [0, 60, 170])
+    assert d.rebound and d.regained_fraction == pytest.approx(7 / 4)
+    assert d.hint is not None and d.hint.startswith("inflammatory lesions are back at or above baseline (6 at baseline")

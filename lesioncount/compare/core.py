@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 COMPARE_SCHEMA_VERSION = "1.0"
 #: Photo measures run on a copy whose long side is at most this.
 MEASURE_LONG_SIDE_PX = 1200
+#: Counts a responder flag is given for (scars do not respond to acne treatment).
+RESPONDER_KEYS = ("inflammatory", "comedone", "total_acne")
 #: Classes whose durability is followed.
 DURABILITY_CLASSES = ("inflammatory", "total_acne")
 
@@ -334,6 +336,6 @@ def _compare_pair(
         change=change,
         region_change=region_change(base.result.counts_by_region, follow.result.counts_by_region),
         grades=grade_change(base.result.grades, follow.result.grades),
-        responder=responder_flags(change, threshold_pct=responder_threshold_pct),
+        responder=responder_flags({k: change[k] for k in RESPONDER_KEYS}, threshold_pct=responder_threshold_pct),
         secondary=secondary,
     )

@@ -111,6 +111,7 @@ def follow_up(
     stops: float = 0.0,
     blur_sigma_px: float = 0.0,
     allowed: npt.NDArray[np.bool_] | None = None,
+    keep_scars: bool = False,
 ) -> SyntheticFollowUp:
     """Make one follow-up of a baseline made by ``baseline`` on the same clean photo.
 
@@ -124,11 +125,16 @@ def follow_up(
         stops: exposure change (negative = darker).
         blur_sigma_px: Gaussian blur applied last.
         allowed: where new lesions may go (``skin_tone_mask`` by default).
+        keep_scars: scars always persist (they do on real skin).
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     h, w = clean.shape[:2]
     m = np.eye(2, 3) if matrix is None else np.asarray(matrix, np.float64)
-    kept = [i for i in range(len(base_planted)) if rng.random() < keep]
+    kept = []
+    for i, p in enumerate(base_planted):
+        draw = rng.random()  # drawn for every lesion, so keep_scars does not change the other lesions' fates
+        if draw < keep or (keep_scars and p.cls == "scar"):
+            kept.append(i)
     img = clean
     for i in kept:
         p = base_planted[i]
@@ -192,7 +198,8 @@ def synthetic_patient(
     are the planted ones, so the counts are exact.
 
     Args:
-        clean: HxWx3 uint8 RGB lesion-free face photo; scikit-image's astronaut (public domain) when None.
+        clean: HxWx3 uint8 RGB lesion-free face photo; scikit-image's astronaut (public domain), enlarged
+            to 1024 px, when None.
         rng: randomness.
 
     Returns:
@@ -205,7 +212,8 @@ def synthetic_patient(
     if clean is None:
         from skimage import data
 
-        clean = np.ascontiguousarray(data.astronaut())
+        # Enlarged 2x: lesions keep their real size, so the face has room for new ones at follow-up.
+        clean = np.asarray(cv2.resize(data.astronaut(), None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC), np.uint8)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     face = analyse_face(clean)
     box = face.box
@@ -239,11 +247,11 @@ def synthetic_patient(
     plan = [
         (45, dict(keep=0.3, new_counts={"papule": 1}, matrix=similarity(clean.shape, shift_px=(6.0, -4.0)))),
         (100, dict(keep=0.25, new_counts={"blackhead": 1}, matrix=similarity(clean.shape, rotation_deg=3.0))),
-        (170, dict(keep=0.6, new_counts={"papule": 4, "pustule": 2}, stops=-1.5)),
+        (170, dict(keep=0.6, new_counts={"papule": 3, "pustule": 1}, stops=-1.5)),
     ]
     truths = []
     for days, kw in plan:
-        fu = follow_up(clean, planted, rng, allowed=skin, **kw)  # type: ignore[arg-type]
+        fu = follow_up(clean, planted, rng, allowed=skin, keep_scars=True, **kw)  # type: ignore[arg-type]
         truths.append(fu)
         les = with_regions(fu.lesions)
         result = make_result(les, clean.shape, path=f"day{days}.png", face_box=box)

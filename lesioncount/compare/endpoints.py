@@ -242,10 +242,16 @@ def _hint(
     label = cls.replace("_", " ")
     if rebound_index is not None:
         when = f" by day {days[rebound_index]:.0f}" if days[rebound_index] is not None else ""
-        msg = (
-            f"{label} lesions are climbing back toward baseline ({counts[nadir]} at the best visit, "
-            f"{counts[-1]} now; {100 * (regained or 0):.0f}% of the improvement lost{when})"
-        )
+        if (regained or 0) >= 1:
+            msg = (
+                f"{label} lesions are back at or above baseline ({counts[0]} at baseline, {counts[nadir]} at the "
+                f"best visit, {counts[-1]} now{when.replace(' by', ', by')})"
+            )
+        else:
+            msg = (
+                f"{label} lesions are climbing back toward baseline ({counts[nadir]} at the best visit, "
+                f"{counts[-1]} now; {100 * (regained or 0):.0f}% of the improvement lost{when})"
+            )
         if toxin:
             msg += "; the botulinum toxin effect is wearing off: consider re-treatment"
         else:
