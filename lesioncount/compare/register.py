@@ -1,21 +1,24 @@
 """Align a follow-up photo to the baseline photo of the same view.
 
-We have no landmark model, so alignment runs in three steps, each a fallback for the next:
+We have no landmark model, so alignment runs in four steps:
 
-1. the face boxes of both photos give a coarse similarity transform (centre and height);
-2. AKAZE (ORB as a fallback) features inside the face, ratio-tested and fitted by RANSAC to a similarity
-   transform (rotation, uniform scale, shift) give the pose of the follow-up relative to the baseline;
-   when that fails, the same on the mirrored follow-up (front-camera selfies are mirror images);
-   a full affine fit is kept beside it (a slightly turned head, a sheared export);
-3. ECC (``cv2.findTransformECC``, affine) refines the best candidate on the face region. ECC maximises a
-   zero-mean normalised correlation, so it is insensitive to exposure and contrast changes.
+1. candidates: AKAZE (ORB as a fallback) features inside the face, ratio-tested and fitted by RANSAC to a
+   similarity (rotation, uniform scale, shift) or, when it explains clearly more matches, a full affine
+   (a slightly turned head, a sheared export), at a tight and a loose threshold; the same on the mirrored
+   follow-up when the direct fit is weak (front-camera selfies are mirror images); the face boxes'
+   similarity; the identity;
+2. the candidate that aligns the faces best (band-pass NCC, below) is kept, preferring the ones listed first;
+3. ECC (``cv2.findTransformECC``, affine) refines it on the face region, and is kept only when it stays
+   consistent with the feature matches (ECC maximises a zero-mean correlation, so it ignores exposure, but
+   it can lock onto smooth shading);
+4. dense optical flow (Farneback) between the baseline and the aligned follow-up measures what one affine
+   cannot follow (an expression, a small turn); ``Registration.to_base`` uses it to correct lesion positions.
 
 The alignment-quality figure is the normalised cross-correlation (NCC) of the aligned grey faces after a
 band-pass filter (difference of Gaussians), so that it follows skin texture rather than smooth shading:
 1 is a perfect match; real photo pairs aligned to within a pixel score about 0.7-0.9, 2 px off about 0.7,
 4 px off about 0.45, 8 px off about 0.1. Labels: good >= 0.6, fair >= 0.35, poor below (lesion-level
-matching is then not to be trusted). Candidate alignments (similarity, full affine, mirrored,
-face box, identity) are compared by this figure and the best is refined.
+matching is then not to be trusted).
 
 All transforms are 2x3 affine matrices that map follow-up photo pixels to baseline photo pixels.
 """
