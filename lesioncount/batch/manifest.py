@@ -198,86 +198,14 @@ def validate_manifest(
     for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
         if name in cols:
             df[name] = _as_text(raw[cols[name]]).to_numpy()
-
-    for name in REQUIRED_COLUMNS:
-        empty = df.loc[df[name] == "", "row"].tolist()
-        if empty:
-            problems.append(Problem(f"empty {name}", tuple(empty), f"{name} is empty"))
-
-    # Dates: ISO 8601 (YYYY-MM-DD) only: 03/04/2024 means different days in different countries.
-    dates = pd.to_datetime(df["visit_date"], format="%Y-%m-%d", errors="coerce")
-    bad = df.loc[dates.isna() & (df["visit_date"] != ""), ["row", "visit_date"]]
-    for r, v in bad.itertuples(index=False):
-        problems.append(Problem("bad date", (r,), f"visit_date {v!r} is not a date as YYYY-MM-DD"))
-    df["visit_date"] = dates
-
-    views = df["view"].str.lower().map(VIEW_ALIASES)
-    for r, v in df.loc[views.isna() & (df["view"] != ""), ["row", "view"]].itertuples(index=False):
-        problems.append(Problem("unknown view", (r,), f"view {v!r} is not one of {', '.join(VIEWS)}"))
-    df["view"] = views.fillna(df["view"])
-
+    found = _Findings(problems, warnings)
+    _check_empty(df, found)
+    _parse_dates(df, found)
+    _parse_views(df, found)
     if "age" in df:
-        ages = pd.to_numeric(df["age"].replace("", None), errors="coerce")
-        for r, v in df.loc[ages.isna() & (df["age"] != ""), ["row", "age"]].itertuples(index=False):
-            problems.append(Problem("bad age", (r,), f"age {v!r} is not a number"))
-        for r, a in zip(df["row"], ages, strict=True):
-            if pd.notna(a) and not 0 <= a <= 120:
-                problems.append(Problem("bad age", (r,), f"age {a:g} is outside 0-120"))
-        # One place for the rule (compare.endpoints); imported here only, as it loads the compare package.
-        from lesioncount.compare.endpoints import TOXIN_MIN_AGE_YEARS
-
-        under = df.loc[ages < TOXIN_MIN_AGE_YEARS, "row"].tolist()
-        if under:
-            warnings.append(
-                f"rows {_rows(tuple(under))}: age under {TOXIN_MIN_AGE_YEARS} "
-                f"(botulinum toxin is contraindicated under {TOXIN_MIN_AGE_YEARS})"
-            )
-        df["age"] = ages.astype(float)
-
-    keyed = df[(df["subject_id"] != "") & (df["visit"] != "") & (df["view"] != "")]
-    for _, grp in keyed.groupby(["subject_id", "visit", "view"], sort=False):
-        if len(grp) > 1:
-            s, v, w = grp.iloc[0][["subject_id", "visit", "view"]]
-            problems.append(
-                Problem(
-                    "duplicate photo", tuple(grp["row"]), f"subject {s} visit {v} view {w} is listed {len(grp)} times"
-                )
-            )
-    dated = df[(df["subject_id"] != "") & (df["visit"] != "") & df["visit_date"].notna()]
-    for (s, v), grp in dated.groupby(["subject_id", "visit"], sort=False):
-        if grp["visit_date"].nunique() > 1:
-            ds = ", ".join(sorted(d.strftime("%Y-%m-%d") for d in grp["visit_date"].unique()))
-            problems.append(Problem("inconsistent date", tuple(grp["row"]), f"subject {s} visit {v} has dates {ds}"))
-    # Two visits of one subject on one date usually mean a copy-paste slip in the visit column.
-    firsts = dated.drop_duplicates(["subject_id", "visit"])
-    for (s, d), grp in firsts.groupby(["subject_id", "visit_date"], sort=False):
-        if len(grp) > 1:
-            warnings.append(f"subject {s}: visits {', '.join(grp['visit'])} share the date {d.strftime('%Y-%m-%d')}")
-    if "arm" in df:
-        for s, grp in df[df["subject_id"] != ""].groupby("subject_id", sort=False):
-            arms = sorted(set(grp["arm"]) - {""})
-            if len(arms) > 1:
-                problems.append(
-                    Problem("inconsistent arm", tuple(grp["row"]), f"subject {s} is in arms {', '.join(arms)}")
-                )
-
-    base = Path(root)
-    paths = ["" if p == "" else str((Path(p) if Path(p).is_absolute() else base / p).absolute()) for p in df["path"]]
-    df["path"] = paths
-    for p, grp in df[df["path"] != ""].groupby("path", sort=False):
-        if len(grp) > 1:
-            problems.append(Problem("duplicate path", tuple(grp["row"]), f"{p} is listed {len(grp)} times"))
-    missing_rows = []
-    missing_idx = []
-    for i, (r, p) in enumerate(zip(df["row"], df["path"], strict=True)):
-        if p and not os.path.isfile(p):
-            missing_rows.append(r)
-            missing_idx.append(i)
-            if not allow_missing:
-                why = "is a folder, not a photo" if os.path.isdir(p) else "does not exist"
-                problems.append(Problem("missing file", (r,), f"{p} {why}"))
-    if missing_rows and allow_missing:
-        warnings.append(f"rows {_rows(tuple(missing_rows))}: photo file missing (reported as missing in the tables)")
+        _parse_ages(df, found)
+    _check_consistency(df, found)
+    missing_idx = _resolve_paths(df, Path(root), allow_missing, found)
 
     if problems:
         raise ManifestError(source, problems)
@@ -286,3 +214,110 @@ def validate_manifest(
     return Manifest(
         table=df.reset_index(drop=True), source=source, missing=tuple(missing_idx), warnings=tuple(warnings)
     )
+
+
+@dataclass
+class _Findings:
+    """Problems (stop the run) and warnings (do not), collected by the checks below."""
+
+    problems: list[Problem]
+    warnings: list[str]
+
+
+def _check_empty(df: pd.DataFrame, found: _Findings) -> None:
+    for name in REQUIRED_COLUMNS:
+        empty = df.loc[df[name] == "", "row"].tolist()
+        if empty:
+            found.problems.append(Problem(f"empty {name}", tuple(empty), f"{name} is empty"))
+
+
+def _parse_dates(df: pd.DataFrame, found: _Findings) -> None:
+    """``visit_date`` text -> datetime64. ISO 8601 only: 03/04/2024 means different days in different countries."""
+    dates = pd.to_datetime(df["visit_date"], format="%Y-%m-%d", errors="coerce")
+    for r, v in df.loc[dates.isna() & (df["visit_date"] != ""), ["row", "visit_date"]].itertuples(index=False):
+        found.problems.append(Problem("bad date", (r,), f"visit_date {v!r} is not a date as YYYY-MM-DD"))
+    df["visit_date"] = dates
+
+
+def _parse_views(df: pd.DataFrame, found: _Findings) -> None:
+    """``view`` spellings -> ``front``/``left``/``right``."""
+    views = df["view"].str.lower().map(VIEW_ALIASES)
+    for r, v in df.loc[views.isna() & (df["view"] != ""), ["row", "view"]].itertuples(index=False):
+        found.problems.append(Problem("unknown view", (r,), f"view {v!r} is not one of {', '.join(VIEWS)}"))
+    df["view"] = views.fillna(df["view"])
+
+
+def _parse_ages(df: pd.DataFrame, found: _Findings) -> None:
+    """``age`` text -> float years; impossible ages are problems, minors a warning."""
+    # One place for the rule (compare.endpoints); imported here only, as it loads the compare package.
+    from lesioncount.compare.endpoints import TOXIN_MIN_AGE_YEARS
+
+    ages = pd.to_numeric(df["age"].replace("", None), errors="coerce")
+    for r, v in df.loc[ages.isna() & (df["age"] != ""), ["row", "age"]].itertuples(index=False):
+        found.problems.append(Problem("bad age", (r,), f"age {v!r} is not a number"))
+    for r, a in zip(df["row"], ages, strict=True):
+        if pd.notna(a) and not 0 <= a <= 120:
+            found.problems.append(Problem("bad age", (r,), f"age {a:g} is outside 0-120"))
+    under = df.loc[ages < TOXIN_MIN_AGE_YEARS, "row"].tolist()
+    if under:
+        found.warnings.append(
+            f"rows {_rows(tuple(under))}: age under {TOXIN_MIN_AGE_YEARS} "
+            f"(botulinum toxin is contraindicated under {TOXIN_MIN_AGE_YEARS})"
+        )
+    df["age"] = ages.astype(float)
+
+
+def _check_consistency(df: pd.DataFrame, found: _Findings) -> None:
+    """One photo per subject/visit/view, one date per visit, one arm per subject."""
+    keyed = df[(df["subject_id"] != "") & (df["visit"] != "") & (df["view"] != "")]
+    for (s, v, w), grp in keyed.groupby(["subject_id", "visit", "view"], sort=False):
+        if len(grp) > 1:
+            found.problems.append(
+                Problem(
+                    "duplicate photo", tuple(grp["row"]), f"subject {s} visit {v} view {w} is listed {len(grp)} times"
+                )
+            )
+    dated = df[(df["subject_id"] != "") & (df["visit"] != "") & df["visit_date"].notna()]
+    for (s, v), grp in dated.groupby(["subject_id", "visit"], sort=False):
+        if grp["visit_date"].nunique() > 1:
+            ds = ", ".join(sorted(d.strftime("%Y-%m-%d") for d in grp["visit_date"].unique()))
+            found.problems.append(
+                Problem("inconsistent date", tuple(grp["row"]), f"subject {s} visit {v} has dates {ds}")
+            )
+    # Two visits of one subject on one date usually mean a copy-paste slip in the visit column.
+    firsts = dated.drop_duplicates(["subject_id", "visit"])
+    for (s, d), grp in firsts.groupby(["subject_id", "visit_date"], sort=False):
+        if len(grp) > 1:
+            found.warnings.append(
+                f"subject {s}: visits {', '.join(grp['visit'])} share the date {d.strftime('%Y-%m-%d')}"
+            )
+    if "arm" in df:
+        for s, grp in df[df["subject_id"] != ""].groupby("subject_id", sort=False):
+            arms = sorted(set(grp["arm"]) - {""})
+            if len(arms) > 1:
+                found.problems.append(
+                    Problem("inconsistent arm", tuple(grp["row"]), f"subject {s} is in arms {', '.join(arms)}")
+                )
+
+
+def _resolve_paths(df: pd.DataFrame, root: Path, allow_missing: bool, found: _Findings) -> list[int]:
+    """Make ``path`` absolute (relative to ``root``); returns the indices of missing files."""
+    df["path"] = [
+        "" if p == "" else str((Path(p) if Path(p).is_absolute() else root / p).absolute()) for p in df["path"]
+    ]
+    for p, grp in df[df["path"] != ""].groupby("path", sort=False):
+        if len(grp) > 1:
+            found.problems.append(Problem("duplicate path", tuple(grp["row"]), f"{p} is listed {len(grp)} times"))
+    missing_rows, missing_idx = [], []
+    for i, (r, p) in enumerate(zip(df["row"], df["path"], strict=True)):
+        if p and not os.path.isfile(p):
+            missing_rows.append(r)
+            missing_idx.append(i)
+            if not allow_missing:
+                why = "is a folder, not a photo" if os.path.isdir(p) else "does not exist"
+                found.problems.append(Problem("missing file", (r,), f"{p} {why}"))
+    if missing_rows and allow_missing:
+        found.warnings.append(
+            f"rows {_rows(tuple(missing_rows))}: photo file missing (reported as missing in the tables)"
+        )
+    return missing_idx
