@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 try:  # HEIC support is optional at run time: the core works without it.
     from pillow_heif import register_heif_opener
@@ -110,6 +110,9 @@ def load_image(
     if p.stat().st_size == 0:
         raise ImageReadError(f"{p}: empty file")
     digest = sha256_file(p)
+    # Some libraries (weasyprint, on import) switch Pillow to silently padding truncated files with grey;
+    # a truncated photo must be an error here, so insist on strict decoding for every read.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings(), Image.open(p) as im:
             # Our own megapixel cap below replaces Pillow's warning; its hard error (over twice its

@@ -83,6 +83,20 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:
         assert words in str(e.value) and "\n" not in str(e.value), name
 
 
+def test_truncated_photo_fails_even_after_a_library_relaxed_pillow(tmp_path: Path) -> None:
+    from PIL import ImageFile
+
+    buf = io.BytesIO()
+    Image.fromarray(_photo(400, 400)).save(buf, format="JPEG")
+    (tmp_path / "trunc.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # what importing weasyprint does
+    try:
+        with pytest.raises(ImageReadError, match="truncated"):
+            load_image(tmp_path / "trunc.jpg")
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
 def test_megapixel_cap_and_bomb(tmp_path: Path) -> None:
     Image.new("RGB", (3000, 2000)).save(tmp_path / "big.png")
     with pytest.raises(ImageReadError, match="over the cap"):
