@@ -82,6 +82,21 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
     return c
 
 
+def counting_area(face: FaceAnalysis, tolerance: float = 0.15) -> npt.NDArray[np.bool_]:
+    """Where lesions are counted: the skin grown by ``tolerance`` x the face-box height.
+
+    The skin mask follows skin colour, and lesions (redder or darker than skin) and the skin beside
+    them can fall just outside it; growing it keeps them, while hair, background and the eyes' centres
+    stay out. Without a face the whole frame is counted.
+    """
+    if face.box is None:
+        return face.skin
+    r = max(1.0, tolerance * face.box[3])
+    # Distance to the nearest skin pixel: linear time whatever the radius (a large dilation kernel is not).
+    dist = cv2.distanceTransform((~face.skin).astype(np.uint8), cv2.DIST_L2, 3)
+    return dist <= r
+
+
 def detect_face(image: npt.NDArray[np.uint8]) -> tuple[tuple[int, int, int, int] | None, str, str]:
     """The largest face box in full-image pixels, the detector's name, and the view.
 
@@ -194,13 +209,9 @@ def _analyse(image: npt.NDArray[np.uint8]) -> FaceAnalysis:
     box, method, view = detect_face(image)
     regions = np.full((h, w), REGIONS.index("other"), np.uint8)
     if box is None:
-        skin = _skin_colour_mask(image, [(slice(h // 3, 2 * h // 3), slice(w // 3, 2 * w // 3))], max_distance=4.5)
-        skin = _fill_small_holes(skin, max_hole_px=int(0.002 * h * w) + 50)
-        notes = ["no face found: counting on the whole frame at the frame's scale (close-up assumed)"]
-        if skin.mean() < 0.15:
-            skin = np.ones((h, w), bool)
-            notes.append("little skin-coloured area found: counting on everything in the frame")
-        return FaceAnalysis(False, None, method, view, skin, regions, tuple(notes))
+        # A close-up (a cheek, say) or a face the detector missed: count everywhere rather than guess.
+        notes = ("no face found: counting on the whole frame at the frame's scale (close-up assumed)",)
+        return FaceAnalysis(False, None, method, view, np.ones((h, w), bool), regions, notes)
 
     # Work only in the window around the face ellipse: everything outside is not skin.
     x, y, bw, bh = box

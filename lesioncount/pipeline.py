@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lesioncount.count import count_by_class, count_by_region, decode_lesions, grades
-from lesioncount.face import FaceAnalysis, analyse_face
+from lesioncount.face import FaceAnalysis, analyse_face, counting_area
 from lesioncount.infer import Predictor, resolve_model_path
 from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, load_image
 from lesioncount.preprocess import crop_box, resize, working_scale
@@ -130,7 +130,8 @@ class LesionCounter:
         warnings += _exposure_warnings(pixels, face.skin)
 
         t = time.perf_counter()
-        x0, y0, x1, y1 = crop_box(face.skin, margin_px=max(1, int(ROI_MARGIN_PX / scale)))
+        area = counting_area(face)
+        x0, y0, x1, y1 = crop_box(area, margin_px=max(1, int(ROI_MARGIN_PX / scale)))
         work = resize(np.ascontiguousarray(pixels[y0:y1, x0:x1]), scale)
         timing["preprocess"] = time.perf_counter() - t
 
@@ -147,7 +148,8 @@ class LesionCounter:
         fy = work.shape[0] / max(1, y1 - y0)
         for cls, xw, yw, bw, bh, score in found:
             xd, yd = x0 + xw / fx, y0 + yw / fy  # decoded-image pixels
-            if not face.on_skin(xd, yd):
+            ix, iy = int(xd), int(yd)
+            if not (0 <= iy < area.shape[0] and 0 <= ix < area.shape[1] and area[iy, ix]):
                 continue
             w_ph, h_ph = bw / fx * to_photo, bh / fy * to_photo
             x_ph, y_ph = xd * to_photo, yd * to_photo

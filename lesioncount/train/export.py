@@ -163,10 +163,20 @@ def quantize_int8(
             return None if x is None else {"image": x}
 
     fp32_path, out = Path(fp32_path), Path(out)
-    meta = {p.key: p.value for p in onnx.load(str(fp32_path)).metadata_props}
+    model = onnx.load(str(fp32_path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    # Keep the heads' last convolutions, the sigmoid and the concat in float: quantising the joint output
+    # tensor (heatmaps in [0, 1] beside log sizes up to ~4) would round heatmaps to steps of ~0.02,
+    # flattening peaks into plateaus and moving counts a lot; these nodes cost almost nothing.
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        nodes = onnx.load(str(pre)).graph.node
+        out_name = model.graph.output[0].name
+        final = {n.name for n in nodes if out_name in n.output or n.op_type == "Sigmoid"}
+        feeds = {i for n in nodes if n.name in final for i in n.input}
+        keep_float = sorted(final | {n.name for n in nodes if n.op_type == "Conv" and set(n.output) & feeds})
+        log.info("kept in float: %s", keep_float)
         quantize_static(
             str(pre),
             str(out),
@@ -175,6 +185,7 @@ def quantize_int8(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=keep_float,
         )
     m = onnx.load(str(out))
     del m.metadata_props[:]

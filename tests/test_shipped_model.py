@@ -1,0 +1,82 @@
+"""The shipped model on photos with planted lesions: recovered at two scales, marks not counted, demo runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lesioncount.demo import demo_photo, run_demo
+from lesioncount.pipeline import LesionCounter
+
+#: Acne of every kind and two scar kinds.
+PLAN = {"papule": 5, "pustule": 4, "nodule": 2, "blackhead": 3, "whitehead": 3, "boxcar": 2, "icepick": 2}
+
+
+def _recovered(result, planted, scale: float = 1.0) -> int:  # type: ignore[no-untyped-def]
+    """Planted lesions with a found lesion within 1.5 radii + 4 px (photo pixels), one-to-one."""
+    used: set[int] = set()
+    for p in planted:
+        if p.cls is None:
+            continue
+        best = None
+        for i, les in enumerate(result.lesions):
+            d = np.hypot(les.x - p.x * scale, les.y - p.y * scale)
+            if i not in used and d <= (1.5 * p.radius + 4) * scale and (best is None or d < best[0]):
+                best = (d, i)
+        if best is not None:
+            used.add(best[1])
+    return len(used)
+
+
+@pytest.fixture(scope="module")
+def planted_photo() -> tuple[np.ndarray, list]:
+    return demo_photo(5, upscale=6, plan=PLAN)  # 3072 x 3072, face about 670 px high
+
+
+def test_planted_lesions_recovered_at_two_scales(counter: LesionCounter, planted_photo) -> None:  # type: ignore[no-untyped-def]
+    image, planted = planted_photo
+    inflammatory = [p for p in planted if p.cls == "inflammatory"]
+    big = counter.count(image)
+    small_img = cv2.resize(image, None, fx=1 / 3, fy=1 / 3, interpolation=cv2.INTER_AREA)  # 1024 px
+    small = counter.count(small_img)
+    # Measured with the shipped model: 10 of 11 at 3072 px, 9 of 11 at 1024 px.
+    assert _recovered(big, inflammatory) >= 0.75 * len(inflammatory), big.counts
+    assert _recovered(small, inflammatory, 1 / 3) >= 0.75 * len(inflammatory), small.counts
+    # The same face at two resolutions gives nearly the same counts (measured 14 and 15).
+    assert abs(big.counts["total_acne"] - small.counts["total_acne"]) <= max(3, 0.2 * big.counts["total_acne"])
+    # ...at the same places, in photo pixels of each.
+    assert _recovered(small, planted, 1 / 3) >= _recovered(big, planted) - 2
+
+
+def _marks_counted(counter: LesionCounter, kind: str) -> int:
+    hits = 0
+    for seed in (11, 12, 13):
+        image, planted = demo_photo(seed, upscale=5, plan={kind: 5, "papule": 3})
+        r = counter.count(image)
+        hits += sum(
+            1
+            for p in planted
+            if p.kind == kind and any(np.hypot(les.x - p.x, les.y - p.y) <= 1.5 * p.radius + 4 for les in r.lesions)
+        )
+    return hits
+
+
+def test_brown_marks_are_not_counted(counter: LesionCounter) -> None:
+    assert _marks_counted(counter, "brown_mark") <= 2  # of 15; measured 1
+
+
+@pytest.mark.xfail(strict=True, reason="known weakness of model 1.0.0: flat red marks (PIE) are counted as papules")
+def test_red_marks_are_not_counted(counter: LesionCounter) -> None:
+    assert _marks_counted(counter, "red_mark") <= 2  # of 15; measured 13
+
+
+def test_demo_writes_its_outputs(tmp_path: Path) -> None:
+    o = run_demo(tmp_path)
+    for f in o.files.values():
+        assert f.is_file() and f.stat().st_size > 0
+    assert o.n_planted == sum(o.planted.values()) > 0
+    assert o.matched >= 0.6 * o.n_planted
+    assert "planted" in o.files["html"].read_text()

@@ -1,0 +1,96 @@
+"""Training path: targets, a tiny run that learns, export parity, int8, and the shipped model's contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lesioncount.config import ConfigError, TrainConfig, load_yaml  # noqa: E402
+from lesioncount.infer import models_dir  # noqa: E402
+from lesioncount.train.targets import make_targets  # noqa: E402
+from lesioncount.types import ModelSpec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_targets_from_known_boxes() -> None:
+    heat, log_size, weight = make_targets((32, 48), [(11.0, 7.0, 6.0, 4.0, 0), (40.0, 20.0, 2.0, 2.0, 2)], 3, 2)
+    assert heat.shape == (3, 16, 24) and log_size.shape == (2, 16, 24) and weight.shape == (16, 24)
+    # Input pixel 11 covers [11, 12): its centre 11.5 is output pixel 5.25 -> peak at (x=5, y=3).
+    assert heat[0, 3, 5] == 1.0 and heat[0].max() == 1.0 and (heat[0] == 1).sum() == 1
+    assert heat[2, 10, 20] == 1.0 and heat[1].max() == 0.0
+    np.testing.assert_allclose(log_size[:, 3, 5], np.log([6.0, 4.0]))
+    assert weight.sum() == 2 and weight[3, 5] == 1
+    # Off-grid centres are ignored, not wrapped.
+    h2, _, w2 = make_targets((32, 32), [(-5.0, 3.0, 4.0, 4.0, 0)], 3, 2)
+    assert h2.max() == 0 and w2.sum() == 0
+
+
+def test_config_unknown_key_suggests(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("stpes: 10\n")
+    with pytest.raises(ConfigError, match="did you mean 'steps'"):
+        load_yaml(TrainConfig, p)
+    p.write_text("steps: ten\n")
+    with pytest.raises(ConfigError, match="steps must be a number"):
+        load_yaml(TrainConfig, p)
+    p.write_text("steps: 10\n")
+    assert load_yaml(TrainConfig, p, {"lr": 0.5}).lr == 0.5
+
+
+@pytest.mark.slow
+def test_tiny_training_lowers_loss_resumes_and_exports(tmp_path: Path) -> None:
+    from lesioncount.train.export import calibration_tiles, export_onnx, quantize_int8
+    from lesioncount.train.loop import train
+
+    over = {"out_dir": str(tmp_path / "run"), "steps": 80, "checkpoint_every_s": 0}
+    cfg = load_yaml(TrainConfig, ROOT / "configs" / "tiny.yaml", over)
+
+    def crash_at_50(step: int, total: int, rec: dict[str, float]) -> None:
+        if step == 50:
+            raise KeyboardInterrupt  # a killed run: last.pt already holds step 50
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=crash_at_50)
+    final = train(cfg)  # resumes
+    logs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in logs if "loss" in r]
+    losses = [r["loss"] for r in logs if "loss" in r]
+    assert steps == [50, 80]  # resumed at 50, not restarted
+    assert losses[-1] < losses[0]
+    state = torch.load(final, weights_only=False)
+    assert set(state["thresholds"]) == {"inflammatory", "comedone", "scar"}
+
+    onnx_path = tmp_path / "tiny.onnx"
+    spec, diff = export_onnx(final, onnx_path, version="test")
+    assert diff <= 1e-4
+    m = onnx.load(str(onnx_path))
+    assert m.opset_import[0].version >= 17
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims][2:] == ["height", "width"]
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert ModelSpec.from_metadata(meta) == spec
+    q = tmp_path / "tiny.int8.onnx"
+    d8 = quantize_int8(onnx_path, q, calibration_tiles([], n_tiles=4, tile_px=64))
+    assert d8 < 0.1
+    assert ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(q)).metadata_props}) == spec
+
+
+def test_shipped_models_carry_complete_contracts() -> None:
+    for name in ("lesioncount-unet16.onnx", "lesioncount-unet16.int8.onnx"):
+        path = models_dir() / name
+        assert path.is_file(), f"{name} is not shipped"
+        assert path.stat().st_size < 20 * 1024 * 1024
+        m = onnx.load(str(path))
+        meta = {p.key: p.value for p in m.metadata_props}
+        spec = ModelSpec.from_metadata(meta)  # raises on a missing key
+        assert spec.classes == ("inflammatory", "comedone", "scar")
+        assert all(0 < t < 1 for t in spec.thresholds.values())
+        assert "ACNE04" in spec.training_data
+    assert (models_dir() / "MODEL_CARD.md").is_file()
