@@ -67,11 +67,6 @@ class FaceAnalysis:
             return REGIONS[int(self.regions[iy, ix])]
         return "other"
 
-    def on_skin(self, x: float, y: float) -> bool:
-        h, w = self.skin.shape
-        ix, iy = int(x), int(y)
-        return bool(0 <= ix < w and 0 <= iy < h and self.skin[iy, ix])
-
 
 @lru_cache(maxsize=4)
 def _cascade(name: str) -> cv2.CascadeClassifier:
@@ -91,7 +86,7 @@ def counting_area(face: FaceAnalysis, tolerance: float = 0.15) -> npt.NDArray[np
     """
     if face.box is None:
         return face.skin
-    r = max(1.0, tolerance * face.box[3])
+    r = tolerance * face.box[3]
     # Distance to the nearest skin pixel: linear time whatever the radius (a large dilation kernel is not).
     dist = cv2.distanceTransform((~face.skin).astype(np.uint8), cv2.DIST_L2, 3)
     return dist <= r
