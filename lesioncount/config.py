@@ -44,6 +44,7 @@ class TrainConfig:
         val_every_steps: steps between validation passes.
         bf16: bf16 autocast for the forward pass (faster on AVX-512 CPUs).
         face_height_px: face-box height in training pixels (the working scale recorded in the model).
+        init_from: a checkpoint whose weights start the run (fine-tuning); "" starts from scratch.
     """
 
     name: str = "lesioncount-unet16"
@@ -68,6 +69,7 @@ class TrainConfig:
     bf16: bool = True
     face_height_px: float = 500.0
     class_map: dict[str, str] = field(default_factory=dict)
+    init_from: str = ""
 
 
 def _check_keys(cls: type, data: dict[str, Any], where: str) -> None:

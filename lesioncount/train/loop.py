@@ -194,6 +194,9 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     step = 0
     ckpt_path = out / "last.pt"
+    if cfg.init_from and not ckpt_path.exists():
+        model.load_state_dict(torch.load(cfg.init_from, map_location="cpu", weights_only=False)["model"])
+        log.info("weights initialised from %s", cfg.init_from)
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
