@@ -114,9 +114,13 @@ def detect_face(image: npt.NDArray[np.uint8]) -> tuple[tuple[int, int, int, int]
     )
     for method, name, flip, view in tries:
         g = cv2.flip(gray, 1) if flip else gray
-        found = _cascade(name).detectMultiScale(g, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+        found, _, weights = _cascade(name).detectMultiScale3(
+            g, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side), outputRejectLevels=True
+        )
         if len(found):
-            x, y, bw, bh = max(found, key=lambda b: b[2] * b[3])
+            # The most confident detection, not the largest: a large false positive (a badge, a pattern)
+            # must not win over the face.
+            x, y, bw, bh = found[int(np.argmax(np.asarray(weights).ravel()))]
             if flip:
                 x = g.shape[1] - x - bw
             box = (int(x / f), int(y / f), int(bw / f), int(bh / f))
@@ -193,10 +197,20 @@ def analyse_face(image: npt.NDArray[np.uint8]) -> FaceAnalysis:
     if f == 1.0:
         return _analyse(image)
     small = _analyse(cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA))
-    box = tuple(int(round(v / f)) for v in small.box) if small.box else None
-    skin = cv2.resize(small.skin.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-    regions = cv2.resize(small.regions, (w, h), interpolation=cv2.INTER_NEAREST)
-    return FaceAnalysis(small.found, box, small.method, small.view, skin, regions, small.warnings)  # type: ignore[arg-type]
+    return resize_analysis(small, (h, w))
+
+
+def resize_analysis(face: FaceAnalysis, shape_hw: tuple[int, int]) -> FaceAnalysis:
+    """The same analysis for the same photo at another size (masks by nearest neighbour, box scaled)."""
+    h, w = shape_hw
+    f = w / face.skin.shape[1]
+    box = None
+    if face.box is not None:
+        bx, by, bw, bh = (int(round(v * f)) for v in face.box)
+        box = (bx, by, bw, bh)
+    skin = cv2.resize(face.skin.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    regions = cv2.resize(face.regions, (w, h), interpolation=cv2.INTER_NEAREST)
+    return FaceAnalysis(face.found, box, face.method, face.view, skin, regions, face.warnings)
 
 
 def _analyse(image: npt.NDArray[np.uint8]) -> FaceAnalysis:

@@ -6,6 +6,7 @@ one-call form. Imports no torch.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -16,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lesioncount.count import count_by_class, count_by_region, decode_lesions, grades
-from lesioncount.face import FaceAnalysis, analyse_face, counting_area
+from lesioncount.face import analyse_face, counting_area, resize_analysis
 from lesioncount.infer import Predictor, resolve_model_path
 from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, load_image
 from lesioncount.preprocess import crop_box, resize, working_scale
@@ -93,8 +94,6 @@ class LesionCounter:
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(f"image array must be HxWx3 uint8 RGB, got {image.shape} {image.dtype}")
-            import hashlib
-
             pixels, decode_scale = image, 1.0
             info = ImageInfo(
                 name or "<array>", image.shape[1], image.shape[0], hashlib.sha256(image.tobytes()).hexdigest()
@@ -118,7 +117,7 @@ class LesionCounter:
             loaded = load_image(path, max_megapixels=self.max_megapixels)
             f = loaded.decode_scale / decode_scale
             pixels, decode_scale = loaded.image, loaded.decode_scale
-            face = _rescale_face(face, pixels.shape[:2], f)
+            face = resize_analysis(face, pixels.shape[:2])
             scale /= f
             timing["decode"] += time.perf_counter() - t
         warnings = list(face.warnings)
@@ -204,15 +203,6 @@ class LesionCounter:
             warnings=tuple(warnings),
             timing_s=timing,
         )
-
-
-def _rescale_face(face: FaceAnalysis, shape_hw: tuple[int, int], f: float) -> FaceAnalysis:
-    """The same analysis on an image ``f`` times larger (masks resized with nearest neighbour)."""
-    h, w = shape_hw
-    box = tuple(int(round(v * f)) for v in face.box) if face.box else None
-    skin = cv2.resize(face.skin.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-    regions = cv2.resize(face.regions, (w, h), interpolation=cv2.INTER_NEAREST)
-    return FaceAnalysis(face.found, box, face.method, face.view, skin, regions, face.warnings)  # type: ignore[arg-type]
 
 
 _DEFAULT: dict[tuple[object, ...], LesionCounter] = {}

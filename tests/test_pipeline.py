@@ -122,3 +122,23 @@ def test_bad_array_input_is_refused(toy: Path) -> None:
         LesionCounter(toy, threads=1).count(np.zeros((10, 10), np.float32))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="threshold"):
         LesionCounter(toy, threshold=1.5)
+
+
+def test_small_face_in_a_large_jpeg_is_redecoded_at_full_size(tmp_path: Path, astronaut: np.ndarray) -> None:
+    # 2560 px: decoded at half size first; the face (about 560 px) would then need enlarging, so the
+    # photo is decoded again at full size. Counts and coordinates must equal those of the full array.
+    import cv2
+
+    big = cv2.resize(astronaut, None, fx=5, fy=5, interpolation=cv2.INTER_CUBIC)
+    for x, y in ((1050, 650), (1300, 700), (1180, 800)):
+        big = red_blob(big, x, y, 8)
+    Image.fromarray(big).save(tmp_path / "big.png")  # lossless: the same pixels as the array
+    Image.fromarray(big).save(tmp_path / "big.jpg", quality=97)
+    # A stricter toy (bias 6): only the planted spots, not the lips, are "lesions".
+    counter = LesionCounter(make_toy_model(tmp_path / "strict.onnx", bias=6.0), threads=1)
+    from_array, from_jpeg = counter.count(big), counter.count(tmp_path / "big.jpg")
+    assert from_jpeg.face.found and from_jpeg.face.scale == pytest.approx(from_array.face.scale, rel=0.05)
+    assert from_jpeg.face.scale < 1.0  # working scale relative to the full photo: no enlarging
+    assert from_jpeg.counts == from_array.counts and from_array.counts["inflammatory"] == 3
+    for a, b in zip(from_array.lesions, from_jpeg.lesions, strict=True):
+        assert abs(a.x - b.x) < 3 and abs(a.y - b.y) < 3
