@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def clinic_photo(path: Path) -> None:
-    """A 4000x3000 JPEG: the demo face (planted lesions) enlarged so the face fills about half the frame."""
+    """A 4000x3000 JPEG: the demo portrait (planted lesions) enlarged; the face box is about a quarter of its height."""
     image, _ = demo_photo(0, upscale=6)  # 3072x3072
     h, w = image.shape[:2]
     canvas = cv2.resize(image[h // 8 : h // 8 + 2304, :], (4000, 3000), interpolation=cv2.INTER_CUBIC)
@@ -135,7 +135,7 @@ def main() -> int:
     clinic_photo(photo)
     fp32 = LesionCounter(threads=args.threads)
     int8 = LesionCounter(int8=True, threads=args.threads)
-    figs: dict[str, object] = {"threads": args.threads, "photo": "4000x3000 JPEG, face about half the frame"}
+    figs: dict[str, object] = {"threads": args.threads, "photo": "4000x3000 JPEG, face box about a quarter of the frame height"}
 
     e2e = Table(title=f"end to end, 4000x3000 photo, median of {args.runs} runs, {args.threads} threads")
     e2e.add_column("model")
