@@ -135,7 +135,10 @@ def main() -> int:
     clinic_photo(photo)
     fp32 = LesionCounter(threads=args.threads)
     int8 = LesionCounter(int8=True, threads=args.threads)
-    figs: dict[str, object] = {"threads": args.threads, "photo": "4000x3000 JPEG, face box about a quarter of the frame height"}
+    figs: dict[str, object] = {
+        "threads": args.threads,
+        "photo": "4000x3000 JPEG, face box about a quarter of the frame height",
+    }
 
     e2e = Table(title=f"end to end, 4000x3000 photo, median of {args.runs} runs, {args.threads} threads")
     e2e.add_column("model")
