@@ -94,3 +94,24 @@ def test_shipped_models_carry_complete_contracts() -> None:
         assert all(0 < t < 1 for t in spec.thresholds.values())
         assert "ACNE04" in spec.training_data
     assert (models_dir() / "MODEL_CARD.md").is_file()
+
+
+@pytest.mark.slow
+def test_init_from_starts_from_the_given_weights(tmp_path: Path) -> None:
+    from lesioncount.train.loop import train
+
+    base = {"steps": 5, "checkpoint_every_s": 1e9}
+    first = train(load_yaml(TrainConfig, ROOT / "configs" / "tiny.yaml", {**base, "out_dir": str(tmp_path / "a")}))
+    # One step at a vanishing learning rate: the result is the starting point.
+    over = {**base, "steps": 1, "lr": 1e-12, "out_dir": str(tmp_path / "b"), "init_from": str(first)}
+    second = train(load_yaml(TrainConfig, ROOT / "configs" / "tiny.yaml", over))
+    a = torch.load(first, weights_only=False)["model"]
+    b = torch.load(second, weights_only=False)["model"]
+    conv = "head_hm.1.weight"
+    assert torch.allclose(a[conv], b[conv], atol=1e-6)
+    fresh = train(
+        load_yaml(
+            TrainConfig, ROOT / "configs" / "tiny.yaml", {**over, "init_from": "", "out_dir": str(tmp_path / "c")}
+        )
+    )
+    assert not torch.allclose(a[conv], torch.load(fresh, weights_only=False)["model"][conv], atol=1e-3)
