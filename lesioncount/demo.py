@@ -94,19 +94,17 @@ def run_demo(out_dir: str | Path = "demo-out", *, model: str | None = None, seed
     overlay = draw_overlay(image, result.lesions, counts=result.counts, face_box=result.face.box)
     write_image(out / "demo_face.overlay.jpg", overlay)
     planted_counts = {c: sum(1 for p in planted if p.cls == c) for c in CLASSES}
-    # One-to-one greedy matching by distance within 1.5 radii (+4 px): enough for a demo read-out.
+    # One-to-one (Hungarian) matching within 1.5 radii + 4 px, the evaluation's own matcher.
+    from lesioncount.evaluate.matching import match_centres
+
     targets = [p for p in planted if p.cls is not None]
-    used: set[int] = set()
-    matched = 0
-    for les in sorted(result.lesions, key=lambda x: -x.score):
-        best = None
-        for i, p in enumerate(targets):
-            d = np.hypot(les.x - p.x, les.y - p.y)
-            if i not in used and d <= 1.5 * p.radius + 4 and (best is None or d < best[0]):
-                best = (d, i)
-        if best is not None:
-            used.add(best[1])
-            matched += 1
+    matched = len(
+        match_centres(
+            [(les.x, les.y) for les in result.lesions],
+            [(p.x, p.y) for p in targets],
+            [1.5 * p.radius + 4 for p in targets],
+        )[0]
+    )
     marks = [p for p in planted if p.cls is None]
     marks_counted = sum(
         1 for p in marks if any(np.hypot(les.x - p.x, les.y - p.y) <= p.radius + 4 for les in result.lesions)

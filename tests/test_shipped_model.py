@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lesioncount.demo import demo_photo, run_demo
+from lesioncount.evaluate.matching import match_centres
 from lesioncount.pipeline import LesionCounter
 
 #: Acne of every kind and two scar kinds.
@@ -17,18 +18,14 @@ PLAN = {"papule": 5, "pustule": 4, "nodule": 2, "blackhead": 3, "whitehead": 3, 
 
 def _recovered(result, planted, scale: float = 1.0) -> int:  # type: ignore[no-untyped-def]
     """Planted lesions with a found lesion within 1.5 radii + 4 px (photo pixels), one-to-one."""
-    used: set[int] = set()
-    for p in planted:
-        if p.cls is None:
-            continue
-        best = None
-        for i, les in enumerate(result.lesions):
-            d = np.hypot(les.x - p.x * scale, les.y - p.y * scale)
-            if i not in used and d <= (1.5 * p.radius + 4) * scale and (best is None or d < best[0]):
-                best = (d, i)
-        if best is not None:
-            used.add(best[1])
-    return len(used)
+    targets = [p for p in planted if p.cls is not None]
+    return len(
+        match_centres(
+            [(les.x, les.y) for les in result.lesions],
+            [(p.x * scale, p.y * scale) for p in targets],
+            [(1.5 * p.radius + 4) * scale for p in targets],
+        )[0]
+    )
 
 
 @pytest.fixture(scope="module")
