@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lesioncount.count import count_by_class, count_by_region, decode_lesions, grades
-from lesioncount.face import analyse_face, counting_area, resize_analysis
+from lesioncount.face import FaceAnalysis, analyse_face, counting_area, resize_analysis
 from lesioncount.infer import Predictor, resolve_model_path
 from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, load_image
 from lesioncount.preprocess import crop_box, resize, working_scale
@@ -44,6 +44,20 @@ def _exposure_warnings(image: npt.NDArray[np.uint8], skin: npt.NDArray[np.bool_]
         if clipped > 0.05:
             out.append(f"{clipped:.0%} of the skin is clipped white (flash glare?)")
     return out
+
+
+def working_crop(
+    pixels: npt.NDArray[np.uint8], face: FaceAnalysis, scale: float
+) -> tuple[npt.NDArray[np.uint8], tuple[int, int, int, int], npt.NDArray[np.bool_]]:
+    """What the network sees: the counting area's box (plus a margin) resized to the working scale.
+
+    Returns:
+        ``(work, (x0, y0, x1, y1), area)``: the working image, its box in ``pixels`` and the counting area
+        (HxW bool at the resolution of ``pixels``).
+    """
+    area = counting_area(face)
+    x0, y0, x1, y1 = crop_box(area, margin_px=max(1, int(ROI_MARGIN_PX / scale)))
+    return resize(np.ascontiguousarray(pixels[y0:y1, x0:x1]), scale), (x0, y0, x1, y1), area
 
 
 class LesionCounter:
@@ -129,9 +143,7 @@ class LesionCounter:
         warnings += _exposure_warnings(pixels, face.skin)
 
         t = time.perf_counter()
-        area = counting_area(face)
-        x0, y0, x1, y1 = crop_box(area, margin_px=max(1, int(ROI_MARGIN_PX / scale)))
-        work = resize(np.ascontiguousarray(pixels[y0:y1, x0:x1]), scale)
+        work, (x0, y0, x1, y1), area = working_crop(pixels, face, scale)
         timing["preprocess"] = time.perf_counter() - t
 
         t = time.perf_counter()

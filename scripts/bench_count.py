@@ -156,13 +156,13 @@ def main() -> int:
     # The same working-scale tiles the pipeline feeds the network.
     from lesioncount.face import analyse_face
     from lesioncount.io import load_image
-    from lesioncount.preprocess import crop_box, pad_to_multiple, plan_tiles, resize, working_scale
+    from lesioncount.pipeline import DECODE_MIN_SHORT_SIDE_PX, working_crop
+    from lesioncount.preprocess import pad_to_multiple, plan_tiles, working_scale
 
-    loaded = load_image(photo, min_short_side_px=1000)
+    loaded = load_image(photo, min_short_side_px=DECODE_MIN_SHORT_SIDE_PX)
     face = analyse_face(loaded.image)
     scale = working_scale(face.box[3] if face.box else None, loaded.image.shape[:2], fp32.spec.face_height_px)
-    x0, y0, x1, y1 = crop_box(face.skin, 24)
-    work = pad_to_multiple(resize(loaded.image[y0:y1, x0:x1], scale))
+    work = pad_to_multiple(working_crop(loaded.image, face, scale)[0])
     tiles = [
         np.ascontiguousarray(work[t.y0 : t.y1, t.x0 : t.x1])
         for t in plan_tiles(work.shape[0], work.shape[1], fp32.spec.tile_px, fp32.spec.tile_overlap_px)
