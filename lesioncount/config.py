@@ -45,6 +45,8 @@ class TrainConfig:
         bf16: bf16 autocast for the forward pass (faster on AVX-512 CPUs).
         face_height_px: face-box height in training pixels (the working scale recorded in the model).
         init_from: a checkpoint whose weights start the run (fine-tuning); "" starts from scratch.
+        ema_decay: decay of the exponential moving average of the weights that validation, calibration and
+            ``final.pt`` use (0 turns it off).
     """
 
     name: str = "lesioncount-unet16"
@@ -70,6 +72,7 @@ class TrainConfig:
     face_height_px: float = 500.0
     class_map: dict[str, str] = field(default_factory=dict)
     init_from: str = ""
+    ema_decay: float = 0.999
 
 
 def _check_keys(cls: type, data: dict[str, Any], where: str) -> None:

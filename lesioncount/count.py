@@ -151,13 +151,17 @@ def grades(
     regions_known: bool,
     hayashi_count: int | None = None,
     hayashi_basis: str = "whole photo (one half face for lateral views, as in ACNE04)",
+    graded: bool = True,
 ) -> dict[str, object]:
     """The ``grades`` block of a count result.
 
     Hayashi applies to one half face: for a lateral view (as in ACNE04) the photo is the half face and
     the grade comes from all its acne lesions; for a frontal photo the caller passes the count of the
     worse half as ``hayashi_count``. GAGS needs the facial regions (``regions_known``), else it is None.
+    ``graded=False`` (no face and no skin: nothing that is not a face is graded) gives no grades at all.
     """
+    if not graded:
+        return {"hayashi": None, "gags": None}
     n = count_by_class(lesions)["total_acne"] if hayashi_count is None else hayashi_count
     grade = hayashi_grade(n)
     out: dict[str, object] = {

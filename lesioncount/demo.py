@@ -62,7 +62,7 @@ def demo_photo(
     image = np.clip(image + rng.normal(0, 2.0, image.shape), 0, 255).astype(np.uint8)
     face = analyse_face(image)
     if face.box is None:
-        raise RuntimeError("the demo face was not found: OpenCV's Haar cascades are missing")
+        raise RuntimeError("the demo face was not found: the face models in models/face/ are missing")
     skin = cv2.erode(face.skin.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
     # Plant only well inside the face box (below the hairline, above the jaw): the colour-based skin
     # mask also takes in this portrait's fair fringe, and acne on hair would make a confusing demo.
@@ -70,8 +70,8 @@ def demo_photo(
     inner = np.zeros_like(skin)
     inner[y + int(0.22 * h) : y + int(0.98 * h), x + int(0.1 * w) : x + int(0.9 * w)] = True
     skin &= inner
-    # Lesion sizes in RADIUS_PX are at the model's working scale (face box about 500 px high).
-    scale = face.box[3] / 500.0
+    # Lesion sizes in RADIUS_PX are at the model's working scale (a face about 500 px high).
+    scale = (face.height_px or face.box[3]) / 500.0
     return synth.plant(image, plan or DEMO_PLAN, rng, allowed=skin, scale=scale, min_gap=3.0)
 
 

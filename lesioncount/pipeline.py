@@ -20,13 +20,15 @@ from lesioncount.count import count_by_class, count_by_region, decode_lesions, g
 from lesioncount.face import FaceAnalysis, analyse_face, counting_area, resize_analysis
 from lesioncount.infer import Predictor, resolve_model_path
 from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, load_image
-from lesioncount.preprocess import crop_box, resize, working_scale
-from lesioncount.types import ACNE_CLASSES, CountResult, FaceInfo, ImageInfo, Lesion, ModelInfo
+from lesioncount.preprocess import CountingFrame, counting_frame, working_scale
+from lesioncount.types import ACNE_CLASSES, REGIONS, CountResult, FaceInfo, ImageInfo, Lesion, ModelInfo
 
 log = logging.getLogger(__name__)
 
 #: Working-scale margin around the skin's bounding box (context for lesions at the skin's edge).
 ROI_MARGIN_PX = 24
+#: Without a face, a photo is graded only when at least this share of it is skin (a close-up).
+CLOSE_UP_MIN_SKIN_FRACTION = 0.25
 #: Decode JPEGs at reduced size while the shorter side keeps at least this many pixels.
 DECODE_MIN_SHORT_SIDE_PX = 1000
 
@@ -47,17 +49,95 @@ def _exposure_warnings(image: npt.NDArray[np.uint8], skin: npt.NDArray[np.bool_]
 
 
 def working_crop(
-    pixels: npt.NDArray[np.uint8], face: FaceAnalysis, scale: float
-) -> tuple[npt.NDArray[np.uint8], tuple[int, int, int, int], npt.NDArray[np.bool_]]:
+    pixels: npt.NDArray[np.uint8], face: FaceAnalysis, scale: float, decode_scale: float = 1.0
+) -> tuple[npt.NDArray[np.uint8], CountingFrame, npt.NDArray[np.bool_]]:
     """What the network sees: the counting area's box (plus a margin) resized to the working scale.
 
+    Args:
+        pixels: the decoded photo, HxWx3 uint8 RGB.
+        face: its analysis at the resolution of ``pixels``.
+        scale: working pixels per pixel of ``pixels``.
+        decode_scale: pixels of ``pixels`` per photo pixel.
+
     Returns:
-        ``(work, (x0, y0, x1, y1), area)``: the working image, its box in ``pixels`` and the counting area
-        (HxW bool at the resolution of ``pixels``).
+        ``(work, frame, area)``: the working image, the counting frame that maps it to the photo and
+        back, and the counting area (HxW bool at the resolution of ``pixels``).
     """
     area = counting_area(face)
-    x0, y0, x1, y1 = crop_box(area, margin_px=max(1, int(ROI_MARGIN_PX / scale)))
-    return resize(np.ascontiguousarray(pixels[y0:y1, x0:x1]), scale), (x0, y0, x1, y1), area
+    frame = counting_frame(area, scale, ROI_MARGIN_PX, decode_scale)
+    return frame.apply(pixels), frame, area
+
+
+def whole_frame_analysis(shape_hw: tuple[int, int]) -> FaceAnalysis:
+    """A face analysis that counts the whole frame: no face, every pixel skin, region ``other``."""
+    h, w = shape_hw
+    note = "counting the whole frame as asked (no face or skin test): check the marks"
+    return FaceAnalysis(
+        False,
+        None,
+        "whole-frame",
+        "unknown",
+        np.ones((h, w), bool),
+        np.full((h, w), REGIONS.index("other"), np.uint8),
+        (note,),
+    )
+
+
+def _worse_half(lesions: list[Lesion], landmarks: tuple[tuple[float, float], ...]) -> int:
+    """Acne lesions on the worse half of a frontal face, split by the face's own midline (roll-proof)."""
+    pts = np.asarray(landmarks, np.float64)
+    mid = pts[168]  # between the eyes
+    axis = pts[263] - pts[33]  # patient's right eye -> left eye
+    acne = [les for les in lesions if les.cls in ACNE_CLASSES]
+    left = sum(float((np.array([les.x, les.y]) - mid) @ axis) >= 0 for les in acne)
+    return max(left, len(acne) - left)
+
+
+def _face_info(face: FaceAnalysis, decode_scale: float, scale: float) -> FaceInfo:
+    to_photo = 1.0 / decode_scale
+    box = None if face.box is None else tuple(int(round(v * to_photo)) for v in face.box)
+    landmarks = None
+    if face.landmarks is not None:
+        landmarks = tuple((round(float(x) * to_photo, 1), round(float(y) * to_photo, 1)) for x, y, _ in face.landmarks)
+    pose = face.pose
+    return FaceInfo(
+        found=face.found,
+        box=box,  # type: ignore[arg-type]
+        method=face.method,
+        view=face.view,
+        skin_fraction=round(face.skin_fraction, 4),
+        scale=round(scale, 5),
+        view_confidence=face.view_confidence,
+        yaw_deg=None if pose is None else round(pose.yaw_deg, 1),
+        roll_deg=None if pose is None else round(pose.roll_deg, 1),
+        pitch_deg=None if pose is None else round(pose.pitch_deg, 1),
+        height_px=None if face.height_px is None else round(face.height_px * to_photo, 1),
+        landmarks=landmarks,
+    )
+
+
+def grade_block(lesions: list[Lesion], face: FaceInfo) -> dict[str, object]:
+    """Grades for a count: the worse half of a frontal face; the half face of a lateral one; none off a face.
+
+    A photo with no face is graded only when it is mostly skin (a close-up); with neither, nothing is.
+    """
+    frontal = face.found and face.view == "front" and face.landmarks is not None
+    if frontal and face.landmarks is not None:
+        return grades(
+            lesions,
+            regions_known=True,
+            hayashi_count=_worse_half(lesions, face.landmarks),
+            hayashi_basis="worse half of a frontal photo",
+        )
+    if face.found:
+        return grades(lesions, regions_known=False)
+    close_up = face.skin_fraction >= CLOSE_UP_MIN_SKIN_FRACTION
+    return grades(
+        lesions,
+        regions_known=False,
+        graded=close_up,
+        hayashi_basis="skin close-up without a face (check the view)",
+    )
 
 
 class LesionCounter:
@@ -69,6 +149,8 @@ class LesionCounter:
         threads: ONNX Runtime threads (None: all cores).
         threshold: one score threshold for every class, overriding the model's calibrated ones.
         max_megapixels: refuse photos larger than this.
+        whole_frame: count everywhere in the frame at the frame's scale, with no face or skin test (for
+            close-ups the user vouches for, and for tests of the counting mechanics); a warning says so.
     """
 
     def __init__(
@@ -79,6 +161,7 @@ class LesionCounter:
         threads: int | None = None,
         threshold: float | None = None,
         max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+        whole_frame: bool = False,
     ) -> None:
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
@@ -88,10 +171,28 @@ class LesionCounter:
             dict.fromkeys(self.spec.classes, threshold) if threshold is not None else dict(self.spec.thresholds)
         )
         self.max_megapixels = max_megapixels
+        self.whole_frame = whole_frame
         self.model_info = ModelInfo(self.spec.name, self.spec.version, self.predictor.sha256)
+
+    def _decode(
+        self, image: str | os.PathLike[str] | npt.NDArray[np.uint8], name: str | None
+    ) -> tuple[npt.NDArray[np.uint8], float, ImageInfo, Path | None]:
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"image array must be HxWx3 uint8 RGB, got {image.shape} {image.dtype}")
+            info = ImageInfo(
+                name or "<array>", image.shape[1], image.shape[0], hashlib.sha256(image.tobytes()).hexdigest()
+            )
+            return image, 1.0, info, None
+        path = Path(image)
+        loaded = load_image(path, max_megapixels=self.max_megapixels, min_short_side_px=DECODE_MIN_SHORT_SIDE_PX)
+        return loaded.image, loaded.decode_scale, ImageInfo(str(path), loaded.width, loaded.height, loaded.sha256), path
 
     def count(self, image: str | os.PathLike[str] | npt.NDArray[np.uint8], *, name: str | None = None) -> CountResult:
         """Count the lesions of one photo.
+
+        The stages: decode, face (landmarks, skin, regions), counting frame (crop and working scale),
+        inference, lesions mapped back through the frame's inverse, grades.
 
         Args:
             image: a photo path, or an HxWx3 uint8 RGB array as a viewer shows it.
@@ -105,26 +206,13 @@ class LesionCounter:
         """
         timing: dict[str, float] = {}
         t = time.perf_counter()
-        if isinstance(image, np.ndarray):
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ValueError(f"image array must be HxWx3 uint8 RGB, got {image.shape} {image.dtype}")
-            pixels, decode_scale = image, 1.0
-            info = ImageInfo(
-                name or "<array>", image.shape[1], image.shape[0], hashlib.sha256(image.tobytes()).hexdigest()
-            )
-            path = None
-        else:
-            path = Path(image)
-            loaded = load_image(path, max_megapixels=self.max_megapixels, min_short_side_px=DECODE_MIN_SHORT_SIDE_PX)
-            pixels, decode_scale = loaded.image, loaded.decode_scale
-            info = ImageInfo(str(path), loaded.width, loaded.height, loaded.sha256)
+        pixels, decode_scale, info, path = self._decode(image, name)
         timing["decode"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        face = analyse_face(pixels)
+        face = whole_frame_analysis(pixels.shape[:2]) if self.whole_frame else analyse_face(pixels)
         timing["face"] = time.perf_counter() - t
-        box_h = face.box[3] if face.box else None
-        scale = working_scale(box_h, pixels.shape[:2], self.spec.face_height_px)
+        scale = working_scale(face.height_px, pixels.shape[:2], self.spec.face_height_px)
         if scale > 1.0 and decode_scale < 1.0 and path is not None:
             # The face is small: the reduced decode would be enlarged again. Decode at full size instead.
             t = time.perf_counter()
@@ -135,7 +223,7 @@ class LesionCounter:
             scale /= f
             timing["decode"] += time.perf_counter() - t
         warnings = list(face.warnings)
-        if scale > 2.0:
+        if scale > 2.0 and face.found:
             warnings.append(
                 f"face is small ({self.spec.face_height_px / scale:.0f} px high): enlarged {scale:.1f}x, "
                 "small lesions may be missed"
@@ -143,78 +231,66 @@ class LesionCounter:
         warnings += _exposure_warnings(pixels, face.skin)
 
         t = time.perf_counter()
-        work, (x0, y0, x1, y1), area = working_crop(pixels, face, scale)
-        timing["preprocess"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        heat, log_size = self.predictor.predict(work)
-        timing["inference"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        found = decode_lesions(heat, log_size, self.thresholds, self.spec.classes, stride=self.spec.output_stride)
-        lesions = []
-        to_photo = 1.0 / decode_scale
-        # Working pixels -> decoded-image pixels: the crop's origin plus the exact per-axis resize factor.
-        fx = work.shape[1] / max(1, x1 - x0)
-        fy = work.shape[0] / max(1, y1 - y0)
-        for cls, xw, yw, bw, bh, score in found:
-            xd, yd = x0 + xw / fx, y0 + yw / fy  # decoded-image pixels
-            ix, iy = int(xd), int(yd)
-            if not (0 <= iy < area.shape[0] and 0 <= ix < area.shape[1] and area[iy, ix]):
-                continue
-            w_ph, h_ph = bw / fx * to_photo, bh / fy * to_photo
-            x_ph, y_ph = xd * to_photo, yd * to_photo
-            lesions.append(
-                Lesion(
-                    cls=cls,
-                    x=x_ph,
-                    y=y_ph,
-                    area_px=float(np.pi / 4 * w_ph * h_ph),
-                    bbox=(x_ph - w_ph / 2, y_ph - h_ph / 2, w_ph, h_ph),
-                    score=float(score),
-                    region=face.region_at(xd, yd),
-                )
-            )
-        lesions.sort(key=lambda les: (les.y, les.x))
-        counts = count_by_class(lesions)
-        frontal = face.found and face.view == "front" and face.box is not None
-        half: int | None = None
-        if frontal and face.box is not None:
-            # A frontal photo shows both half faces: grade the worse half, as Hayashi grades one side.
-            mid = (face.box[0] + face.box[2] / 2) * to_photo
-            acne = [les for les in lesions if les.cls in ACNE_CLASSES]
-            half = max(sum(les.x < mid for les in acne), sum(les.x >= mid for les in acne))
-        g = grades(
-            lesions,
-            regions_known=frontal,
-            hayashi_count=half,
-            **({"hayashi_basis": "worse half of a frontal photo"} if frontal else {}),
-        )
+        lesions: list[Lesion] = []
+        frame = None
+        if face.skin.any():
+            work, frame, area = working_crop(pixels, face, scale, decode_scale)
+            timing["preprocess"] = time.perf_counter() - t
+            t = time.perf_counter()
+            heat, log_size = self.predictor.predict(work)
+            timing["inference"] = time.perf_counter() - t
+            t = time.perf_counter()
+            lesions = self._lesions(heat, log_size, frame, area, face)
         timing["postprocess"] = time.perf_counter() - t
+        face_info = _face_info(face, decode_scale, frame.scale if frame else scale * decode_scale)
+        g = grade_block(lesions, face_info)
         timing["total"] = sum(timing.values())
-        face_box = None
-        if face.box is not None:
-            bx, by, bw, bh = (int(round(v * to_photo)) for v in face.box)
-            face_box = (bx, by, bw, bh)
-        face_info = FaceInfo(
-            found=face.found,
-            box=face_box,
-            method=face.method,
-            view=face.view,
-            skin_fraction=round(face.skin_fraction, 4),
-            scale=round(scale * decode_scale, 5),
-        )
         return CountResult(
             image=info,
             model=self.model_info,
             face=face_info,
             lesions=tuple(lesions),
-            counts=counts,
+            counts=count_by_class(lesions),
             counts_by_region=count_by_region(lesions),
             grades=g,
             warnings=tuple(warnings),
             timing_s=timing,
         )
+
+    def _lesions(
+        self,
+        heat: npt.NDArray[np.float32],
+        log_size: npt.NDArray[np.float32],
+        frame: CountingFrame,
+        area: npt.NDArray[np.bool_],
+        face: FaceAnalysis,
+    ) -> list[Lesion]:
+        """Peaks -> lesions in photo pixels, through the counting frame's inverse; off-area peaks dropped."""
+        found = decode_lesions(heat, log_size, self.thresholds, self.spec.classes, stride=self.spec.output_stride)
+        if not found:
+            return []
+        centres = np.array([(xw, yw) for _, xw, yw, *_ in found])
+        decoded = frame.work_to_decoded(centres)
+        photo = decoded / frame.decode_scale
+        sizes = frame.sizes_to_photo(np.array([(bw, bh) for *_, bw, bh, _ in found]))
+        lesions = []
+        for (cls, *_, score), (xd, yd), (x_ph, y_ph), (w_ph, h_ph) in zip(found, decoded, photo, sizes, strict=True):
+            ix, iy = int(xd), int(yd)
+            if not (0 <= iy < area.shape[0] and 0 <= ix < area.shape[1] and area[iy, ix]):
+                continue
+            lesions.append(
+                Lesion(
+                    cls=cls,
+                    x=float(x_ph),
+                    y=float(y_ph),
+                    area_px=float(np.pi / 4 * w_ph * h_ph),
+                    bbox=(float(x_ph - w_ph / 2), float(y_ph - h_ph / 2), float(w_ph), float(h_ph)),
+                    score=float(score),
+                    region=face.region_at(xd, yd),
+                )
+            )
+        lesions.sort(key=lambda les: (les.y, les.x))
+        return lesions
 
 
 _DEFAULT: dict[tuple[object, ...], LesionCounter] = {}

@@ -71,6 +71,81 @@ def pad_to_multiple(image: npt.NDArray[np.uint8], multiple: int = SIZE_MULTIPLE)
 
 
 @dataclass(frozen=True)
+class CountingFrame:
+    """The one map between a photo's pixels and the network's working pixels, and its exact inverse.
+
+    A photo is decoded (possibly at reduced size, ``decode_scale`` decoded pixels per photo pixel),
+    cropped to ``(x0, y0, x1, y1)`` in decoded pixels, and resized to ``work_hw``; the per-axis factors
+    ``fx, fy`` are the exact working pixels per decoded pixel of that resize (rounding makes them differ
+    slightly from the nominal scale).
+    """
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    work_hw: tuple[int, int]
+    decode_scale: float = 1.0
+
+    @property
+    def fx(self) -> float:
+        return self.work_hw[1] / max(1, self.x1 - self.x0)
+
+    @property
+    def fy(self) -> float:
+        return self.work_hw[0] / max(1, self.y1 - self.y0)
+
+    @property
+    def scale(self) -> float:
+        """Working pixels per photo pixel (the mean of the two axes)."""
+        return (self.fx + self.fy) / 2 * self.decode_scale
+
+    def work_to_decoded(self, xy: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """(N, 2) working-pixel points -> decoded-image pixels."""
+        p = np.asarray(xy, np.float64).reshape(-1, 2)
+        return np.column_stack([self.x0 + p[:, 0] / self.fx, self.y0 + p[:, 1] / self.fy])
+
+    def work_to_photo(self, xy: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """(N, 2) working-pixel points -> photo pixels."""
+        return self.work_to_decoded(xy) / self.decode_scale
+
+    def photo_to_work(self, xy: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """(N, 2) photo-pixel points -> working pixels (the exact inverse of ``work_to_photo``)."""
+        p = np.asarray(xy, np.float64).reshape(-1, 2) * self.decode_scale
+        return np.column_stack([(p[:, 0] - self.x0) * self.fx, (p[:, 1] - self.y0) * self.fy])
+
+    def sizes_to_photo(self, wh: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """(N, 2) working-pixel widths and heights -> photo pixels."""
+        s = np.asarray(wh, np.float64).reshape(-1, 2)
+        return np.column_stack([s[:, 0] / self.fx, s[:, 1] / self.fy]) / self.decode_scale
+
+    def apply(self, decoded: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """The working image: the crop of the decoded image, resized to ``work_hw``."""
+        crop = np.ascontiguousarray(decoded[self.y0 : self.y1, self.x0 : self.x1])
+        h, w = self.work_hw
+        if (h, w) == crop.shape[:2]:
+            return crop
+        shrink = h * w < crop.shape[0] * crop.shape[1]
+        return cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def counting_frame(
+    area: npt.NDArray[np.bool_], scale: float, margin_work_px: int, decode_scale: float = 1.0
+) -> CountingFrame:
+    """The frame around the True pixels of ``area`` (decoded-image resolution) plus a working-pixel margin.
+
+    Args:
+        area: HxW bool, where lesions are counted.
+        scale: working pixels per decoded pixel.
+        margin_work_px: context kept around the area, in working pixels.
+        decode_scale: decoded pixels per photo pixel.
+    """
+    x0, y0, x1, y1 = crop_box(area, margin_px=max(1, int(margin_work_px / scale)))
+    work_hw = (max(1, round((y1 - y0) * scale)), max(1, round((x1 - x0) * scale)))
+    return CountingFrame(x0, y0, x1, y1, work_hw, decode_scale)
+
+
+@dataclass(frozen=True)
 class Tile:
     """One tile: its input window and which part of its output is kept.
 

@@ -95,10 +95,15 @@ class FaceInfo:
     Attributes:
         found: whether a face was detected; when False, counting ran on the whole frame.
         box: ``(x, y, w, h)`` face box in photo pixels, or None.
-        method: which detector found it (``haar-frontal``, ``haar-profile-left`` ...) or ``none``.
+        method: how the face was found (``face_detection_short_range``, ``mesh-whole-frame``,
+            ``detector-keypoints``), ``skin-colour`` for skin without a face, or ``none``.
         view: best guess of the view: ``front``, ``left``, ``right`` or ``unknown``.
         skin_fraction: share of the frame counted as skin.
         scale: factor from photo pixels to the model's working pixels.
+        view_confidence: 0.5 (on the front/lateral boundary) to 1.0; 0 when the view is unknown.
+        yaw_deg, roll_deg, pitch_deg: head pose (yaw positive when the patient's left side faces the camera).
+        height_px: face height (forehead top to chin) in photo pixels: the working scale's reference.
+        landmarks: the 468 face-mesh landmarks ``[x, y]`` in photo pixels (MediaPipe's order), or None.
     """
 
     found: bool
@@ -107,6 +112,12 @@ class FaceInfo:
     view: str = "unknown"
     skin_fraction: float = 0.0
     scale: float = 1.0
+    view_confidence: float = 0.0
+    yaw_deg: float | None = None
+    roll_deg: float | None = None
+    pitch_deg: float | None = None
+    height_px: float | None = None
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +224,7 @@ class CountResult:
     def to_dict(self) -> dict[str, Any]:
         face = asdict(self.face)
         face["box"] = list(self.face.box) if self.face.box is not None else None
+        face["landmarks"] = [list(p) for p in self.face.landmarks] if self.face.landmarks is not None else None
         return {
             "schema_version": self.schema_version,
             "image": asdict(self.image),
@@ -230,6 +242,8 @@ class CountResult:
     def from_dict(cls, d: dict[str, Any]) -> CountResult:
         face = dict(d["face"])
         face["box"] = tuple(face["box"]) if face.get("box") is not None else None
+        if face.get("landmarks") is not None:
+            face["landmarks"] = tuple((float(x), float(y)) for x, y in face["landmarks"])
         return cls(
             schema_version=d["schema_version"],
             image=ImageInfo(**d["image"]),

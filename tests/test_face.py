@@ -1,60 +1,142 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from lesioncount.face import analyse_face, counting_area, detect_face
+from lesioncount.face import analyse_face, counting_area, landmark_regions, view_from_yaw
+from lesioncount.landmarks import find_landmarks, head_pose
 from lesioncount.types import REGIONS
 
 
-def test_astronaut_face_regions_in_anatomical_order(astronaut: np.ndarray) -> None:
-    face = analyse_face(astronaut)
-    assert face.found and face.view == "front" and face.method == "haar-frontal"
-    x, y, w, h = face.box
-    assert 140 < x + w / 2 < 300 and 40 < y + h / 2 < 200  # the face is in the upper middle of the portrait
+def _region_centres(face) -> dict[str, tuple[float, float]]:
     centre = {}
     for name in ("forehead", "nose", "chin", "left_cheek", "right_cheek"):
         ys, xs = np.nonzero(face.skin & (face.regions == REGIONS.index(name)))
-        assert len(xs) > 50, name
-        centre[name] = (xs.mean(), ys.mean())
-    assert centre["forehead"][1] < centre["nose"][1] < centre["chin"][1]
+        assert len(xs) > 30, name
+        centre[name] = (float(xs.mean()), float(ys.mean()))
+    return centre
+
+
+def test_astronaut_is_frontal_with_regions_on_the_patients_sides(astronaut: np.ndarray) -> None:
+    face = analyse_face(astronaut)
+    assert face.found and face.view == "front" and face.view_confidence > 0.8
+    assert face.method.startswith("face_detection") and face.landmarks is not None
+    assert face.landmarks.shape == (468, 3)
+    x, y, w, h = face.box
+    assert 150 < x + w / 2 < 300 and 40 < y + h / 2 < 200  # the face is in the upper middle of the portrait
+    assert 80 < face.height_px < 140
+    assert abs(face.pose.yaw_deg) < 10 and abs(face.pose.roll_deg) < 10
+    c = _region_centres(face)
+    assert c["forehead"][1] < c["nose"][1] < c["chin"][1]
     # The patient's left cheek is on the image's right in a frontal photo.
-    assert centre["right_cheek"][0] < centre["nose"][0] < centre["left_cheek"][0]
+    assert c["right_cheek"][0] < c["nose"][0] < c["left_cheek"][0]
     assert face.region_at(-5, -5) == "other"
 
 
-def test_skin_excludes_background_and_eyes(astronaut: np.ndarray) -> None:
+def test_mirror_image_swaps_the_cheeks(astronaut: np.ndarray) -> None:
+    face = analyse_face(astronaut)
+    mirrored = analyse_face(np.ascontiguousarray(astronaut[:, ::-1]))
+    assert mirrored.found and mirrored.view == "front"
+    # The same physical cheek pixels: left in one photo is right in its mirror image (the face looks mirrored).
+    w = astronaut.shape[1]
+    both = face.skin & mirrored.skin[:, ::-1]
+    ours, theirs = face.regions[both], mirrored.regions[:, ::-1][both]
+    left, right = REGIONS.index("left_cheek"), REGIONS.index("right_cheek")
+    on_left = ours == left
+    assert on_left.sum() > 100
+    assert (theirs[on_left] == right).mean() > 0.8
+    assert mirrored.box[0] > w / 2 - mirrored.box[2]  # the box moved with the face
+
+
+def test_12_megapixel_frontal_keeps_view_sides_and_scale(astronaut: np.ndarray) -> None:
+    # A 4000x3000-ish frame: the astronaut enlarged 6x, cropped around her face.
+    big = cv2.resize(astronaut, (3072, 3072), interpolation=cv2.INTER_CUBIC)[0:3000, 0:3072]
+    small, large = analyse_face(astronaut), analyse_face(big)
+    assert large.found and large.view == "front"
+    assert large.skin.shape == big.shape[:2]
+    assert abs(large.height_px / 6 - small.height_px) < 0.05 * small.height_px
+    c = _region_centres(large)
+    assert c["right_cheek"][0] < c["nose"][0] < c["left_cheek"][0]
+
+
+def test_skin_excludes_background_eyes_and_lips(astronaut: np.ndarray) -> None:
     face = analyse_face(astronaut)
     assert not face.skin[:30, :].any()  # grey studio background above the head
-    x, y, w, h = face.box
-    eye_band = face.skin[y + int(0.28 * h) : y + int(0.36 * h), x + int(0.25 * w) : x + int(0.4 * w)]
-    assert eye_band.mean() < 0.2
-    assert 0.02 < face.skin_fraction < 0.3
+    lm = face.landmarks
+    for eye in (159, 386, 13):  # upper eyelids' middles and the inner lip
+        x, y = int(lm[eye, 0]), int(lm[eye, 1])
+        assert not face.skin[y - 1 : y + 2, x - 1 : x + 2].any(), eye
+    for cheek in (50, 280, 151):
+        assert face.skin[int(lm[cheek, 1]), int(lm[cheek, 0])], cheek
+    assert 0.01 < face.skin_fraction < 0.1
 
 
-def test_no_face_counts_whole_frame_with_a_warning() -> None:
+def test_noise_has_no_face_and_no_skin() -> None:
     rng = np.random.default_rng(0)
-    noise = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
-    assert detect_face(noise)[0] is None
+    noise = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    assert find_landmarks(noise) is None
     face = analyse_face(noise)
-    assert not face.found and face.skin.all() and any("no face" in w for w in face.warnings)
-    assert counting_area(face).all()
+    assert not face.found and not face.skin.any() and face.view == "unknown"
+    assert any("no skin" in w for w in face.warnings)
+    assert not counting_area(face).any()
+
+
+def test_skin_without_a_face_is_found_by_colour() -> None:
+    # A flat skin-toned close-up with no face in it: counted on its skin, with a warning.
+    img = np.zeros((300, 400, 3), np.uint8)
+    img[:] = (70, 60, 60)
+    img[40:260, 60:340] = (205, 150, 125)
+    face = analyse_face(img)
+    assert not face.found and face.method == "skin-colour"
+    assert face.skin[150, 200] and not face.skin[10, 10]
+    assert any("no face" in w for w in face.warnings)
 
 
 def test_counting_area_grows_the_skin(astronaut: np.ndarray) -> None:
     face = analyse_face(astronaut)
-    area = counting_area(face, 0.1)
+    area = counting_area(face, 0.05)
     assert (area >= face.skin).all() and area.sum() > face.skin.sum()
     assert counting_area(face, 0.0).sum() == face.skin.sum()
+
+
+def test_view_from_yaw_boundaries() -> None:
+    assert view_from_yaw(0.0)[0] == "front" and view_from_yaw(0.0)[1] > 0.9
+    assert view_from_yaw(45.0)[0] == "left" and view_from_yaw(-45.0)[0] == "right"
+    assert view_from_yaw(20.0)[1] == pytest.approx(0.5)
+
+
+def test_turned_face_gives_a_lateral_view(astronaut: np.ndarray) -> None:
+    # Synthetic yaw: rotate the mesh about the face's vertical axis and read the pose back.
+    lm = find_landmarks(astronaut)
+    assert lm is not None
+    p = lm.points.astype(np.float64)
+    c = p.mean(0)
+    for yaw in (40.0, -40.0):
+        a = np.radians(yaw)
+        # Positive yaw brings the patient's left eye (image right) nearer the camera (smaller z).
+        rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+        q = ((p - c) @ rot.T + c).astype(np.float32)
+        pose = head_pose(q)
+        assert pose.yaw_deg == pytest.approx(yaw, abs=12)
+        assert view_from_yaw(pose.yaw_deg)[0] == ("left" if yaw > 0 else "right")
+
+
+def test_landmark_regions_cover_the_face(astronaut: np.ndarray) -> None:
+    lm = find_landmarks(astronaut)
+    assert lm is not None
+    reg = landmark_regions(lm.points)
+    assert reg.shape == (468,)
+    assert REGIONS[reg[10]] == "forehead" and REGIONS[reg[1]] == "nose" and REGIONS[reg[152]] == "chin"
+    assert REGIONS[reg[50]] == "right_cheek" and REGIONS[reg[280]] == "left_cheek"
 
 
 def test_large_photo_analysed_at_reduced_size_keeps_full_size_masks(astronaut: np.ndarray) -> None:
     big = np.kron(astronaut, np.ones((3, 3, 1), np.uint8))  # 1536 px: analysed at 1024
     small_face, big_face = analyse_face(astronaut), analyse_face(big)
     assert big_face.skin.shape == big.shape[:2] and big_face.regions.shape == big.shape[:2]
-    assert big_face.box is not None and small_face.box is not None
-    assert abs(big_face.box[3] / 3 - small_face.box[3]) < 0.15 * small_face.box[3]
-    assert abs(big_face.skin_fraction - small_face.skin_fraction) < 0.03
+    assert abs(big_face.height_px / 3 - small_face.height_px) < 0.05 * small_face.height_px
+    assert abs(big_face.skin_fraction - small_face.skin_fraction) < 0.01
 
 
 def test_input_checked(astronaut: np.ndarray) -> None:

@@ -40,7 +40,7 @@ def test_tiled_prediction_equals_whole_image(toy: Path) -> None:
 def test_lesion_on_a_tile_border_is_counted_once(toy: Path, x: float) -> None:
     # Tiles of 128 with overlap 32 start at 0, 96, ...: the kept halves meet at x = 112; the tile windows
     # themselves meet at 96 and 128. Put a lesion on those lines.
-    counter = LesionCounter(toy, threads=1)
+    counter = LesionCounter(toy, threads=1, whole_frame=True)
     for cx in (x, 112.0, 128.0):
         img = red_blob(_grey(240, 300), cx, 120, 3)
         r = counter.count(img)
@@ -49,7 +49,7 @@ def test_lesion_on_a_tile_border_is_counted_once(toy: Path, x: float) -> None:
 
 
 def test_coordinates_scale_with_resolution(toy: Path) -> None:
-    counter = LesionCounter(toy, threads=1)
+    counter = LesionCounter(toy, threads=1, whole_frame=True)
     spots = [(60, 70), (200, 150), (300, 90)]
     small = _grey(240, 360)
     for x, y in spots:
@@ -68,7 +68,7 @@ def test_exif_rotation_gives_rotated_coordinates(toy: Path, tmp_path: Path, orie
     exif[0x0112] = orientation
     Image.fromarray(stored).save(tmp_path / "r.png", exif=exif)
     Image.fromarray(stored).save(tmp_path / "plain.png")
-    counter = LesionCounter(toy, threads=1)
+    counter = LesionCounter(toy, threads=1, whole_frame=True)
     rot, plain = counter.count(tmp_path / "r.png"), counter.count(tmp_path / "plain.png")
     h, w = 200, 320
     assert (rot.image.width, rot.image.height) == ((h, w) if orientation in (6, 8) else (w, h))
@@ -95,22 +95,33 @@ def test_result_is_valid_schema_and_round_trips(toy: Path, astronaut: np.ndarray
 def test_schema_rejects_a_broken_result(toy: Path) -> None:
     import jsonschema
 
-    doc = LesionCounter(toy, threads=1).count(_grey(100, 100)).to_dict()
+    doc = LesionCounter(toy, threads=1, whole_frame=True).count(_grey(100, 100)).to_dict()
     doc["counts"]["inflammatory"] = -1
     with pytest.raises(jsonschema.ValidationError):
         validate_count_result(doc)
 
 
-def test_no_face_warns_and_counts_whole_frame(toy: Path) -> None:
-    r = LesionCounter(toy, threads=1).count(red_blob(_grey(200, 200), 100, 100, 3))
-    assert not r.face.found and any("no face" in w for w in r.warnings)
+def test_whole_frame_counts_everywhere_with_a_warning(toy: Path) -> None:
+    r = LesionCounter(toy, threads=1, whole_frame=True).count(red_blob(_grey(200, 200), 100, 100, 3))
+    assert not r.face.found and any("whole frame" in w for w in r.warnings)
     assert r.counts["inflammatory"] == 1
+
+
+def test_no_face_and_no_skin_counts_nothing_and_grades_nothing(toy: Path) -> None:
+    # Grey with a red spot, and random noise: no face, no skin, so no lesion and no grade.
+    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    for img in (red_blob(_grey(200, 200), 100, 100, 3), noise):
+        r = LesionCounter(toy, threads=1).count(img)
+        assert not r.face.found and r.counts["total_acne"] == 0 and r.lesions == ()
+        assert r.grades["hayashi"] is None and r.grades["gags"] is None
+        assert any("no skin" in w for w in r.warnings)
+        validate_count_result(r.to_dict())
 
 
 def test_counting_imports_no_torch(toy: Path) -> None:
     code = (
         "import sys, numpy as np; from lesioncount import count_lesions; "
-        f"r = count_lesions(np.full((200, 200, 3), 170, np.uint8), model={str(toy)!r}); "
+        f"from skimage import data; r = count_lesions(data.astronaut(), model={str(toy)!r}); "
         "assert 'torch' not in sys.modules and 'albumentations' not in sys.modules, 'torch imported'; print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -119,7 +130,7 @@ def test_counting_imports_no_torch(toy: Path) -> None:
 
 def test_bad_array_input_is_refused(toy: Path) -> None:
     with pytest.raises(ValueError, match="HxWx3 uint8"):
-        LesionCounter(toy, threads=1).count(np.zeros((10, 10), np.float32))  # type: ignore[arg-type]
+        LesionCounter(toy, threads=1, whole_frame=True).count(np.zeros((10, 10), np.float32))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="threshold"):
         LesionCounter(toy, threshold=1.5)
 

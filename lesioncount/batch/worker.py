@@ -106,7 +106,7 @@ class Scored:
     worker: str
 
 
-#: One photo at a time per process: OpenCV's cascade face finder is not documented as thread-safe.
+#: One photo at a time per process: the counter's ONNX session and face models are shared by its threads.
 _SCORE_LOCK = threading.Lock()
 
 

@@ -72,7 +72,9 @@ def augmentation(crop_px: int) -> A.Compose:
             A.PadIfNeeded(crop_px, crop_px, border_mode=cv2.BORDER_REFLECT_101),
             A.RandomCrop(crop_px, crop_px),
             A.PlanckianJitter(p=0.3),
-            A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.2, hue=0.03, p=0.7),
+            # Exposure of +-1 stop: a linear-light gain of 2**+-1 is about x0.73-1.37 on gamma-encoded pixels.
+            A.ColorJitter(brightness=(0.65, 1.45), contrast=0.25, saturation=0.2, hue=0.03, p=0.8),
+            A.RandomGamma(gamma_limit=(80, 125), p=0.3),
             A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 5))], p=0.15),
             A.ImageCompression(quality_range=(50, 95), p=0.3),
             A.GaussNoise(std_range=(0.01, 0.04), p=0.2),

