@@ -41,6 +41,11 @@ def add_count(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, help="one score threshold for every class (default: the model's)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
     p.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS, help="refuse larger photos")
+    p.add_argument(
+        "--whole-frame",
+        action="store_true",
+        help="count everywhere in the frame, with no face or skin test (close-ups you vouch for)",
+    )
     p.set_defaults(func=run_count)
 
 
@@ -62,6 +67,7 @@ def run_count(args: argparse.Namespace) -> int:
             threads=args.threads,
             threshold=args.threshold,
             max_megapixels=args.max_megapixels,
+            whole_frame=args.whole_frame,
         )
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
@@ -107,7 +113,7 @@ def run_count(args: argparse.Namespace) -> int:
             name,
             *(str(r.counts[c]) for c in CLASSES),
             str(r.counts["total_acne"]),
-            str(r.grades["hayashi"]["grade"]),
+            str(r.grades["hayashi"]["grade"]) if r.grades.get("hayashi") else "-",
             str(len(r.warnings)),
         )
     if len(results) > 40:
@@ -133,7 +139,7 @@ def _write_summary_csv(path: Path, results: list[tuple[str, CountResult]]) -> No
                 r.image.path,
                 *(r.counts[c] for c in CLASSES),
                 r.counts["total_acne"],
-                r.grades["hayashi"]["grade"],
+                r.grades["hayashi"]["grade"] if r.grades.get("hayashi") else "",
                 gags["score"] if gags else "",
                 r.face.found,
                 len(r.warnings),

@@ -402,6 +402,7 @@ def _from_landmarks(image: npt.NDArray[np.uint8], lm: Landmarks) -> FaceAnalysis
     lm_of_pixel[iy * w + ix] = np.arange(len(pts))
     label_to_region = np.concatenate([[REGIONS.index("other")], landmark_regions(pts)[lm_of_pixel[order]]])
     regions = label_to_region[nearest].astype(np.uint8)
+    regions[~face_mask.astype(bool)] = REGIONS.index("other")  # off the face: no region
 
     warnings = []
     if skin.sum() < 0.2 * face_mask.sum():

@@ -161,8 +161,8 @@ def main() -> int:
 
     loaded = load_image(photo, min_short_side_px=DECODE_MIN_SHORT_SIDE_PX)
     face = analyse_face(loaded.image)
-    scale = working_scale(face.box[3] if face.box else None, loaded.image.shape[:2], fp32.spec.face_height_px)
-    work = pad_to_multiple(working_crop(loaded.image, face, scale)[0])
+    scale = working_scale(face.height_px, loaded.image.shape[:2], fp32.spec.face_height_px)
+    work = pad_to_multiple(working_crop(loaded.image, face, scale, loaded.decode_scale)[0])
     tiles = [
         np.ascontiguousarray(work[t.y0 : t.y1, t.x0 : t.x1])
         for t in plan_tiles(work.shape[0], work.shape[1], fp32.spec.tile_px, fp32.spec.tile_overlap_px)

@@ -30,7 +30,9 @@ def test_count_writes_named_outputs_and_exits_0(toy: Path, tmp_path: Path) -> No
     _photo(photos / "a.png", 2)
     _photo(photos / "sub" / "b.jpg", 3)
     out = tmp_path / "out"
-    code = main(["count", str(photos), "--out", str(out), "--overlay", "--model", str(toy), "--threads", "1"])
+    code = main(
+        ["count", str(photos), "--out", str(out), "--overlay", "--model", str(toy), "--threads", "1", "--whole-frame"]
+    )
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "a.json",

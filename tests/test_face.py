@@ -145,3 +145,41 @@ def test_input_checked(astronaut: np.ndarray) -> None:
     before = astronaut.copy()
     analyse_face(astronaut)
     np.testing.assert_array_equal(astronaut, before)
+
+
+def test_retakes_keep_found_view_and_scale(astronaut: np.ndarray) -> None:
+    from lesioncount.evaluate.retake import retake
+
+    face = analyse_face(astronaut)
+    for seed in range(4):
+        again = retake(astronaut, seed)
+        f2 = analyse_face(again.image)
+        assert f2.found and f2.view == face.view
+        assert abs(f2.height_px / (face.height_px * again.zoom) - 1) <= 0.05, seed
+
+
+def test_lesions_on_a_patterned_background_beside_a_face_are_not_counted(astronaut: np.ndarray, tmp_path) -> None:
+    from toy_model import make_toy_model, red_blob
+
+    from lesioncount.pipeline import LesionCounter
+
+    # The portrait beside a wallpaper of red dots (the toy model's "lesions"), and three spots on the cheeks.
+    wall = np.full((512, 512, 3), (200, 190, 180), np.uint8)
+    for y in range(20, 512, 40):
+        for x in range(20, 512, 40):
+            wall = red_blob(wall, x, y, 4)
+    image = np.concatenate([astronaut, wall], axis=1)
+    face = analyse_face(astronaut)
+    lm = face.landmarks
+    spots = [(float(lm[i, 0]), float(lm[i, 1])) for i in (50, 280, 151)]
+    for x, y in spots:
+        image = red_blob(image, x, y, 3)
+    counter = LesionCounter(make_toy_model(tmp_path / "strict.onnx", bias=6.0), threads=1, whole_frame=False)
+    r = counter.count(image)
+    assert r.face.found
+    assert all(les.x < 512 for les in r.lesions), [(les.x, les.y) for les in r.lesions if les.x >= 512]
+    found = sum(any(abs(les.x - x) < 4 and abs(les.y - y) < 4 for les in r.lesions) for x, y in spots)
+    assert found == 3
+    # Counted anyway on the whole frame, the wallpaper would give many.
+    whole = LesionCounter(make_toy_model(tmp_path / "strict2.onnx", bias=6.0), threads=1, whole_frame=True)
+    assert sum(les.x >= 512 for les in whole.count(image).lesions) > 50

@@ -316,7 +316,7 @@ def assess_comparability(
         warnings.append((0.2, f"follow-up is rotated {abs(rotation):.0f}° {way} relative to baseline (head tilt)"))
         score *= float(np.clip(1 - (abs(rotation) - WARN_ROTATION_DEG) / 40, 0.5, 1.0))
     if registration is not None and registration.mirrored:
-        msg = "follow-up is a mirror image of the baseline (selfie camera?): its left and right regions are swapped"
+        msg = "follow-up is a mirror image of the baseline (selfie camera?): its sides are swapped back"
         warnings.append((0.6, msg))
         score *= 0.8
     if registration is not None and base.face_height_px and registration.nonrigid_px > 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ from lesioncount.compare.match import LesionMatch, default_tolerance_px, match_l
 from lesioncount.compare.register import Registration, register
 from lesioncount.compare.secondary import SkinMeasures, compare_measures, skin_measures
 from lesioncount.compare.visits import Visit, order_visits
-from lesioncount.types import VIEWS
+from lesioncount.types import VIEWS, CountResult
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,22 @@ def _skin(image: npt.NDArray[np.uint8], box: tuple[float, float, float, float] |
     return face_mask(image.shape, box)
 
 
+def _swap_sides(by_region: Mapping[str, Mapping[str, int]]) -> dict[str, Mapping[str, int]]:
+    swap = {"left_cheek": "right_cheek", "right_cheek": "left_cheek"}
+    return {swap.get(r, r): c for r, c in by_region.items()}
+
+
+def _region_change(base: CountResult, follow: CountResult, reg: Registration | None) -> dict[str, dict[str, Change]]:
+    """Change per region; none where either photo's regions are unknown (no face); a mirrored follow-up's
+    sides are swapped back (its landmarks read the mirrored face as an ordinary one)."""
+    if not (base.face.found and follow.face.found):
+        return {}
+    follow_regions = follow.counts_by_region
+    if reg is not None and reg.mirrored:
+        follow_regions = _swap_sides(follow_regions)
+    return region_change(base.counts_by_region, follow_regions)
+
+
 def _days(a: dt.date | None, b: dt.date | None) -> float | None:
     return None if a is None or b is None else float((b - a).days)
 
@@ -311,7 +327,13 @@ def _compare_pair(
     if base.image is not None and follow.image is not None:
         log.info("registering %s onto %s (%s view)", follow.name, base.name, view)
         reg = register(
-            base.image, follow.image, base_box=base.result.face.box, follow_box=follow.result.face.box, refine=refine
+            base.image,
+            follow.image,
+            base_box=base.result.face.box,
+            follow_box=follow.result.face.box,
+            base_landmarks=base.result.face.landmarks,
+            follow_landmarks=follow.result.face.landmarks,
+            refine=refine,
         )
         comp = assess_comparability(stats[b], stats[f], reg)  # type: ignore[arg-type]
         tol = tolerance_px or default_tolerance_px(base.result.face.box, base.image.shape)
@@ -334,7 +356,7 @@ def _compare_pair(
         comparability=comp,
         match=match,
         change=change,
-        region_change=region_change(base.result.counts_by_region, follow.result.counts_by_region),
+        region_change=_region_change(base.result, follow.result, reg),
         grades=grade_change(base.result.grades, follow.result.grades),
         responder=responder_flags({k: change[k] for k in RESPONDER_KEYS}, threshold_pct=responder_threshold_pct),
         secondary=secondary,

@@ -1,8 +1,10 @@
 """Align a follow-up photo to the baseline photo of the same view.
 
-We have no landmark model, so alignment runs in four steps:
+Alignment runs in four steps:
 
-1. candidates: AKAZE (ORB as a fallback) features inside the face, ratio-tested and fitted by RANSAC to a
+1. candidates: first the similarity that takes the follow-up's 468 facial landmarks onto the baseline's
+   (when both photos have them: the landmarks are the surest anchor, robust to exposure and lesion
+   changes); then AKAZE (ORB as a fallback) features inside the face, ratio-tested and fitted by RANSAC to a
    similarity (rotation, uniform scale, shift) or, when it explains clearly more matches, a full affine
    (a slightly turned head, a sheared export), at a tight and a loose threshold; the same on the mirrored
    follow-up when the direct fit is weak (front-camera selfies are mirror images); the face boxes'
@@ -69,7 +71,7 @@ class Registration:
 
     Attributes:
         matrix: 2x3 affine, follow-up pixels -> baseline pixels (as nested tuples, JSON friendly).
-        method: ``features+ecc``, ``features``, ``face-box+ecc``, ``face-box``, ``identity+ecc`` or ``identity``.
+        method: ``landmarks``, ``features``, ``face-box`` or ``identity``, with ``+ecc`` when ECC refined it.
         n_matches: ratio-tested feature matches.
         n_inliers: RANSAC inliers of the similarity fit (0 when features were not used).
         residual_px: median inlier reprojection error in baseline pixels, or None.
@@ -256,6 +258,21 @@ class _Fit:
         return float(np.median(np.linalg.norm(map_points(m, self.src) - self.dst, axis=1)))
 
 
+def _landmark_fit(base_xy: npt.NDArray[np.float64], follow_xy: npt.NDArray[np.float64]) -> _Fit | None:
+    """Similarity taking the follow-up's landmarks onto the baseline's (work pixels), robust to a few strays."""
+    src, dst = follow_xy.reshape(-1, 2).astype(np.float32), base_xy.reshape(-1, 2).astype(np.float32)
+    if len(src) != len(dst) or len(src) < 3:
+        return None
+    m, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+    if m is None:
+        return None
+    keep = inl.ravel().astype(bool)
+    resid = np.linalg.norm(map_points(m, src[keep]) - dst[keep], axis=1)
+    return _Fit(
+        m.astype(np.float64), "landmarks", len(src), int(keep.sum()), float(np.median(resid)), src[keep], dst[keep]
+    )
+
+
 def _features(
     gb: npt.NDArray[np.uint8], gf: npt.NDArray[np.uint8], mb: npt.NDArray[np.uint8], mf: npt.NDArray[np.uint8]
 ) -> list[_Fit]:
@@ -372,6 +389,8 @@ def register(
     *,
     base_box: Box | None = None,
     follow_box: Box | None = None,
+    base_landmarks: npt.ArrayLike | None = None,
+    follow_landmarks: npt.ArrayLike | None = None,
     refine: bool = True,
     local: bool = True,
     work_px: int = WORK_PX,
@@ -383,6 +402,7 @@ def register(
         follow_image: HxWx3 uint8 RGB follow-up photo (any size).
         base_box: baseline face box ``(x, y, w, h)`` in photo pixels, or None (whole frame).
         follow_box: follow-up face box, or None.
+        base_landmarks, follow_landmarks: (468, 2) face-mesh landmarks in photo pixels, or None.
         refine: run the ECC refinement.
         local: also measure the residual motion on the face (dense optical flow), which ``to_base`` uses to
             correct lesion positions locally.
@@ -407,8 +427,13 @@ def register(
         return (_scale_m(sb) @ _h(m_full) @ _scale_m(1 / sf))[:2]
 
     # Candidates in order of preference; the first about as good as the best (band-pass NCC) wins.
+    cands: list[_Fit] = []
+    if base_landmarks is not None and follow_landmarks is not None:
+        lm_fit = _landmark_fit(np.asarray(base_landmarks) * sb, np.asarray(follow_landmarks) * sf)
+        if lm_fit is not None and _plausible(lm_fit.matrix, sb, sf):
+            cands.append(lm_fit)
     direct = _features(gb, gf, mb, mf)
-    cands = [f for f in direct if f.n_inliers >= MIN_INLIERS and _plausible(f.matrix, sb, sf)]
+    cands += [f for f in direct if f.n_inliers >= MIN_INLIERS and _plausible(f.matrix, sb, sf)]
     if max((f.n_inliers for f in direct), default=0) < CONFIDENT_INLIERS:
         # A mirrored follow-up (front-camera selfies, flipped exports) has no matching features as it is.
         flip = np.array([[-1.0, 0.0, gf.shape[1] - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
