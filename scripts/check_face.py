@@ -10,7 +10,6 @@ and off the counting area; and on one simulated re-take per photo (rotation <= 3
 from __future__ import annotations
 
 import argparse
-import collections
 import sys
 from pathlib import Path
 
@@ -18,9 +17,7 @@ import cv2
 import numpy as np
 from rich.progress import track
 
-from lesioncount.data import read_voc_file
-from lesioncount.evaluate.retake import retake
-from lesioncount.face import analyse_face, counting_area
+from lesioncount.evaluate.face_check import face_figures, region_overlay
 from lesioncount.types import REGIONS
 
 
@@ -35,52 +32,25 @@ def main() -> int:
     if not xmls:
         print(f"{args.folder}: no VOC .xml files", file=sys.stderr)
         return 2
-    found = 0
-    views: collections.Counter[str] = collections.Counter()
-    regions: collections.Counter[str] = collections.Counter()
-    off_area = n_lesions = 0
-    flips_found = flips_view = 0
-    height_dev: list[float] = []
-    rng = np.random.default_rng(args.seed)
-    colours = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (128, 128, 128)], np.uint8)
     if args.overlays:
         args.overlays.mkdir(parents=True, exist_ok=True)
-    for i, xml in enumerate(track(xmls, description="faces")):
-        ann = read_voc_file(xml)
-        bgr = cv2.imread(str(xml.with_name(ann.file_name)))
-        if bgr is None:
-            continue
-        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        face = analyse_face(image)
-        found += face.found
-        views[face.view] += 1
-        area = counting_area(face)
-        for les in ann.lesions:
-            n_lesions += 1
-            regions[face.region_at(les.x, les.y)] += 1
-            ix, iy = int(les.x), int(les.y)
-            off_area += not (0 <= iy < area.shape[0] and 0 <= ix < area.shape[1] and area[iy, ix])
-        again = retake(image, rng)
-        face2 = analyse_face(again.image)
-        flips_found += face.found != face2.found
-        flips_view += face.view != face2.view
-        if face.height_px and face2.height_px:
-            height_dev.append(face2.height_px / (face.height_px * again.zoom) - 1)
+
+    def overlay(i, image, face, ann) -> None:  # type: ignore[no-untyped-def]
         if args.overlays and i < 20:
-            vis = image.copy()
-            vis[face.skin] = (0.55 * vis[face.skin] + 0.45 * colours[face.regions][face.skin]).astype(np.uint8)
+            vis = region_overlay(image, face)
             for les in ann.lesions:
                 cv2.circle(vis, (int(les.x), int(les.y)), 6, (255, 255, 255), 1)
-            cv2.imwrite(str(args.overlays / f"{xml.stem[:40]}.jpg"), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
-    n = len(xmls)
-    dev = np.abs(np.array(height_dev)) if height_dev else np.zeros(1)
-    print(f"photos {n}: face found {found / n:.1%}; views {dict(views)}")
-    lateral = (views["left"] + views["right"]) / n
-    print(f"lateral (left or right): {lateral:.1%}")
-    print("labelled lesions by region: " + ", ".join(f"{r} {regions[r] / max(1, n_lesions):.1%}" for r in REGIONS))
-    print(f"labelled lesions off the counting area: {off_area / max(1, n_lesions):.1%} of {n_lesions}")
+            name = args.overlays / f"{Path(ann.file_name).stem[:40]}.jpg"
+            cv2.imwrite(str(name), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
+
+    f = face_figures(track(xmls, description="faces"), args.seed, on_face=overlay)
+    dev = np.abs(np.array(f.height_change)) if f.height_change else np.zeros(1)
+    print(f"photos {f.n_photos}: face found {f.found_share:.1%}; views {dict(f.views)}")
+    print(f"lateral (left or right): {f.lateral_share:.1%}")
+    print("labelled lesions by region: " + ", ".join(f"{r} {f.region_share(r):.1%}" for r in REGIONS))
+    print(f"labelled lesions off the counting area: {f.off_area_share:.1%} of {f.n_lesions}")
     print(
-        f"re-takes: found flips {flips_found}, view flips {flips_view}; face height vs zoom: "
+        f"re-takes: found flips {f.found_flips}, view flips {f.view_flips}; face height vs zoom: "
         f"median |change| {np.median(dev):.1%}, max {dev.max():.1%}, over 5%: {(dev > 0.05).sum()}"
     )
     return 0

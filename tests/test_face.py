@@ -183,3 +183,17 @@ def test_lesions_on_a_patterned_background_beside_a_face_are_not_counted(astrona
     # Counted anyway on the whole frame, the wallpaper would give many.
     whole = LesionCounter(make_toy_model(tmp_path / "strict2.onnx", bias=6.0), threads=1, whole_frame=True)
     assert sum(les.x >= 512 for les in whole.count(image).lesions) > 50
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_acne04_half_faces_are_found_lateral_and_regioned(acne04) -> None:
+    from lesioncount.evaluate.face_check import face_figures
+
+    # Every 4th validation photo (71 of 283) keeps the test short; the full folder is in the closing note.
+    xmls = sorted((acne04 / "valid").glob("*.xml"))[::4]
+    f = face_figures(xmls, 0)
+    assert f.found_share >= 0.93
+    assert f.lateral_share >= 0.88  # ACNE04 photos are all half faces
+    assert f.region_share("other") <= 0.2
+    assert f.found_flips <= 2 and np.median(np.abs(f.height_change)) < 0.02

@@ -340,7 +340,8 @@ def _visits_table(comparison: VisitComparison) -> str:
             f"<tr><td class=l>{_e(v.name)}</td><td class=l>{_e(v.view)}</td>"
             f"<td>{'' if v.age_years is None else f'{v.age_years:g}'}</td><td class=l>{_e(v.treatment or '')}</td>"
             + "".join(f"<td>{c.get(k, 0)}</td>" for k in CHANGE_ROWS)
-            + f"<td>{g['hayashi']['grade'] if g.get('hayashi') else '-'}</td><td>{'' if not gags else gags['score']}</td>"
+            + f"<td>{g['hayashi']['grade'] if g.get('hayashi') else '-'}</td>"
+            + f"<td>{'' if not gags else gags['score']}</td>"
             f"<td>{'' if me is None else f'{100 * me.shine_fraction:.2f}%'}</td>"
             f"<td>{'' if me is None else f'{me.erythema_index:.1f}'}</td></tr>"
         )
