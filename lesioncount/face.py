@@ -119,7 +119,9 @@ def view_from_yaw(yaw_deg: float) -> tuple[str, float]:
     return view, round(0.5 + 0.5 * math.tanh(margin / 8.0), 3)
 
 
-def _sample_mask(points: npt.NDArray[np.float32], ids: tuple[int, ...], radius: float, hw: tuple[int, int]):  # type: ignore[no-untyped-def]
+def _sample_mask(
+    points: npt.NDArray[np.float32], ids: tuple[int, ...], radius: float, hw: tuple[int, int]
+) -> npt.NDArray[np.bool_]:
     mask = np.zeros(hw, np.uint8)
     for i in ids:
         cv2.circle(mask, (int(points[i, 0]), int(points[i, 1])), max(2, int(radius)), 1, -1)
@@ -371,10 +373,10 @@ def _from_landmarks(image: npt.NDArray[np.uint8], lm: Landmarks) -> FaceAnalysis
     box = (max(0, int(x0)), max(0, int(y0)), int(min(w, x1) - max(0, x0)), int(min(h, y1) - max(0, y0)))
 
     exclude = np.zeros((h, w), np.uint8)
-    for ids, grow in ((RIGHT_EYE, 0.12), (LEFT_EYE, 0.12), (RIGHT_BROW, 0.05), (LEFT_BROW, 0.05), (LIPS, 0.03)):
+    for ids, margin in ((RIGHT_EYE, 0.12), (LEFT_EYE, 0.12), (RIGHT_BROW, 0.05), (LEFT_BROW, 0.05), (LIPS, 0.03)):
         poly = cv2.convexHull(pts[list(ids), :2].astype(np.float32)).astype(np.int32)
         cv2.fillConvexPoly(exclude, poly, 1)
-        g = max(1, int(grow * iod))
+        g = max(1, int(margin * iod))
         cv2.polylines(exclude, [poly], True, 1, thickness=2 * g)
     nostrils = cv2.convexHull(pts[list(NOSTRILS), :2].astype(np.float32)).astype(np.int32)
     cv2.fillConvexPoly(exclude, nostrils, 1)

@@ -27,6 +27,7 @@ import math
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import cv2
 import numpy as np
@@ -68,7 +69,7 @@ class Landmarks:
 
 
 @lru_cache(maxsize=4)
-def _interpreter(name: str):  # type: ignore[no-untyped-def]
+def _interpreter(name: str) -> Any:
     from ai_edge_litert.interpreter import Interpreter
 
     from lesioncount.infer import models_dir

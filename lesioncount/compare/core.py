@@ -197,7 +197,7 @@ def _region_change(base: CountResult, follow: CountResult, reg: Registration | N
     sides are swapped back (its landmarks read the mirrored face as an ordinary one)."""
     if not (base.face.found and follow.face.found):
         return {}
-    follow_regions = follow.counts_by_region
+    follow_regions: Mapping[str, Mapping[str, int]] = follow.counts_by_region
     if reg is not None and reg.mirrored:
         follow_regions = _swap_sides(follow_regions)
     return region_change(base.counts_by_region, follow_regions)
