@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lesioncount.demo import demo_photo
-from lesioncount.infer import models_dir
+from lesioncount.infer import DEFAULT_MODEL_STEM, models_dir
 from lesioncount.io import write_image, write_json
 from lesioncount.pipeline import LesionCounter
 
@@ -77,7 +77,7 @@ def network_only(model_path: Path, tiles: list[np.ndarray], threads: int) -> flo
     return min(_timed(lambda: [p.run(t) for t in tiles]) for _ in range(3))
 
 
-def torch_eager(tiles: list[np.ndarray], threads: int) -> tuple[float, float] | None:
+def torch_eager(tiles: list[np.ndarray], threads: int, arch: str) -> tuple[float, float] | None:
     """Seconds for the same tiles in torch eager (fp32) and the model's GFLOP per megapixel; None without torch."""
     try:
         import torch
@@ -87,7 +87,7 @@ def torch_eager(tiles: list[np.ndarray], threads: int) -> tuple[float, float] | 
     except ImportError:
         return None
     torch.set_num_threads(threads)
-    model = create_model("unet16").eval()
+    model = create_model(arch).eval()
     flops = []
 
     def hook(mod, inp, out):  # type: ignore[no-untyped-def]
@@ -172,9 +172,10 @@ def main() -> int:
     for col in ("runtime", "seconds", "speed-up vs torch", "GFLOP/s", "% of matmul peak"):
         net.add_column(col, justify="right")
     peak = matmul_peak_gflops()
-    te = torch_eager(tiles, args.threads)
-    t32 = network_only(models_dir() / "lesioncount-unet16.onnx", tiles, args.threads)
-    t8 = network_only(models_dir() / "lesioncount-unet16.int8.onnx", tiles, args.threads)
+    # The shipped model is named lesioncount-<arch>: the same architecture in torch eager.
+    te = torch_eager(tiles, args.threads, DEFAULT_MODEL_STEM.removeprefix("lesioncount-"))
+    t32 = network_only(models_dir() / f"{DEFAULT_MODEL_STEM}.onnx", tiles, args.threads)
+    t8 = network_only(models_dir() / f"{DEFAULT_MODEL_STEM}.int8.onnx", tiles, args.threads)
     gpm = te[1] if te else None
     rows = [("torch eager fp32", te[0] if te else None), ("ORT fp32", t32), ("ORT int8 (static QDQ)", t8)]
     for name, sec in rows:
