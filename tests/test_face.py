@@ -50,12 +50,12 @@ def test_mirror_image_swaps_the_cheeks(astronaut: np.ndarray) -> None:
 
 
 def test_12_megapixel_frontal_keeps_view_sides_and_scale(astronaut: np.ndarray) -> None:
-    # A 4000x3000-ish frame: the astronaut enlarged 6x, cropped around her face.
-    big = cv2.resize(astronaut, (3072, 3072), interpolation=cv2.INTER_CUBIC)[0:3000, 0:3072]
+    # A 12 MP frame (4000x3000): the astronaut enlarged 7.8x, cropped below her helmet.
+    big = cv2.resize(astronaut, (4000, 4000), interpolation=cv2.INTER_LINEAR)[0:3000]
     small, large = analyse_face(astronaut), analyse_face(big)
     assert large.found and large.view == "front"
     assert large.skin.shape == big.shape[:2]
-    assert abs(large.height_px / 6 - small.height_px) < 0.05 * small.height_px
+    assert abs(large.height_px / 7.8125 - small.height_px) < 0.05 * small.height_px
     c = _region_centres(large)
     assert c["right_cheek"][0] < c["nose"][0] < c["left_cheek"][0]
 
