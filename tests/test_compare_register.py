@@ -244,3 +244,18 @@ def test_local_flow_follows_non_rigid_change(clean, series, amp) -> None:
     assert max(match.distances_px) < 2.0
     if amp >= 5.0:  # one affine alone cannot follow it
         assert match_lesions(base_lesions, lesions, reg.matrix, tolerance_px=4.0).pairs != match.pairs
+
+
+def test_registration_starts_from_the_facial_landmarks(clean) -> None:
+    from lesioncount.landmarks import find_landmarks
+
+    m = demo.similarity(clean.shape, shift_px=(14.0, -9.0), rotation_deg=4.0, scale=1.08)
+    follow = cv2.warpAffine(clean, m, (clean.shape[1], clean.shape[0]), borderMode=cv2.BORDER_REFLECT_101)
+    lb, lf = find_landmarks(clean), find_landmarks(follow)
+    assert lb is not None and lf is not None
+    reg = register(clean, follow, base_landmarks=lb.points[:, :2], follow_landmarks=lf.points[:, :2], refine=False)
+    assert reg.method == "landmarks" and not reg.mirrored
+    # Follow-up pixels map back to where they came from, within a couple of pixels on the face.
+    face_pts = lb.points[[1, 33, 263, 152, 10], :2]
+    back = map_points(reg.affine, map_points(m, face_pts))
+    assert np.abs(back - face_pts).max() < 3.0
