@@ -193,9 +193,11 @@ def test_cli_with_saved_counts(patient, tmp_path: Path) -> None:
 def test_cli_counts_with_the_model(patient, tmp_path: Path) -> None:
     from lesioncount.cli import main
 
-    model = Path(__file__).resolve().parents[1] / "models" / "lesioncount-unet16.onnx"
+    from lesioncount.infer import DEFAULT_MODEL_STEM
+
+    model = Path(__file__).resolve().parents[1] / "models" / f"{DEFAULT_MODEL_STEM}.onnx"
     if not model.is_file():
-        pytest.skip("no model at models/lesioncount-unet16.onnx")
+        pytest.skip(f"no model at {model}")
     visits, _ = patient
     paths = []
     for i, v in enumerate(visits[:2]):

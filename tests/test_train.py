@@ -83,7 +83,9 @@ def test_tiny_training_lowers_loss_resumes_and_exports(tmp_path: Path) -> None:
 
 
 def test_shipped_models_carry_complete_contracts() -> None:
-    for name in ("lesioncount-unet16.onnx", "lesioncount-unet16.int8.onnx"):
+    from lesioncount.infer import DEFAULT_MODEL_STEM
+
+    for name in (f"{DEFAULT_MODEL_STEM}.onnx", f"{DEFAULT_MODEL_STEM}.int8.onnx"):
         path = models_dir() / name
         assert path.is_file(), f"{name} is not shipped"
         assert path.stat().st_size < 20 * 1024 * 1024
