@@ -156,7 +156,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         help="train a lesion model (needs the `train` extra)",
         description="Train (or resume) a model from a YAML config; see configs/.",
     )
-    p.add_argument("--config", required=True, help="YAML config (configs/unet16.yaml ships the model)")
+    p.add_argument("--config", required=True, help="YAML config (configs/unet24.yaml made the shipped model)")
     p.add_argument("--steps", type=int, help="override the number of optimiser steps")
     p.add_argument("--out-dir", help="override the output folder (rerun with the same folder to resume)")
     p.add_argument("--data-dir", help="override the training data folder")

@@ -17,7 +17,7 @@ from lesioncount.types import ModelSpec
 log = logging.getLogger(__name__)
 
 #: The shipped model's file stem in ``models/``; ``.int8.onnx`` is its quantised twin.
-DEFAULT_MODEL_STEM = "lesioncount-unet16"
+DEFAULT_MODEL_STEM = "lesioncount-unet24"
 
 
 class ModelNotFoundError(FileNotFoundError):

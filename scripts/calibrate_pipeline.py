@@ -48,7 +48,10 @@ def main() -> int:
         export_onnx(args.checkpoint, onnx_path)
         # One pass at the lowest threshold: a peak's score does not depend on the threshold, so the
         # count at any higher threshold is the number of these peaks scoring at least that much.
-        counter = LesionCounter(onnx_path, threshold=float(grid[0]), threads=args.threads)
+        counter = LesionCounter(onnx_path, threads=args.threads)
+        # Only the acne classes go low: a scar peak at a low threshold would take over the place of an
+        # acne peak (one class per place), which at the real thresholds it would not.
+        counter.thresholds |= dict.fromkeys(ACNE_CLASSES, float(grid[0]))
         scores = []
         for item in track(held_out, description="held-out photos"):
             r = counter.count(item.path)

@@ -192,7 +192,6 @@ def test_cli_with_saved_counts(patient, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cli_counts_with_the_model(patient, tmp_path: Path) -> None:
     from lesioncount.cli import main
-
     from lesioncount.infer import DEFAULT_MODEL_STEM
 
     model = Path(__file__).resolve().parents[1] / "models" / f"{DEFAULT_MODEL_STEM}.onnx"
