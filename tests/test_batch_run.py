@@ -213,7 +213,9 @@ def test_killed_run_resumes_without_duplicates_or_gaps(trial: Path, local_run: P
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_keeps_results(trial: Path, tmp_path: Path) -> None:
+def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path: Path) -> None:
+    # A longer trial than the shared one (32 photos): the run must still be going when the signal comes.
+    trial = make_trial(tmp_path / "long", subjects=8, seed=3)
     out = tmp_path / "out"
     cmd = [
         sys.executable,
@@ -244,6 +246,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(trial: Path, tmp_path: Path) -> 
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None and _stored(out / "results.sqlite") < 2:
             time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be interrupted: " + log.read_text()
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the parent and its workers
         proc.wait(timeout=60)
     finally:
