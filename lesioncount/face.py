@@ -107,9 +107,20 @@ def counting_area(face: FaceAnalysis, tolerance: float = 0.04) -> npt.NDArray[np
     if face.height_px is None or tolerance <= 0:
         return face.skin
     r = tolerance * face.height_px
+    h, w = face.skin.shape
+    f = min(1.0, ANALYSIS_LONG_SIDE_PX / max(h, w))
+    skin = face.skin
+    if f < 1.0:
+        # The margin is tens of pixels on a large photo: work at the analysis size, then enlarge.
+        small = (max(1, round(w * f)), max(1, round(h * f)))
+        skin = cv2.resize(face.skin.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST).astype(bool)
     # Distance to the nearest skin pixel: linear time whatever the radius (a large dilation kernel is not).
-    dist = cv2.distanceTransform((~face.skin).astype(np.uint8), cv2.DIST_L2, 3)
-    return dist <= r
+    dist = cv2.distanceTransform((~skin).astype(np.uint8), cv2.DIST_L2, 3)
+    area = dist <= r * f
+    if f < 1.0:
+        area = cv2.resize(area.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        area |= face.skin  # the skin itself is always counted, whatever the rounding
+    return area
 
 
 def view_from_yaw(yaw_deg: float) -> tuple[str, float]:

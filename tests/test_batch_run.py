@@ -241,6 +241,9 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path: Path) -> None:
             start_new_session=True,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            # A shell runs background jobs with SIGINT ignored, and children inherit that: restore it, or
+            # the run under test would never see the Ctrl-C (the suite may itself run in the background).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
         deadline = time.monotonic() + 120
