@@ -129,10 +129,22 @@ def read_voc_dir(
     unknown: Literal["error", "skip"] = "error",
 ) -> list[ImageAnnotation]:
     """Read every ``*.xml`` in a folder (not recursive), sorted by name."""
+    return [read_voc_file(p, class_map, unknown) for p in voc_files(folder, allow_empty=True)]
+
+
+def voc_files(folder: str | os.PathLike[str], *, limit: int = 0, allow_empty: bool = False) -> list[Path]:
+    """The ``*.xml`` files of a folder (not recursive), sorted by name, at most ``limit`` (0: all).
+
+    Raises:
+        AnnotationError: ``folder`` is not a folder, or (unless ``allow_empty``) holds no ``.xml`` file.
+    """
     d = Path(folder)
     if not d.is_dir():
         raise AnnotationError(f"{d}: not a folder")
-    return [read_voc_file(p, class_map, unknown) for p in sorted(d.glob("*.xml"))]
+    files = sorted(d.glob("*.xml"))[: limit or None]
+    if not files and not allow_empty:
+        raise AnnotationError(f"{d}: no VOC .xml files")
+    return files
 
 
 def write_voc_file(path: str | os.PathLike[str], ann: ImageAnnotation) -> None:

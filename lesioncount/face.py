@@ -28,7 +28,18 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lesioncount.landmarks import CHIN, FOREHEAD_TOP, Landmarks, Pose, face_frame, find_face, head_pose
+from lesioncount.landmarks import (
+    BETWEEN_EYES,
+    CHIN,
+    FOREHEAD_TOP,
+    LEFT_EYE_OUTER,
+    RIGHT_EYE_OUTER,
+    Landmarks,
+    Pose,
+    face_frame,
+    find_face,
+    head_pose,
+)
 from lesioncount.types import REGIONS
 
 log = logging.getLogger(__name__)
@@ -185,6 +196,22 @@ def _fill_small_holes(mask: npt.NDArray[np.bool_], max_hole_px: int) -> npt.NDAr
     return mask | small[labels]
 
 
+def _skin_in_face(
+    image: npt.NDArray[np.uint8],
+    face: npt.NDArray[np.bool_],
+    exclude: npt.NDArray[np.bool_],
+    sample: npt.NDArray[np.bool_],
+    height_px: float,
+) -> npt.NDArray[np.bool_]:
+    """The skin inside ``face``: colour and texture like ``sample``'s, small holes filled, ``exclude`` left out."""
+    colour = _skin_colour_mask(image, sample)
+    smooth = _smooth_mask(image, sample, window_px=max(5, int(height_px / 24)))
+    skin = face & ~exclude & colour & smooth
+    skin = _fill_small_holes(skin, max_hole_px=int(0.0015 * height_px * height_px) + 20)
+    skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
+    return skin & ~exclude
+
+
 def analyse_face(image: npt.NDArray[np.uint8]) -> FaceAnalysis:
     """Find the face, its pose and view, the skin to count on and the facial regions.
 
@@ -241,10 +268,10 @@ def landmark_regions(points: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     """
     r = face_frame(points)
     c = (points.astype(np.float64) - points[FOREHEAD_TOP]) @ r  # canonical coordinates
-    iod = float(np.linalg.norm(c[263] - c[33])) + 1e-6
-    mid_x = float((c[33, 0] + c[263, 0]) / 2)
+    iod = float(np.linalg.norm(c[LEFT_EYE_OUTER] - c[RIGHT_EYE_OUTER])) + 1e-6
+    mid_x = float((c[RIGHT_EYE_OUTER, 0] + c[LEFT_EYE_OUTER, 0]) / 2)
     brow_y = float(np.mean(c[[70, 63, 105, 66, 107, 336, 296, 334, 293, 300], 1]))
-    bridge_y = float(c[168, 1])
+    bridge_y = float(c[BETWEEN_EYES, 1])
     nose_bottom_y = float(c[2, 1])
     lip_bottom_y = float(c[17, 1])
     mouth_half = abs(float(c[291, 0] - c[61, 0])) / 2
@@ -333,13 +360,7 @@ def _from_detection(image: npt.NDArray[np.uint8], det: npt.NDArray[np.float32]) 
     sample = np.zeros((h, w), np.uint8)
     for p in (cheek, forehead):
         cv2.circle(sample, (int(p[0]), int(p[1])), max(2, int(0.08 * bw)), 1, -1)
-    sample_b = sample.astype(bool) & ellipse
-    colour = _skin_colour_mask(image, sample_b)
-    smooth = _smooth_mask(image, sample_b, window_px=max(5, int(bh / 24)))
-    skin = ellipse & ~exclude.astype(bool) & colour & smooth
-    skin = _fill_small_holes(skin, max_hole_px=int(0.0015 * bh * bh) + 20)
-    skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
-    skin &= ~exclude.astype(bool)
+    skin = _skin_in_face(image, ellipse, exclude.astype(bool), sample.astype(bool) & ellipse, bh)
     regions = np.full((h, w), REGIONS.index("other"), np.uint8)
     if view == "front":
         cheeks = np.where(xx < float(nose[0]), REGIONS.index("right_cheek"), REGIONS.index("left_cheek"))
@@ -367,7 +388,7 @@ def _from_landmarks(image: npt.NDArray[np.uint8], lm: Landmarks) -> FaceAnalysis
     frame = face_frame(pts)
     up = -frame[:2, 1] / (np.linalg.norm(frame[:2, 1]) + 1e-9)  # image direction from chin to forehead
     height = float(np.linalg.norm(pts[CHIN, :2] - pts[FOREHEAD_TOP, :2]))
-    iod = float(np.linalg.norm(pts[263, :2] - pts[33, :2]))
+    iod = float(np.linalg.norm(pts[LEFT_EYE_OUTER, :2] - pts[RIGHT_EYE_OUTER, :2]))
     # Extend the forehead: the mesh stops below the hairline.
     brow_xy = pts[list(RIGHT_BROW + LEFT_BROW), :2].mean(0)
     above = np.clip((brow_xy - pts[:, :2]) @ up, 0, None)
@@ -396,12 +417,7 @@ def _from_landmarks(image: npt.NDArray[np.uint8], lm: Landmarks) -> FaceAnalysis
     sides = ["forehead"] + (["right", "left"] if view == "front" else [view])
     sample_ids = tuple(i for s in sides for i in SKIN_SAMPLES[s])
     sample = _sample_mask(pts, sample_ids, 0.12 * iod, (h, w)) & face_mask.astype(bool) & ~exclude.astype(bool)
-    colour = _skin_colour_mask(image, sample)
-    smooth = _smooth_mask(image, sample, window_px=max(5, int(height / 24)))
-    skin = face_mask.astype(bool) & ~exclude.astype(bool) & colour & smooth
-    skin = _fill_small_holes(skin, max_hole_px=int(0.0015 * height * height) + 20)
-    skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
-    skin &= ~exclude.astype(bool)
+    skin = _skin_in_face(image, face_mask.astype(bool), exclude.astype(bool), sample, height)
 
     # Regions: each pixel takes the region of its nearest landmark.
     labels_img = np.ones((h, w), np.uint8)

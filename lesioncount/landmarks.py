@@ -10,14 +10,14 @@ The steps, as in MediaPipe's face-mesh graph:
    the photo letterboxed to 128 px; if it finds nothing, the full-range model at 192 px. Both give a box
    and six keypoints (eyes, nose tip, mouth, ear tragions).
 2. **Region of interest**: a square 1.5 times the box, rotated so the eyes lie level.
-3. **Mesh**: 468 landmarks ``(x, y, z)`` and a face-presence score from the 192 px crop of that square;
-   a second pass re-centres the square on the first pass's landmarks (the landmarks are sharper than the
-   detector's box, and it keeps re-takes stable).
+3. **Mesh**: 468 landmarks ``(x, y, z)`` and a face-presence score from the 192 px crop of that square,
+   in ``MESH_PASSES`` passes, each re-centred on the last one's landmarks (sharper than the detector's
+   box); the landmarks are the mean of the confident passes after the first (steadier on re-takes).
 4. If no detector fires, the mesh is tried on the whole frame (close-ups of half faces, like ACNE04's
    photos, can be too close for the detector); its presence score decides.
 
 Landmark indices follow MediaPipe's canonical mesh: 33 and 263 are the outer corners of the patient's
-right and left eyes, 10 the top of the forehead, 152 the chin, 1 the nose tip.
+right and left eyes, 10 the top of the forehead, 152 the chin, 168 the bridge between the eyes.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ MESH_INPUT_PX = 192
 #: Mesh passes per face, each re-centred on the last one's landmarks.
 MESH_PASSES = 4
 
-RIGHT_EYE_OUTER, LEFT_EYE_OUTER, FOREHEAD_TOP, CHIN, NOSE_TIP = 33, 263, 10, 152, 1
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER, FOREHEAD_TOP, CHIN, BETWEEN_EYES = 33, 263, 10, 152, 168
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,11 @@ def _run(name: str, x: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]
         return [np.array(it.get_tensor(d["index"]))[0] for d in it.get_output_details()]
 
 
+def _sigmoid(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """Logits -> probabilities (clipped: the models emit logits large enough to overflow exp)."""
+    return 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -80, 80)))
+
+
 @lru_cache(maxsize=2)
 def _anchors(input_px: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> npt.NDArray[np.float32]:
     """SSD anchor centres in [0, 1] (BlazeFace uses fixed unit-size anchors)."""
@@ -130,14 +135,13 @@ def detect(image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float
 
     Coordinates are image pixels; rows 0-1 are the box's top-left and bottom-right, rows 2-7 the keypoints.
     """
-    # Resize once to a manageable size: the detectors look at 128-192 px anyway.
     for name, side, strides, per_cell in _DETECTORS:
         boxed, f, ox, oy = _letterbox(image, side)
         x = boxed.astype(np.float32) / 127.5 - 1.0
         reg, cls = _run(name, x)
         if reg.shape[-1] != 16:  # outputs may come in either order
             reg, cls = cls, reg
-        scores = 1.0 / (1.0 + np.exp(-np.clip(cls[:, 0].astype(np.float64), -80, 80)))
+        scores = _sigmoid(cls[:, 0])
         best = int(np.argmax(scores))
         if scores[best] < MIN_DETECTION_SCORE:
             continue
@@ -201,7 +205,7 @@ def _mesh(
     pts = raw.reshape(468, 3).astype(np.float64)
     xy = pts[:, :2] @ m[:, :2].T + m[:, 2]
     z = pts[:, 2] * (size_px / MESH_INPUT_PX)
-    presence = float(1.0 / (1.0 + math.exp(-float(np.clip(flag.ravel()[0], -100, 100)))))
+    presence = float(_sigmoid(flag.ravel()[:1])[0])
     return np.column_stack([xy, z]).astype(np.float32), presence
 
 

@@ -20,6 +20,7 @@ from lesioncount.count import count_by_class, count_by_region, decode_lesions, g
 from lesioncount.face import FaceAnalysis, analyse_face, counting_area, resize_analysis
 from lesioncount.infer import Predictor, resolve_model_path
 from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, load_image
+from lesioncount.landmarks import BETWEEN_EYES, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from lesioncount.preprocess import CountingFrame, counting_frame, working_scale
 from lesioncount.types import ACNE_CLASSES, REGIONS, CountResult, FaceInfo, ImageInfo, Lesion, ModelInfo
 
@@ -86,8 +87,8 @@ def whole_frame_analysis(shape_hw: tuple[int, int]) -> FaceAnalysis:
 def _worse_half(lesions: list[Lesion], landmarks: tuple[tuple[float, float], ...]) -> int:
     """Acne lesions on the worse half of a frontal face, split by the face's own midline (roll-proof)."""
     pts = np.asarray(landmarks, np.float64)
-    mid = pts[168]  # between the eyes
-    axis = pts[263] - pts[33]  # patient's right eye -> left eye
+    mid = pts[BETWEEN_EYES]
+    axis = pts[LEFT_EYE_OUTER] - pts[RIGHT_EYE_OUTER]
     acne = [les for les in lesions if les.cls in ACNE_CLASSES]
     left = sum(float((np.array([les.x, les.y]) - mid) @ axis) >= 0 for les in acne)
     return max(left, len(acne) - left)

@@ -40,10 +40,16 @@ def working_scale(face_height_px: float | None, image_hw: tuple[int, int], targe
 def resize(image: npt.NDArray[np.uint8], scale: float) -> npt.NDArray[np.uint8]:
     """Resize by ``scale`` (area filter when shrinking, linear when enlarging)."""
     h, w = image.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if size == (w, h):
+    return resize_to(image, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def resize_to(image: npt.NDArray[np.uint8], hw: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """Resize to ``(height, width)``: area filter when shrinking, linear when enlarging; unchanged if equal."""
+    h, w = hw
+    if (h, w) == image.shape[:2]:
         return image
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    shrink = h * w < image.shape[0] * image.shape[1]
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def crop_box(mask: npt.NDArray[np.bool_], margin_px: int) -> tuple[int, int, int, int]:
@@ -121,12 +127,7 @@ class CountingFrame:
 
     def apply(self, decoded: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """The working image: the crop of the decoded image, resized to ``work_hw``."""
-        crop = np.ascontiguousarray(decoded[self.y0 : self.y1, self.x0 : self.x1])
-        h, w = self.work_hw
-        if (h, w) == crop.shape[:2]:
-            return crop
-        shrink = h * w < crop.shape[0] * crop.shape[1]
-        return cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return resize_to(np.ascontiguousarray(decoded[self.y0 : self.y1, self.x0 : self.x1]), self.work_hw)
 
 
 def counting_frame(

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from rich.progress import track
 
+from lesioncount.data import AnnotationError, voc_files
 from lesioncount.evaluate.face_check import face_figures, region_overlay
 from lesioncount.types import REGIONS
 
@@ -28,9 +29,10 @@ def main() -> int:
     ap.add_argument("--overlays", type=Path, default=None, help="write skin/region overlays of the first 20 photos")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    xmls = sorted(args.folder.glob("*.xml"))[: args.limit or None]
-    if not xmls:
-        print(f"{args.folder}: no VOC .xml files", file=sys.stderr)
+    try:
+        xmls = voc_files(args.folder, limit=args.limit)
+    except AnnotationError as e:
+        print(e, file=sys.stderr)
         return 2
     if args.overlays:
         args.overlays.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from rich.table import Table
 
 from lesioncount.compare.demo import change_exposure
 from lesioncount.count import hayashi_grade
-from lesioncount.data import hayashi_grade_from_name, read_coco, read_voc_file
+from lesioncount.data import AnnotationError, hayashi_grade_from_name, read_coco, read_voc_file, voc_files
 from lesioncount.evaluate.matching import match_centres, reference_tolerance_px
 from lesioncount.evaluate.metrics import bootstrap_ci, pearson_r
 from lesioncount.evaluate.retake import retake
@@ -59,9 +59,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    xmls = sorted(args.valid.glob("*.xml"))[: args.limit or None]
-    if not xmls:
-        print(f"{args.valid}: no VOC .xml files", file=sys.stderr)
+    try:
+        xmls = voc_files(args.valid, limit=args.limit)
+    except AnnotationError as e:
+        print(e, file=sys.stderr)
         return 2
     experts = {a.file_name: a for a in read_coco(args.valid / "expert_points.coco.json", {"acne": "inflammatory"})}
     fp32 = LesionCounter(args.model, threads=args.threads)
