@@ -28,6 +28,17 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
+#: The extra (pyproject optional dependencies) each optional subcommand needs.
+EXTRAS: dict[str, str] = {
+    "train": "train",
+    "export": "train",
+    "evaluate": "eval",
+    "score": "batch",
+    "compare": "compare",
+    "serve": "web",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lesioncount import __version__
 
@@ -38,14 +49,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lesioncount {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for target in SUBCOMMANDS.values():
+    for name, target in SUBCOMMANDS.items():
         module, func = target.split(":")
-        getattr(importlib.import_module(module), func)(sub)
+        try:
+            add = getattr(importlib.import_module(module), func)
+        except ModuleNotFoundError as e:
+            # A core install has no extras: the subcommand stays listed and says what to install.
+            _add_missing(sub, name, e.name or str(e))
+            continue
+        add(sub)
     return parser
 
 
+def _add_missing(sub: argparse._SubParsersAction, name: str, missing: str) -> None:
+    extra = EXTRAS.get(name, "all")
+    p = sub.add_parser(name, help=f"(needs the `{extra}` extra)", add_help=False)
+
+    def run(_: argparse.Namespace) -> int:
+        print(
+            f"lesioncount {name} needs {missing!r}, which is not installed: pip install 'lesioncount[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+
+    p.set_defaults(func=run, missing_extra=True)  # its arguments are not known: main lets them pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "missing_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

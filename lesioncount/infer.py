@@ -25,8 +25,11 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 def models_dir() -> Path:
-    """``models/`` beside the package (a source checkout or an editable install)."""
-    return Path(__file__).resolve().parent.parent / "models"
+    """The shipped models: ``lesioncount/models/`` in an installed wheel, else ``models/`` beside the package
+    (a source checkout or an editable install)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "models"
+    return installed if installed.is_dir() else here.parent / "models"
 
 
 def resolve_model_path(model: str | os.PathLike[str] | None = None, *, int8: bool = False) -> Path:

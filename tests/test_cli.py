@@ -68,3 +68,13 @@ def test_missing_model_is_a_clear_error(tmp_path: Path, capsys) -> None:
 
 def test_output_names_are_deduplicated() -> None:
     assert output_names([Path("x/a.jpg"), Path("y/a.png"), Path("z/b.jpg"), Path("A.tif")]) == ["a", "a-2", "b", "A-3"]
+
+
+def test_a_subcommand_whose_extra_is_missing_says_what_to_install(monkeypatch, capsys) -> None:
+    from lesioncount import cli
+
+    monkeypatch.setitem(cli.SUBCOMMANDS, "serve", "lesioncount_no_such_module:add_cli")
+    assert main(["serve", "--port", "8000"]) == 2
+    err = capsys.readouterr().err
+    assert "lesioncount_no_such_module" in err and "pip install 'lesioncount[web]'" in err
+    assert "count" in cli.build_parser().format_help()  # the other subcommands still build
