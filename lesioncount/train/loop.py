@@ -239,7 +239,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
     log.info("model %s: %d parameters", cfg.arch, count_parameters(model))
     logf = open(out / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
     last_ckpt = time.monotonic()
-    t0, seen, run_loss = time.monotonic(), 0, 0.0
+    t0, seen, run_loss, run_steps = time.monotonic(), 0, 0.0, 0
 
     def scored() -> LesionUNet:
         """The weights that are validated and shipped: the EMA when there is one."""
@@ -277,6 +277,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
             step += 1
             seen += x.shape[0]
             run_loss += float(loss.detach())
+            run_steps += 1
             if time.monotonic() - last_ckpt >= cfg.checkpoint_every_s:
                 checkpoint()
                 last_ckpt = time.monotonic()
@@ -284,14 +285,15 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
                 rate = seen / max(1e-6, time.monotonic() - t0)
                 rec = {
                     "step": step,
-                    "loss": run_loss / 50 if step % 50 == 0 else float(loss.detach()),
+                    # The mean since the last record (a resumed run or the last record may cover fewer than 50).
+                    "loss": run_loss / max(1, run_steps),
                     "lr": sched.get_last_lr()[0],
                     "crops_per_s": rate,
                     "time": time.time(),
                 }
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
-                run_loss = 0.0
+                run_loss, run_steps = 0.0, 0
                 if progress:
                     progress(step, cfg.steps, rec)
             if step % cfg.val_every_steps == 0 and step < cfg.steps:
