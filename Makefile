@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: demo test test-fast lint bench browser clean
@@ -10,8 +11,8 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch/torchvision come from this machine's local wheels (pip's global constraints cap them).
-	$(BIN)/pip install -q -e '.[all]'
+	# torch/torchvision: the pair CI tests (on these machines they install from local disk).
+	$(BIN)/pip install -q -e '.[all]' $(TORCH_PIN)
 	touch $(STAMP)
 
 ## make demo: set up, then count a bundled photo with planted lesions (writes demo-out/)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io as _io
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,23 +12,15 @@ from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, ImageReadError, find_images, 
 from lesioncount.types import CLASSES, CountResult
 
 
-def output_names(paths: list[Path]) -> list[str]:
-    """``DIR/<name>.json`` names: the photo's file name without extension, de-duplicated with ``-2``, ``-3``..."""
-    used: dict[str, int] = {}
-    names = []
-    for p in paths:
-        stem = p.stem
-        n = used.get(stem.lower(), 0) + 1
-        used[stem.lower()] = n
-        names.append(stem if n == 1 else f"{stem}-{n}")
-    return names
-
-
 def add_count(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "count",
         help="count lesions in photos or folders",
-        description="Count acne lesions and scars; writes OUT/<name>.json per photo (and an overlay with --overlay).",
+        description=(
+            "Count acne lesions and scars. Writes OUT/<name>.json per photo, where <name> is the photo's path "
+            "inside the folder given (or its file name), extension included; summary.csv (every result in OUT, "
+            "kept current as the run goes) and failures.csv; with --overlay OUT/<name>.overlay.jpg."
+        ),
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="photos or folders (searched recursively)")
     p.add_argument("--out", required=True, help="output folder")
@@ -50,16 +39,36 @@ def add_count(sub: argparse._SubParsersAction) -> None:
 
 
 def run_count(args: argparse.Namespace) -> int:
+    import errno
+
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
 
+    from lesioncount.io import remove_stale_temps, scan_inputs, show_path
     from lesioncount.pipeline import LesionCounter
-    from lesioncount.report.overlay import draw_overlay
+    from lesioncount.results import OutputError, Summary, check_output_folder, result_names, write_failures
 
-    console = Console(stderr=True, soft_wrap=True)  # soft wrap: error lines stay whole for grep and logs
+    # soft wrap: error lines stay whole for grep and logs; no markup or highlighting of file names
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+
+    def error(msg: str) -> None:
+        console.print(f"[red]error:[/red] {escape(msg)}")
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        check_output_folder(out)
+        inputs = scan_inputs(args.paths, exclude=[out])
+        names = result_names(inputs.names, inputs.photos)
+    except OutputError as e:
+        error(str(e))
+        return 2
+    if not inputs.photos:
+        error(
+            "no photos found in the given paths" + (f" ({len(inputs.skipped)} files skipped)" if inputs.skipped else "")
+        )
+        _print_skipped(console, inputs.skipped)
+        return 2
     try:
         counter = LesionCounter(
             args.model,
@@ -70,47 +79,93 @@ def run_count(args: argparse.Namespace) -> int:
             whole_frame=args.whole_frame,
         )
     except (FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
+        error(str(e))
         return 2
-    paths = find_images(args.paths)
-    if not paths:
-        console.print("[red]error:[/red] no photos found in the given paths")
-        return 2
-    names = output_names(paths)
+    remove_stale_temps(out)
+    summary = Summary(out)
     results: list[tuple[str, CountResult]] = []
     failures: list[tuple[Path, str]] = []
+    fatal: str | None = None
+    interrupted = False
     t0 = time.perf_counter()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=len(paths) < 2,
-    ) as progress:
-        task = progress.add_task("counting", total=len(paths))
-        for path, name in zip(paths, names, strict=True):
-            try:
-                result = counter.count(path)
-                write_json(out / f"{name}.json", result.to_dict())
-                if args.overlay:
-                    image = load_image(path, max_megapixels=args.max_megapixels).image
-                    write_image(
-                        out / f"{name}.overlay.jpg",
-                        draw_overlay(image, result.lesions, counts=result.counts, face_box=result.face.box),
-                    )
-                results.append((name, result))
-            except (ImageReadError, ValueError, OSError) as e:
-                failures.append((path, str(e).splitlines()[0] if str(e) else e.__class__.__name__))
-            progress.advance(task)
-    _write_summary_csv(out / "summary.csv", results)
-    table = Table(title=f"lesioncount: {len(results)} photo(s) in {time.perf_counter() - t0:.1f} s")
+    try:
+        summary.flush()  # a summary left by an earlier run now agrees with the JSONs in the folder
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=len(inputs.photos) < 2,
+        ) as progress:
+            task = progress.add_task("counting", total=len(inputs.photos))
+            for path, rel in zip(inputs.photos, names, strict=True):
+                try:
+                    result = counter.count(path)
+                except ImageReadError as e:
+                    failures.append((path, e.reason))
+                except (ValueError, OSError) as e:
+                    failures.append((path, str(e).splitlines()[0] if str(e) else e.__class__.__name__))
+                else:
+                    try:
+                        doc = _write_result(out, rel, path, result, args)
+                    except (ImageReadError, OSError) as e:
+                        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                            fatal = f"cannot write in {show_path(out)}: {e.strerror}; stopped after {len(results)}"
+                            break
+                        failures.append((path, f"result not written ({getattr(e, 'reason', None) or e})"))
+                    else:
+                        summary.add(rel, doc)
+                        results.append((rel, result))
+                progress.advance(task)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        try:
+            summary.flush()
+            write_failures(out, failures)
+        except OSError as e:
+            fatal = fatal or f"cannot write summary.csv in {show_path(out)}: {e.strerror or e} (a rerun rebuilds it)"
+    _print_results(results, time.perf_counter() - t0)
+    _print_skipped(console, inputs.skipped)
+    if failures:
+        console.print(f"[red]{len(failures)} photo(s) failed[/red] (listed in failures.csv):")
+        for path, why in failures:
+            console.print(f"  {escape(show_path(path))}: {escape(why)}")
+    if fatal:
+        error(fatal)
+    if interrupted:
+        console.print(f"interrupted: {len(results)} result(s) written, summary.csv lists every result in the folder")
+        return 130
+    return 1 if failures or fatal else 0
+
+
+def _write_result(out: Path, rel: str, path: Path, result: CountResult, args: argparse.Namespace) -> dict[str, Any]:
+    """Write one photo's overlay (with --overlay) and then its JSON, the mark of a finished photo."""
+    from lesioncount.report.overlay import draw_overlay
+
+    doc = result.to_dict()
+    if args.overlay:
+        image = load_image(path, max_megapixels=args.max_megapixels).image
+        overlay = draw_overlay(image, result.lesions, counts=result.counts, face_box=result.face.box)
+        write_image(out / (rel.removesuffix(".json") + ".overlay.jpg"), overlay)
+    write_json(out / rel, doc)
+    return doc
+
+
+def _print_results(results: list[tuple[str, CountResult]], seconds: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from lesioncount.io import show_path
+
+    table = Table(title=f"lesioncount: {len(results)} photo(s) in {seconds:.1f} s")
     for col in ("photo", *CLASSES, "total_acne", "hayashi", "warnings"):
         table.add_column(col, justify="left" if col in ("photo", "warnings") else "right")
-    for name, r in results[:40]:
+    for rel, r in results[:40]:
         table.add_row(
-            name,
+            show_path(rel.removesuffix(".json")),
             *(str(r.counts[c]) for c in CLASSES),
             str(r.counts["total_acne"]),
             str(r.grades["hayashi"]["grade"]) if r.grades.get("hayashi") else "-",
@@ -118,36 +173,26 @@ def run_count(args: argparse.Namespace) -> int:
         )
     if len(results) > 40:
         table.add_row(f"... {len(results) - 40} more in summary.csv", *[""] * 6)
-    Console().print(table)
-    if failures:
-        console.print(f"[red]{len(failures)} photo(s) failed:[/red]")
-        for path, why in failures:
-            console.print(f"  {path}: {why}")
-        return 1
-    return 0
+    Console(highlight=False).print(table)
 
 
-def _write_summary_csv(path: Path, results: list[tuple[str, CountResult]]) -> None:
-    buf = _io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["name", "path", *CLASSES, "total_acne", "hayashi_grade", "gags", "face_found", "n_warnings"])
-    for name, r in results:
-        gags = r.grades.get("gags")
-        w.writerow(
-            [
-                name,
-                r.image.path,
-                *(r.counts[c] for c in CLASSES),
-                r.counts["total_acne"],
-                r.grades["hayashi"]["grade"] if r.grades.get("hayashi") else "",
-                gags["score"] if gags else "",
-                r.face.found,
-                len(r.warnings),
-            ]
-        )
-    tmp = path.with_suffix(".csv.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+def _print_skipped(console: Any, skipped: list[tuple[Path, str]]) -> None:
+    """How many files were passed over and why, grouped by reason, with a few examples each."""
+    from collections import defaultdict
+
+    from rich.markup import escape
+
+    from lesioncount.io import show_path
+
+    if not skipped:
+        return
+    by_reason: dict[str, list[Path]] = defaultdict(list)
+    for path, why in skipped:
+        by_reason[why].append(path)
+    console.print(f"{len(skipped)} file(s) or folder(s) skipped:")
+    for why, paths in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        shown = ", ".join(escape(show_path(p)) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+        console.print(f"  {len(paths)} {escape(why)}: {shown}")
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:

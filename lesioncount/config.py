@@ -35,7 +35,9 @@ class TrainConfig:
         lr: peak learning rate (one-cycle schedule).
         weight_decay: AdamW weight decay.
         threads: torch intra-op threads.
-        seed: seeds data order, augmentation and synthetic lesions.
+        seed: seeds the held-out split, and the data unless ``data_seed`` is set.
+        data_seed: seeds data order, augmentation and synthetic lesions (-1: ``seed``); a second stage
+            that fine-tunes a model sets it to see new crops while keeping the same held-out faces.
         scar_prob: chance a crop gets synthetic scars planted on its skin.
         mark_prob: chance a crop gets flat red/brown marks (hard negatives).
         synth_acne_prob: chance a crop gets synthetic acne lesions planted.
@@ -62,6 +64,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     threads: int = 2
     seed: int = 0
+    data_seed: int = -1
     scar_prob: float = 0.5
     mark_prob: float = 0.5
     synth_acne_prob: float = 0.25

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from lesioncount.count import count_by_class, count_by_region, decode_lesions, grades
 from lesioncount.face import FaceAnalysis, analyse_face, counting_area, resize_analysis
 from lesioncount.infer import Predictor, resolve_model_path
-from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, load_image
+from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, LoadedImage, load_image, looks_gray
 from lesioncount.landmarks import BETWEEN_EYES, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from lesioncount.preprocess import CountingFrame, counting_frame, working_scale
 from lesioncount.types import ACNE_CLASSES, REGIONS, CountResult, FaceInfo, ImageInfo, Lesion, ModelInfo
@@ -117,11 +117,14 @@ def _face_info(face: FaceAnalysis, decode_scale: float, scale: float) -> FaceInf
     )
 
 
-def grade_block(lesions: list[Lesion], face: FaceInfo) -> dict[str, object]:
+def grade_block(lesions: list[Lesion], face: FaceInfo, *, gradable: bool = True) -> dict[str, object]:
     """Grades for a count: the worse half of a frontal face; the half face of a lateral one; none off a face.
 
     A photo with no face is graded only when it is mostly skin (a close-up); with neither, nothing is.
+    ``gradable=False`` (damaged or grayscale pixels) gives no grade either.
     """
+    if not gradable:
+        return grades(lesions, regions_known=False, graded=False)
     frontal = face.found and face.view == "front" and face.landmarks is not None
     if frontal and face.landmarks is not None:
         return grades(
@@ -173,21 +176,18 @@ class LesionCounter:
         )
         self.max_megapixels = max_megapixels
         self.whole_frame = whole_frame
-        self.model_info = ModelInfo(self.spec.name, self.spec.version, self.predictor.sha256)
+        self.model_info = ModelInfo(
+            self.spec.name, self.spec.version, self.predictor.sha256, thresholds=dict(self.thresholds)
+        )
 
-    def _decode(
-        self, image: str | os.PathLike[str] | npt.NDArray[np.uint8], name: str | None
-    ) -> tuple[npt.NDArray[np.uint8], float, ImageInfo, Path | None]:
+    def _decode(self, image: str | os.PathLike[str] | npt.NDArray[np.uint8], name: str | None) -> LoadedImage:
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(f"image array must be HxWx3 uint8 RGB, got {image.shape} {image.dtype}")
-            info = ImageInfo(
-                name or "<array>", image.shape[1], image.shape[0], hashlib.sha256(image.tobytes()).hexdigest()
-            )
-            return image, 1.0, info, None
-        path = Path(image)
-        loaded = load_image(path, max_megapixels=self.max_megapixels, min_short_side_px=DECODE_MIN_SHORT_SIDE_PX)
-        return loaded.image, loaded.decode_scale, ImageInfo(str(path), loaded.width, loaded.height, loaded.sha256), path
+            digest = hashlib.sha256(image.tobytes()).hexdigest()
+            h, w = image.shape[:2]
+            return LoadedImage(image, w, h, 1.0, digest, grayscale=looks_gray(image))
+        return load_image(image, max_megapixels=self.max_megapixels, min_short_side_px=DECODE_MIN_SHORT_SIDE_PX)
 
     def count(self, image: str | os.PathLike[str] | npt.NDArray[np.uint8], *, name: str | None = None) -> CountResult:
         """Count the lesions of one photo.
@@ -207,7 +207,11 @@ class LesionCounter:
         """
         timing: dict[str, float] = {}
         t = time.perf_counter()
-        pixels, decode_scale, info, path = self._decode(image, name)
+        loaded = self._decode(image, name)
+        path = None if isinstance(image, np.ndarray) else Path(image)
+        pixels, decode_scale = loaded.image, loaded.decode_scale
+        shown = str(path) if path is not None else name or "<array>"
+        info = ImageInfo(shown, loaded.width, loaded.height, loaded.sha256)
         timing["decode"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -215,15 +219,27 @@ class LesionCounter:
         timing["face"] = time.perf_counter() - t
         scale = working_scale(face.height_px, pixels.shape[:2], self.spec.face_height_px)
         if scale > 1.0 and decode_scale < 1.0 and path is not None:
-            # The face is small: the reduced decode would be enlarged again. Decode at full size instead.
+            # The face is small: the reduced decode would be enlarged again. Decode at the next reduced
+            # size that needs no enlarging (full size only when nothing smaller will do).
             t = time.perf_counter()
-            loaded = load_image(path, max_megapixels=self.max_megapixels)
+            loaded = load_image(path, max_megapixels=self.max_megapixels, min_decode_scale=decode_scale * scale)
             f = loaded.decode_scale / decode_scale
             pixels, decode_scale = loaded.image, loaded.decode_scale
             face = resize_analysis(face, pixels.shape[:2])
             scale /= f
             timing["decode"] += time.perf_counter() - t
-        warnings = list(face.warnings)
+        warnings = [*loaded.notes, *face.warnings]
+        work_mp = pixels.shape[0] * pixels.shape[1] * scale**2 / 1e6
+        if work_mp > self.max_megapixels:
+            # The working size is bounded like the photo: a tiny "face" never blows up time and memory.
+            scale *= (self.max_megapixels / work_mp) ** 0.5
+            warnings.append(
+                f"the working image would be {work_mp:.0f} megapixels (over --max-megapixels); counted smaller"
+            )
+        if loaded.damaged is not None:
+            warnings.append(f"damaged image data ({loaded.damaged}): counted as decoded, not graded")
+        if loaded.grayscale:
+            warnings.append("grayscale photo: the model needs colour (redness), counts are unreliable; not graded")
         if scale > 2.0 and face.found:
             warnings.append(
                 f"face is small ({self.spec.face_height_px / scale:.0f} px high): enlarged {scale:.1f}x, "
@@ -244,7 +260,7 @@ class LesionCounter:
             lesions = self._lesions(heat, log_size, frame, area, face)
         timing["postprocess"] = time.perf_counter() - t
         face_info = _face_info(face, decode_scale, frame.scale if frame else scale * decode_scale)
-        g = grade_block(lesions, face_info)
+        g = grade_block(lesions, face_info, gradable=loaded.gradable)
         timing["total"] = sum(timing.values())
         return CountResult(
             image=info,

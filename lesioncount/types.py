@@ -81,11 +81,17 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Which model produced a result."""
+    """Which model produced a result, and at which operating point.
+
+    Attributes:
+        name, version, sha256: the model file.
+        thresholds: the score threshold per class that the count used (None in results older than 0.1).
+    """
 
     name: str
     version: str
     sha256: str
+    thresholds: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

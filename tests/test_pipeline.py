@@ -153,3 +153,25 @@ def test_small_face_in_a_large_jpeg_is_redecoded_at_full_size(tmp_path: Path, as
     assert from_jpeg.counts == from_array.counts and from_array.counts["inflammatory"] == 3
     for a, b in zip(from_array.lesions, from_jpeg.lesions, strict=True):
         assert abs(a.x - b.x) < 3 and abs(a.y - b.y) < 3
+
+
+def test_grayscale_and_damaged_photos_are_counted_but_not_graded(
+    toy: Path, tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    import io
+
+    counter = LesionCounter(toy, threads=1)
+    colour = counter.count(astronaut)
+    assert colour.grades["hayashi"] is not None
+    gray = counter.count(np.repeat(astronaut.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2))
+    assert gray.grades["hayashi"] is None and any("grayscale" in w for w in gray.warnings)
+    buf = io.BytesIO()
+    Image.fromarray(astronaut).save(buf, format="JPEG", quality=92)
+    data = bytearray(buf.getvalue())
+    mid = len(data) * 2 // 3
+    data[mid : mid + 800] = np.random.default_rng(3).integers(0, 256, 800, dtype=np.uint8).tobytes()
+    (tmp_path / "hurt.jpg").write_bytes(bytes(data))
+    hurt = counter.count(tmp_path / "hurt.jpg")
+    assert hurt.grades["hayashi"] is None and any("damaged image data" in w for w in hurt.warnings)
+    validate_count_result(hurt.to_dict())
+    assert hurt.model.thresholds == counter.thresholds

@@ -175,7 +175,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, out / "config.yaml")
     torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed if cfg.data_seed < 0 else cfg.data_seed)
     if cfg.synthetic_only:
         train_items: list[Item] = []
         val = _synthetic_val(cfg, 16)
@@ -226,7 +226,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
         cfg.crop_px,
         stride,
         length=10**9,
-        seed=cfg.seed,
+        seed=cfg.seed if cfg.data_seed < 0 else cfg.data_seed,
         scar_prob=cfg.scar_prob,
         mark_prob=cfg.mark_prob,
         synth_acne_prob=cfg.synth_acne_prob,
