@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: demo test test-fast lint bench browser clean
+.PHONY: demo test test-fast test-wheel lint bench browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/lesioncount demo --out demo-out
 
-## make test: set up, then run every test (browser tests need Debian's chromium: `make browser`)
+## make test: set up, then run every test (browser tests need Debian's chromium: `make browser`), then the wheel test
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+	$(MAKE) test-wheel
+
+## make test-wheel: build the wheel, install it alone into a fresh venv, count a photo with it
+test-wheel: $(STAMP)
+	PYTHON=$(PYTHON) scripts/check_wheel.sh
 
 ## make test-fast: skip slow tests
 test-fast: $(STAMP)

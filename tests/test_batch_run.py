@@ -159,7 +159,9 @@ def _wait_group_gone(pgid: int, timeout_s: float) -> bool:
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_without_duplicates_or_gaps(trial: Path, local_run: Path, tmp_path: Path) -> None:
+def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path: Path) -> None:
+    # A longer trial (32 photos) than the shared one: the run must still be going when the kill comes.
+    trial = make_trial(tmp_path / "long", subjects=8, seed=5)
     out = tmp_path / "out"
     cmd = [
         sys.executable,
@@ -188,6 +190,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(trial: Path, local_run: P
         while n < 4 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
             n = _stored(db)
+        assert proc.poll() is None, "the run ended before it could be killed: " + log.read_text()
     finally:
         proc.kill()  # SIGKILL to the parent only: its pool workers must notice and exit by themselves
         proc.wait()
@@ -196,18 +199,21 @@ def test_killed_run_resumes_without_duplicates_or_gaps(trial: Path, local_run: P
         os.killpg(proc.pid, signal.SIGKILL)  # clean up what this test started before failing
     assert orphans_gone, "pool workers outlived their killed parent"
     assert proc.returncode == -signal.SIGKILL, log.read_text()
-    assert 4 <= n < 12
+    assert 4 <= n < 32
     assert not (out / "photos.csv").exists()
 
-    report = run_batch(trial, out, scorer=PipelineScorer.create(threshold=THRESHOLD), workers=1, threads=1)
+    scorer = PipelineScorer.create(threshold=THRESHOLD)
+    report = run_batch(trial, out, scorer=scorer, workers=1, threads=1)
     assert report.n_already_done >= n
-    assert report.n_already_done + report.n_scored == 12
+    assert report.n_already_done + report.n_scored == 32
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT photo_sha256, COUNT(*) FROM results GROUP BY photo_sha256").fetchall()
-    assert len(rows) == 12 and all(c == 1 for _, c in rows)
+    assert len(rows) == 32 and all(c == 1 for _, c in rows)
     resumed = pd.read_parquet(out / "photos.parquet")
     assert (resumed["status"] == "ok").all() and resumed["manifest_row"].is_unique
-    clean = pd.read_parquet(local_run / "photos.parquet")
+    clean_out = tmp_path / "clean"
+    run_batch(trial, clean_out, scorer=scorer, workers=1, threads=1)
+    clean = pd.read_parquet(clean_out / "photos.parquet")
     drop = list(TIMING_COLUMNS)
     pd.testing.assert_frame_equal(clean.drop(columns=drop), resumed.drop(columns=drop))
 

@@ -292,3 +292,24 @@ def test_atomic_writes_have_the_default_mode_and_short_temp_names(tmp_path: Path
     (tmp_path / ".lc-dead.tmp").write_text("left by a killed run")
     assert remove_stale_temps(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([long_name, "s.csv", "plain"])
+
+
+def test_unreadable_subfolder_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from lesioncount.io import scan_inputs
+
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "ok" / "a.jpg").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def scandir(path: object = ".") -> object:  # root reads every folder, so deny one by hand
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found = scan_inputs([tmp_path])
+    assert found.names == ["ok/a.jpg"]
+    assert [(p.name, why) for p, why in found.skipped] == [("locked", "folder cannot be read (Permission denied)")]

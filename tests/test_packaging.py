@@ -12,7 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Import names of the packages that only other extras bring (pip name -> import name where they differ).
-_IMPORT_NAMES = {"scikit-image": "skimage", "opencv-python-headless": "cv2", "pyyaml": "yaml", "dask[distributed]": "dask"}
+_IMPORT_NAMES = {
+    "scikit-image": "skimage",
+    "opencv-python-headless": "cv2",
+    "pyyaml": "yaml",
+    "dask[distributed]": "dask",
+}
 
 
 def _names(requirements: list[str]) -> set[str]:

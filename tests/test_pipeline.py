@@ -175,3 +175,17 @@ def test_grayscale_and_damaged_photos_are_counted_but_not_graded(
     assert hurt.grades["hayashi"] is None and any("damaged image data" in w for w in hurt.warnings)
     validate_count_result(hurt.to_dict())
     assert hurt.model.thresholds == counter.thresholds
+
+
+def test_one_counter_is_safe_to_share_between_threads(toy: Path, astronaut: np.ndarray) -> None:
+    """The web app and batch share one LesionCounter across threads: results equal the sequential ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    counter = LesionCounter(toy, threads=1)
+    photos = [red_blob(astronaut, 200 + 20 * i, 150, 3) for i in range(4)]
+    alone = [counter.count(p).to_dict() for p in photos]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(counter.count, photos * 2))
+    for i, r in enumerate(together):
+        d = r.to_dict()
+        assert d["lesions"] == alone[i % 4]["lesions"] and d["face"] == alone[i % 4]["face"]

@@ -106,17 +106,13 @@ class Scored:
     worker: str
 
 
-#: One photo at a time per process: the counter's ONNX session and face models are shared by its threads.
-_SCORE_LOCK = threading.Lock()
-
-
 def score_one(scorer: Scorer, photo_sha256: str, path: str) -> Scored:
     """Score one photo; never raises (a failure is returned with its one-line reason)."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
     t = time.perf_counter()
     try:
-        with _SCORE_LOCK:
-            result = scorer(path)
+        # LesionCounter is thread-safe (ONNX Runtime sessions are; the face models lock their interpreters).
+        result = scorer(path)
         got = result.get("image", {}).get("sha256")
         if got is not None and got != photo_sha256:
             return Scored(

@@ -18,6 +18,7 @@ import heapq
 import json
 import logging
 import math
+import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -420,7 +421,9 @@ def evaluate_photos(
 
             counter = LesionCounter(**kwargs)
         return run(_count_with(counter, p) for p in paths)
-    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(kwargs,)) as pool:
+    # spawn, not fork: this process runs threads (rich's progress, ONNX Runtime) that a fork would copy mid-lock.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(kwargs,)) as pool:
         return run(_bounded_map(_count_in_worker, paths, pool, 2 * jobs))
 
 
