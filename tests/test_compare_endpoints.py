@@ -60,7 +60,7 @@ def test_grade_change() -> None:
 
 def test_durability_rebound_after_toxin() -> None:
     # Baseline 40, nadir 10 at day 60 (-75%), 18 at day 150, 28 at day 200: improvement 30, half is 15.
-    d = durability_curve([40, 20, 10, 18, 28], [0, 30, 60, 150, 200], treatment="Botox 20 U forehead")
+    d = durability_curve([40, 20, 10, 18, 28], [0, 30, 60, 150, 200], treatment="Botox 20 U forehead", age_years=30)
     assert d.nadir_index == 2 and d.best_reduction_pct == pytest.approx(75.0)
     assert d.percent_change == (0.0, -50.0, -75.0, -55.0, -30.0)
     assert d.rebound and d.rebound_index == 4  # 18 - 10 = 8 < 15; 28 - 10 = 18 >= 15
@@ -76,13 +76,30 @@ def test_durability_rising_but_not_yet_rebound_and_sustained() -> None:
     assert d.days_to_baseline == pytest.approx(60 + 30 * 60 / 4)
     sustained = durability_curve([40, 12, 10, 9], [0, 30, 60, 90])
     assert not sustained.rebound and sustained.hint is None and sustained.nadir_index == 3
-    watch = durability_curve([40, 12, 10], [0, 60, 130], treatment="onabotulinumtoxinA", days_since_treatment=130)
+    watch = durability_curve(
+        [40, 12, 10], [0, 60, 130], treatment="onabotulinumtoxinA", days_since_treatment=130, age_years=30
+    )
     assert watch.hint is not None and "4-6 months" in watch.hint
     # The minimum-lesion rule stops a 1 -> 2 wobble from being called a rebound.
     assert not durability_curve([3, 1, 2]).rebound
     # No improvement: nothing to rebound from.
     flat = durability_curve([0, 0, 3])
     assert not flat.rebound and flat.best_reduction_pct is None and flat.regained_fraction is None
+
+
+@pytest.mark.parametrize("age", [None, 16, 17.9])
+def test_no_treatment_is_suggested_under_18_or_at_an_unknown_age(age: float | None) -> None:
+    toxin = durability_curve([40, 20, 10, 18, 28], [0, 30, 60, 150, 200], treatment="Botox 20 U", age_years=age)
+    other = durability_curve([40, 20, 10, 18, 28], [0, 30, 60, 150, 200], treatment="doxycycline", age_years=age)
+    for d in (toxin, other):
+        assert d.rebound and d.hint is not None and "climbing back" in d.hint  # the facts stay
+        assert "re-treatment" not in d.hint and "consider" not in d.hint and "no treatment is suggested" in d.hint
+    watch = durability_curve(
+        [40, 12, 10], [0, 60, 130], treatment="onabotulinumtoxinA", days_since_treatment=130, age_years=age
+    )
+    assert watch.hint is None
+    adult = durability_curve([40, 20, 10, 18, 28], [0, 30, 60, 150, 200], treatment="doxycycline", age_years=18)
+    assert adult.hint is not None and "consider re-treatment" in adult.hint
 
 
 def test_durability_errors() -> None:

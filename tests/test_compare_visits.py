@@ -62,10 +62,14 @@ def test_compare_visits_end_to_end(patient) -> None:
     assert comp.pairs[0].comparability.comparable and comp.pairs[0].secondary["shown"]
     dark = comp.pairs[2]
     assert any("stops darker" in w for w in dark.comparability.warnings) and not dark.secondary["shown"]
+    # Durability comes from the comparable visits only: the dark follow-up (the apparent rebound) is left out.
     dur = comp.durability["front"]["inflammatory"]
-    assert dur.counts == tuple(v.result.counts["inflammatory"] for v in comp.visits)
-    assert dur.rebound and dur.hint is not None and "re-treatment" in dur.hint
+    assert dur.visit_indices == (0, 1, 2) and dur.excluded == (3,)
+    assert dur.counts == tuple(comp.visits[i].result.counts["inflammatory"] for i in (0, 1, 2))
+    # A 17-year-old: toxin is contraindicated, and no hint may suggest (re-)treatment.
     assert any("contraindicated under 18" in w for w in comp.warnings)
+    for d in comp.durability["front"].values():
+        assert d.hint is None or ("re-treatment" not in d.hint and "consider" not in d.hint)
     assert [w for w in comp.warnings if "not comparable" in w] == [
         f"{comp.visits[3].name} (front) is not comparable with its baseline "
         f"({dark.comparability.warnings[0]}): its change from baseline may be wrong"

@@ -9,6 +9,7 @@ visits.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
@@ -207,6 +208,10 @@ def _days(a: dt.date | None, b: dt.date | None) -> float | None:
     return None if a is None or b is None else float((b - a).days)
 
 
+def _not_comparable(pair: PairComparison) -> bool:
+    return pair.comparability is not None and not pair.comparability.comparable
+
+
 def compare_visits(
     visits: Sequence[Visit],
     *,
@@ -272,25 +277,41 @@ def compare_visits(
         if not idx:
             continue
         b = idx[0]
-        base = ordered[b]
         for f in idx[1:]:
             pairs.append(
                 _compare_pair(ordered, stats, measures, b, f, view, tolerance_px, responder_threshold_pct, refine)
             )
-        if len(idx) >= 3:
-            treat = [i for i in idx if ordered[i].treatment]
-            last_t = ordered[treat[-1]] if treat else None
-            since = _days(last_t.date, ordered[idx[-1]].date) if last_t is not None else None
-            durability[view] = {
-                c: durability_curve(
-                    [ordered[i].result.counts.get(c, 0) for i in idx],
-                    [_days(base.date, ordered[i].date) for i in idx],
+    # Durability, rebound and the best visit come from comparable visits only (the others stay on the chart,
+    # marked); and a hint suggests treatment only for a patient known to be an adult.
+    ages = [v.age_years for v in ordered if v.age_years is not None]
+    age = ages[-1] if ages else None
+    for view in VIEWS:
+        idx = [i for i, v in enumerate(ordered) if v.view == view]
+        if len(idx) < 3:
+            continue
+        bad = {p.followup_index for p in pairs if p.view == view and _not_comparable(p)}
+        ok = [i for i in idx if i not in bad]
+        if len(ok) < 3:
+            continue
+        base = ordered[ok[0]]
+        treat = [i for i in ok if ordered[i].treatment]
+        last_t = ordered[treat[-1]] if treat else None
+        since = _days(last_t.date, ordered[ok[-1]].date) if last_t is not None else None
+        durability[view] = {
+            c: dataclasses.replace(
+                durability_curve(
+                    [ordered[i].result.counts.get(c, 0) for i in ok],
+                    [_days(base.date, ordered[i].date) for i in ok],
                     cls=c,
                     treatment=last_t.treatment if last_t is not None else None,
                     days_since_treatment=since,
-                )
-                for c in DURABILITY_CLASSES
-            }
+                    age_years=age,
+                ),
+                visit_indices=tuple(ok),
+                excluded=tuple(sorted(bad)),
+            )
+            for c in DURABILITY_CLASSES
+        }
     for pair in pairs:
         comp = pair.comparability
         if comp is not None and not comp.comparable:

@@ -128,7 +128,11 @@ class Durability:
         regained_fraction: share of the improvement lost at the last visit (0 none, 1 back to baseline).
         days_to_baseline: linear projection from the nadir to the last visit of when the count is back at
             baseline, in days since baseline; None when not rising or dates are missing.
-        hint: a one-line re-treatment hint for the clinician, or None.
+        hint: a one-line hint for the clinician, or None. It suggests (re-)treatment only for a patient
+            known to be 18 or older.
+        visit_indices: which visits of the comparison the counts are from (baseline first); visits whose
+            photos were not comparable with the baseline are left out.
+        excluded: visits of the view left out as not comparable.
     """
 
     cls: str
@@ -142,6 +146,8 @@ class Durability:
     regained_fraction: float | None
     days_to_baseline: float | None
     hint: str | None
+    visit_indices: tuple[int, ...] = ()
+    excluded: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,6 +162,8 @@ class Durability:
             "regained_fraction": None if self.regained_fraction is None else round(self.regained_fraction, 4),
             "days_to_baseline": None if self.days_to_baseline is None else round(self.days_to_baseline, 1),
             "hint": self.hint,
+            "visit_indices": list(self.visit_indices),
+            "excluded": list(self.excluded),
         }
 
 
@@ -166,6 +174,7 @@ def durability_curve(
     cls: str = "inflammatory",
     treatment: str | None = None,
     days_since_treatment: float | None = None,
+    age_years: float | None = None,
     rebound_fraction: float = REBOUND_FRACTION,
     rebound_min_lesions: int = REBOUND_MIN_LESIONS,
 ) -> Durability:
@@ -180,6 +189,7 @@ def durability_curve(
         cls: the class the counts are of (for the report).
         treatment: free-text treatment (a botulinum toxin treatment adds its 4-6 month expectation).
         days_since_treatment: days from the last treatment to the last visit, when known.
+        age_years: the patient's age; under 18, or unknown, the hint never suggests treatment.
         rebound_fraction: see above, in (0, 1].
         rebound_min_lesions: see above.
 
@@ -211,7 +221,10 @@ def durability_curve(
     if gain > 0 and dn is not None and dl is not None and dl > dn and counts_t[-1] > counts_t[nadir]:
         slope = (counts_t[-1] - counts_t[nadir]) / (dl - dn)
         to_base = dn + gain / slope
-    hint = _hint(cls, counts_t, nadir, rebound_index, regained, days_t, to_base, treatment, days_since_treatment)
+    advise = age_years is not None and age_years >= TOXIN_MIN_AGE_YEARS
+    hint = _hint(
+        cls, counts_t, nadir, rebound_index, regained, days_t, to_base, treatment, days_since_treatment, advise
+    )
     return Durability(
         cls=cls,
         counts=counts_t,
@@ -237,7 +250,9 @@ def _hint(
     to_base: float | None,
     treatment: str | None,
     days_since_treatment: float | None,
+    advise: bool,
 ) -> str | None:
+    """The clinician's hint; ``advise`` (an adult patient) allows a treatment suggestion."""
     toxin = is_botulinum_toxin(treatment)
     label = cls.replace("_", " ")
     if rebound_index is not None:
@@ -252,7 +267,9 @@ def _hint(
                 f"{label} lesions are climbing back toward baseline ({counts[nadir]} at the best visit, "
                 f"{counts[-1]} now; {100 * (regained or 0):.0f}% of the improvement lost{when})"
             )
-        if toxin:
+        if not advise:
+            msg += "; review the treatment plan (no treatment is suggested: the patient is under 18 or of unknown age)"
+        elif toxin:
             msg += "; the botulinum toxin effect is wearing off: consider re-treatment"
         else:
             msg += "; consider re-treatment or a change of treatment"
@@ -261,7 +278,7 @@ def _hint(
         tail = f"; at this rate back at baseline around day {to_base:.0f}" if to_base is not None else ""
         lost = f"{100 * regained:.0f}% of the improvement lost"
         return f"{label} lesions are rising again since the best visit ({lost}){tail}"
-    if toxin and days_since_treatment is not None and days_since_treatment >= TOXIN_EFFECT_DAYS[0]:
+    if advise and toxin and days_since_treatment is not None and days_since_treatment >= TOXIN_EFFECT_DAYS[0]:
         return (
             f"{days_since_treatment:.0f} days since botulinum toxin: its effect usually fades after 4-6 months; "
             "watch for a rebound and plan a review"

@@ -204,10 +204,23 @@ def timeline_png(comparison: VisitComparison, view: str) -> bytes:
         if v.treatment:
             ax.axvline(xs[i], color="#009e73", alpha=0.5, lw=1)
             ax.annotate("treatment", (xs[i], 0), textcoords="offset points", xytext=(3, 3), fontsize=7, color="#009e73")
+    # Follow-ups whose photos are not comparable with the baseline: a hollow grey ring on each class's point.
+    position = {id(v): k for k, v in enumerate(visits)}
+    for pair in comparison.pairs_for(view):
+        if pair.comparability is not None and not pair.comparability.comparable:
+            k = position[id(comparison.visits[pair.followup_index])]
+            for cls in ("inflammatory", "comedone", "total_acne", "scar"):
+                y = visits[k].result.counts.get(cls, 0)
+                ax.plot([xs[k]], [y], "o", ms=13, mfc="none", mec="#777777", mew=1.5)
+            ax.annotate(
+                "not comparable", (xs[k], 0), textcoords="offset points", xytext=(3, 14), fontsize=7, color="#777777"
+            )
     dur = comparison.durability.get(view, {}).get("inflammatory")
     if dur is not None and dur.rebound_index is not None:
-        k = dur.rebound_index
-        ax.annotate("rebound", (xs[k], dur.counts[k]), textcoords="offset points", xytext=(-10, 8), fontsize=8)
+        k = position[id(comparison.visits[dur.visit_indices[dur.rebound_index]])]
+        ax.annotate(
+            "rebound", (xs[k], dur.counts[dur.rebound_index]), textcoords="offset points", xytext=(-10, 8), fontsize=8
+        )
     ax.set_xlabel("days since baseline" if dated else "visit")
     ax.set_ylabel("lesions")
     ax.set_ylim(bottom=0)
@@ -382,9 +395,14 @@ def render_visits_html(comparison: VisitComparison, *, title: str = "Treatment r
         said: set[str] = set()
         for cls, dur in comparison.durability.get(view, {}).items():
             best = "n/a" if dur.best_reduction_pct is None else f"{dur.best_reduction_pct:.0f}% fewer"
-            line = f"{cls.replace('_', ' ')}: best {best} at visit {dur.nadir_index + 1}"
-            line += "; rebound" if dur.rebound else "; no rebound"
-            box = "warn" if dur.rebound else "ok"
+            nadir_visit = dur.visit_indices[dur.nadir_index] + 1 if dur.visit_indices else dur.nadir_index + 1
+            line = f"{cls.replace('_', ' ')}: best {best} at visit {nadir_visit}"
+            rising = not dur.rebound and (dur.regained_fraction or 0) > 0 and dur.counts[-1] > dur.counts[-2]
+            line += "; rebound" if dur.rebound else ("; rising again, not yet a rebound" if rising else "; no rebound")
+            if dur.excluded:
+                shown = ", ".join(str(i + 1) for i in dur.excluded)
+                line += f" (from comparable visits only; visit {shown} left out)"
+            box = "warn" if dur.rebound or rising else "ok"
             hint = dur.hint if dur.hint and dur.hint not in said else None
             said.add(dur.hint or "")
             parts.append(f"<div class={box}>{_e(line)}{'<br>' + _e(hint) if hint else ''}</div>")
