@@ -228,3 +228,18 @@ def test_synthetic_patient_and_cli_demo(tmp_path: Path) -> None:
     assert main(["compare", "--demo", "--out", str(out)]) == 0
     jsonschema.validate(json.loads((out / "comparison.json").read_text()), VISIT_COMPARISON_SCHEMA)
     assert main(["compare", "--demo", "x.jpg", "--out", str(out)]) == 2
+
+
+def test_the_given_view_is_used_and_a_disagreeing_detection_is_warned() -> None:
+    """A re-take recorded as front but detected as left is still compared with the front baseline."""
+    clean = data.astronaut()
+    box = (150, 40, 200, 260)
+    base = demo.make_result([], clean.shape, face_box=box, view="front")
+    retake = demo.make_result([], clean.shape, face_box=box, view="left")
+    comp = compare_visits(
+        [Visit(base, clean, DAY0, view="front"), Visit(retake, clean, DAY0 + dt.timedelta(days=30), view="front")]
+    )
+    assert len(comp.pairs) == 1 and comp.pairs[0].view == "front"
+    assert comp.pairs[0].comparability is not None and comp.pairs[0].comparability.view_match
+    said = [w for w in comp.warnings if "looks like a left view" in w]
+    assert len(said) == 1 and DAY0.isoformat() not in said[0]

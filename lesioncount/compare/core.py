@@ -248,6 +248,16 @@ def compare_visits(
                 f"visit {v.name}: photo is {v.image.shape[1]}x{v.image.shape[0]} but its counts are for "
                 f"{v.result.image.width}x{v.result.image.height}; pass the photo the counts were made on"
             )
+    for v in ordered:
+        # The view the user gave decides which photos are compared; a detected view that disagrees is said.
+        detected = v.result.face.view
+        if v.result.face.found and detected in VIEWS and detected != v.view:
+            yaw = v.result.face.yaw_deg
+            pose = f", head turned {abs(yaw):.0f} degrees" if yaw is not None else ""
+            warnings.append(
+                f"visit {v.name}: compared as a {v.view} view, but the face looks like a {detected} view{pose}; "
+                "check the view recorded for this photo"
+            )
     if any(v.date is None for v in ordered):
         warnings.append("some visits have no date: visits are taken in the order given and no durability days")
     if any(v.image is None for v in ordered):
