@@ -147,3 +147,9 @@ def test_rebound_above_baseline_wording() -> None:
     d = durability_curve([6, 2, 9], [0, 60, 170])
     assert d.rebound and d.regained_fraction == pytest.approx(7 / 4)
     assert d.hint is not None and d.hint.startswith("inflammatory lesions are back at or above baseline (6 at baseline")
+
+
+def test_toxin_warning_is_said_once_for_many_visits() -> None:
+    visits = [("botox 20 U", 16, dt.date(2026, 1, d)) for d in range(1, 9)]
+    w = contraindication_warnings(visits)
+    assert len(w) == 1 and w[0].count("2026-01-0") == 8 and "aged 16" in w[0]

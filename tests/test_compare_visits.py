@@ -121,6 +121,10 @@ def test_report_html(patient) -> None:
     assert "contraindicated under 18" in html and "stops darker" in html and "rebound" in html
     for colour in STATUS_COLOURS.values():
         assert f"rgb{colour}" in html
+    assert html.count("contraindicated under 18") == 1  # said once, not once per visit
+    assert "baseline baseline" not in html and "Comparability 0." not in html
+    report = render_visits_html(compare_visits(visits), clinic="Skin Clinic Oslo", clinician="Dr. A. Berg")
+    assert "Skin Clinic Oslo" in report and "Dr. A. Berg" in report and "model truth 0" in report
 
 
 def test_report_pdf(patient) -> None:

@@ -276,7 +276,13 @@ def assess_comparability(
     stops = follow.exposure_log2 - base.exposure_log2
     if abs(stops) >= WARN_STOPS:
         word = "darker" if stops < 0 else "brighter"
-        warnings.append((min(1.0, abs(stops) / 2), f"follow-up is {abs(stops):.1f} stops {word} than baseline"))
+        warnings.append(
+            (
+                min(1.0, abs(stops) / 2),
+                f"follow-up is {abs(stops):.1f} stops {word} than baseline "
+                f"(exposure: 1 stop is {'half' if stops < 0 else 'twice'} the light)",
+            )
+        )
     score *= float(np.clip(1 - (abs(stops) - 0.33) / 2.5, 0.0, 1.0))
     if follow.clipped_fraction > 0.02 and follow.clipped_fraction > 2 * base.clipped_fraction:
         warnings.append((0.4, f"follow-up is over-exposed on {100 * follow.clipped_fraction:.0f}% of the face"))

@@ -89,6 +89,9 @@ def grade_change(base_grades: Mapping[str, Any], follow_grades: Mapping[str, Any
         if not bh or not fh
         else {"baseline": bh["grade"], "followup": fh["grade"], "change": fh["grade"] - bh["grade"]}
         | {"baseline_label": bh.get("label"), "followup_label": fh.get("label")}
+        # The counts the grades come from (the worse half of a frontal photo), so a grade can be read
+        # beside a total that moved the other way.
+        | {"baseline_n": bh.get("n_lesions"), "followup_n": fh.get("n_lesions"), "basis": fh.get("basis")}
     )
     bg, fg = base_grades.get("gags"), follow_grades.get("gags")
     out["gags"] = (
@@ -289,20 +292,26 @@ def _hint(
 def contraindication_warnings(
     treatments: Sequence[tuple[str | None, float | None, dt.date | None]],
 ) -> list[str]:
-    """Warnings for botulinum toxin recorded for a patient under 18.
+    """The warning for botulinum toxin recorded for a patient under 18.
 
     Args:
         treatments: ``(treatment, age_years, date)`` per visit.
 
     Returns:
-        One plain warning per offending visit.
+        One plain warning that names every offending visit (none when there is none).
     """
-    out = []
-    for treatment, age, date in treatments:
-        if is_botulinum_toxin(treatment) and age is not None and age < TOXIN_MIN_AGE_YEARS:
-            when = f" on {date.isoformat()}" if date is not None else ""
-            out.append(
-                f"botulinum toxin ({treatment}) is recorded{when} for a patient aged {age:g}: "
-                f"it is contraindicated under {TOXIN_MIN_AGE_YEARS}"
-            )
-    return out
+    offending = [
+        (treatment, age, date)
+        for treatment, age, date in treatments
+        if is_botulinum_toxin(treatment) and age is not None and age < TOXIN_MIN_AGE_YEARS
+    ]
+    if not offending:
+        return []
+    ages = sorted({f"{age:g}" for _, age, _ in offending})
+    dates = [d.isoformat() for _, _, d in offending if d is not None]
+    when = f" on {', '.join(dates)}" if dates else ""
+    names = sorted({str(t) for t, _, _ in offending})
+    return [
+        f"botulinum toxin ({'; '.join(names)}) is recorded{when} for a patient aged {' / '.join(ages)}: "
+        f"it is contraindicated under {TOXIN_MIN_AGE_YEARS}"
+    ]

@@ -9,6 +9,7 @@ Images are embedded (base64), so the HTML is one self-contained file.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import html
 import io
 from collections.abc import Sequence
@@ -247,10 +248,14 @@ def _change_table(pair: PairComparison, threshold: float) -> str:
     for name in ("hayashi", "gags"):
         if g.get(name):
             gg = g[name]
+            basis = ""
+            if name == "hayashi" and gg.get("baseline_n") is not None and gg.get("followup_n") is not None:
+                half = " on the worse half" if "worse half" in str(gg.get("basis") or "") else ""
+                basis = f" (from {gg['baseline_n']} → {gg['followup_n']} lesions{half})"
             grade_rows.append(
-                f"<tr><td class=l>{name.upper() if name == 'gags' else 'Hayashi'}</td><td>{gg['baseline']}</td>"
+                f"<tr><td class=l>{name.upper() if name == 'gags' else 'Hayashi grade'}</td><td>{gg['baseline']}</td>"
                 f"<td>{gg['followup']}</td><td>{gg['change']:+d}</td><td colspan=2 class=l>"
-                f"{_e(gg.get('baseline_label'))} → {_e(gg.get('followup_label'))}</td></tr>"
+                f"{_e(gg.get('baseline_label'))} → {_e(gg.get('followup_label'))}{_e(basis)}</td></tr>"
             )
     return (
         "<table><tr><th class=l>count</th><th>baseline</th><th>follow-up</th><th>change</th><th>%</th>"
@@ -301,18 +306,38 @@ def _secondary_html(sec: dict[str, Any]) -> str:
     )
 
 
+#: How each registration method aligned the photos, in words (``+ecc``: then refined on the pixels).
+_ALIGN_WORDS = {
+    "landmarks": "on the facial landmarks",
+    "features": "on skin and face detail",
+    "face-box": "on the face outline only",
+    "identity": "as taken (no alignment was found)",
+}
+
+
+def _align_words(method: str) -> str:
+    base, _, refined = method.partition("+")
+    words = _ALIGN_WORDS.get(base, "on image detail")
+    return words + (", then refined" if refined else "")
+
+
+def _caption(role: str, name: str) -> str:
+    """``"baseline 2026-01-12"``, but ``"baseline"`` (not "baseline baseline") when the visit is so named."""
+    return role if name.strip().lower() == role else f"{role} {name}"
+
+
 def _pair_html(comparison: VisitComparison, pair: PairComparison, crop_px: int) -> str:
     base = comparison.visits[pair.baseline_index]
     follow = comparison.visits[pair.followup_index]
     days = f", day {pair.days:.0f}" if pair.days is not None else ""
-    parts = [f"<h3>{_e(follow.name)} vs baseline {_e(base.name)}{days}</h3>"]
+    parts = [f"<h3>{_e(follow.name)} vs {_e(_caption('baseline', base.name))}{days}</h3>"]
     comp = pair.comparability
     if comp is not None:
         cls = "ok" if comp.comparable and not comp.warnings else "warn" if comp.comparable else "warn bad"
         verdict = "comparable" if comp.comparable else "NOT comparable: read the change with caution"
         reg = pair.registration
-        quality = f"; alignment quality {reg.quality:.2f} ({reg.quality_label}, {reg.method})" if reg else ""
-        parts.append(f"<div class='{cls}'>Comparability {comp.score:.2f}: {verdict}{_e(quality)}")
+        quality = f"; the photos were aligned {_align_words(reg.method)}, alignment {reg.quality_label}" if reg else ""
+        parts.append(f"<div class='{cls}'>Photo match {100 * comp.score:.0f}%: {verdict}{_e(quality)}")
         parts += [f"<br>• {_e(w)}" for w in comp.warnings]
         parts.append("</div>")
     crops = before_after_crops(comparison, pair, width_px=crop_px)
@@ -320,10 +345,10 @@ def _pair_html(comparison: VisitComparison, pair: PairComparison, crop_px: int) 
         b_img, f_img, note = crops
         parts.append(
             "<div class=pair>"
-            f"<figure><img src='{_data_uri(b_img)}' alt='baseline'><figcaption>baseline {_e(base.name)}"
+            f"<figure><img src='{_data_uri(b_img)}' alt='baseline'><figcaption>{_e(_caption('baseline', base.name))}"
             "</figcaption></figure>"
-            f"<figure><img src='{_data_uri(f_img)}' alt='follow-up aligned'><figcaption>follow-up "
-            f"{_e(follow.name)}, aligned to baseline ({_e(note)})</figcaption></figure></div>"
+            f"<figure><img src='{_data_uri(f_img)}' alt='follow-up aligned'><figcaption>"
+            f"{_e(_caption('follow-up', follow.name))}, aligned to baseline ({_e(note)})</figcaption></figure></div>"
         )
         parts.append(
             "<div class=legend>"
@@ -367,13 +392,36 @@ def _visits_table(comparison: VisitComparison) -> str:
     )
 
 
-def render_visits_html(comparison: VisitComparison, *, title: str = "Treatment response", crop_px: int = 420) -> str:
+def _header(comparison: VisitComparison, *, clinic: str | None, clinician: str | None) -> str:
+    """Who made the report, when, and with which model: the facts a reader of a printed report needs."""
+    from lesioncount import __version__
+
+    models = sorted({f"{v.result.model.name} {v.result.model.version}" for v in comparison.visits})
+    rows = [
+        ("clinic", clinic),
+        ("clinician", clinician),
+        ("report date", dt.date.today().isoformat()),
+        ("counted by", f"lesioncount {__version__}, model {', '.join(models)}"),
+    ]
+    cells = "".join(f"<tr><td class=l>{_e(k)}</td><td class=l>{_e(v)}</td></tr>" for k, v in rows if v)
+    return f"<table class=meta>{cells}</table>"
+
+
+def render_visits_html(
+    comparison: VisitComparison,
+    *,
+    title: str = "Treatment response",
+    crop_px: int = 420,
+    clinic: str | None = None,
+    clinician: str | None = None,
+) -> str:
     """A self-contained HTML report of a ``VisitComparison``.
 
     Args:
         comparison: from ``lesioncount.compare.compare_visits``.
         title: page title (a patient code, say; avoid names in shared reports).
         crop_px: width of each before/after crop in pixels.
+        clinic, clinician: named in the report's header when given.
 
     Returns:
         The HTML page as a string (images embedded).
@@ -382,7 +430,8 @@ def render_visits_html(comparison: VisitComparison, *, title: str = "Treatment r
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(title)}</title>"
         f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
     ]
-    for w in comparison.warnings:
+    parts.append(_header(comparison, clinic=clinic, clinician=clinician))
+    for w in dict.fromkeys(comparison.warnings):  # each warning once, in order
         bad = "contraindicated" in w
         parts.append(f"<div class='warn{' bad' if bad else ''}'>{_e(w)}</div>")
     parts.append("<h2>Visits</h2>" + _visits_table(comparison))
@@ -416,7 +465,13 @@ def render_visits_html(comparison: VisitComparison, *, title: str = "Treatment r
     return "\n".join(parts)
 
 
-def render_visits_pdf(comparison: VisitComparison, *, title: str = "Treatment response") -> bytes:
+def render_visits_pdf(
+    comparison: VisitComparison,
+    *,
+    title: str = "Treatment response",
+    clinic: str | None = None,
+    clinician: str | None = None,
+) -> bytes:
     """The same report as a PDF (WeasyPrint)."""
     import logging
 
@@ -424,4 +479,5 @@ def render_visits_pdf(comparison: VisitComparison, *, title: str = "Treatment re
 
     # WeasyPrint logs every unsupported CSS property at WARNING; ours are deliberate fallbacks.
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    return HTML(string=render_visits_html(comparison, title=title, crop_px=320)).write_pdf()
+    page = render_visits_html(comparison, title=title, crop_px=320, clinic=clinic, clinician=clinician)
+    return HTML(string=page).write_pdf()

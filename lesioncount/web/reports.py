@@ -76,18 +76,22 @@ def build_comparison(photos: list[ReportPhoto]) -> Any:
     return compare_visits(visits)
 
 
-def comparison_report_html(photos: list[ReportPhoto], title: str) -> str:
+def comparison_report_html(
+    photos: list[ReportPhoto], title: str, clinic: str | None = None, clinician: str | None = None
+) -> str:
     """The compare helper's self-contained HTML report over every counted photo of a patient."""
     from lesioncount.report.visits_html import render_visits_html
 
-    return render_visits_html(build_comparison(photos), title=title)
+    return render_visits_html(build_comparison(photos), title=title, clinic=clinic, clinician=clinician)
 
 
-def comparison_report_pdf(photos: list[ReportPhoto], title: str) -> bytes:
+def comparison_report_pdf(
+    photos: list[ReportPhoto], title: str, clinic: str | None = None, clinician: str | None = None
+) -> bytes:
     """The same report as a PDF (WeasyPrint)."""
     from lesioncount.report.visits_html import render_visits_pdf
 
-    return render_visits_pdf(build_comparison(photos), title=title)
+    return render_visits_pdf(build_comparison(photos), title=title, clinic=clinic, clinician=clinician)
 
 
 def html_to_pdf(html: str) -> bytes:

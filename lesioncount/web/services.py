@@ -512,10 +512,11 @@ def patient_report(
     title = f"Patient {patient.code}"
     try:
         photos = report_photos(db, store, patient)
+        who = (actor.user.clinic.name, actor.user.username)
         content = (
-            reports.comparison_report_pdf(photos, title)
+            reports.comparison_report_pdf(photos, title, *who)
             if fmt == "pdf"
-            else reports.comparison_report_html(photos, title).encode()
+            else reports.comparison_report_html(photos, title, *who).encode()
         )
     except Exception as e:  # the comparison needs every photo readable and registrable; counts always work
         log.warning("comparison report for patient %s failed, giving the counts report: %s", patient.id, e)
