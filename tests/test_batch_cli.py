@@ -36,6 +36,17 @@ def test_check_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "1 photos, manifest OK" in capsys.readouterr().err
 
 
+def test_check_finds_one_photo_filed_under_two_visits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_image(tmp_path / "a.png", np.full((80, 80, 3), 180, np.uint8))
+    (tmp_path / "copy.png").write_bytes((tmp_path / "a.png").read_bytes())
+    rows = [("S1", "v1", "2026-01-05", "front", "a.png"), ("S1", "v2", "2026-02-05", "front", "copy.png")]
+    path = tmp_path / "m.csv"
+    pd.DataFrame(rows, columns=["subject_id", "visit", "visit_date", "view", "path"]).to_csv(path, index=False)
+    assert main(["score", str(path), "-o", str(tmp_path / "out"), "--check"]) == 0
+    err = capsys.readouterr().err
+    assert "rows 2, 3 are the same photo" in err and "manifest OK" in err
+
+
 def test_score_reports_throughput_and_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from skimage.data import astronaut
 

@@ -113,7 +113,14 @@ def test_parquet_with_typed_columns_and_root(tmp_path: Path) -> None:
     m = read_manifest(tmp_path / "m.parquet", root=tmp_path / "photos")
     assert m.table["subject_id"].iloc[0] == "101" and m.table["visit"].iloc[0] == "1"
     assert m.table["visit_date"].iloc[0] == pd.Timestamp("2026-01-05")
-    assert any("under 18" in w for w in m.warnings)
+    assert not any("under 18" in w for w in m.warnings)  # no treatment column: no toxin claim
+    df["treatment"] = ["botulinum toxin 20 U"]
+    df.to_parquet(tmp_path / "t.parquet")
+    m = read_manifest(tmp_path / "t.parquet", root=tmp_path / "photos")
+    assert any("botulinum toxin recorded for a patient under 18" in w for w in m.warnings)
+    df["treatment"] = ["doxycycline"]
+    df.to_parquet(tmp_path / "d.parquet")
+    assert not any("under 18" in w for w in read_manifest(tmp_path / "d.parquet", root=tmp_path / "photos").warnings)
 
 
 def test_warnings_do_not_stop(tmp_path: Path) -> None:

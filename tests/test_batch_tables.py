@@ -113,7 +113,7 @@ def test_named_baseline_visit() -> None:
 
 def test_summary_golden_values() -> None:
     summary = build_tables(_manifest(ROWS), _outcomes())["summary"]
-    assert list(summary["visit"].unique()) == ["base", "w12"]  # ordered by days from baseline
+    assert list(summary["visit"].unique()) == ["w12"]  # baseline rows (change 0 by definition) left out
     row = summary[
         (summary["visit"] == "w12")
         & (summary["arm"] == "A")
@@ -134,6 +134,32 @@ def test_summary_golden_values() -> None:
     assert pct["n"] == 1 and pct["mean"] == -50 and math.isnan(pct["ci95_low"])
     b = summary[(summary["visit"] == "w12") & (summary["arm"] == "B") & (summary["measure"] == "count")]
     assert (b["n"] == 0).all()
+    # The robust alternative: geometric mean of (count + 1) / (baseline + 1): S1 9/17, S2 3/1.
+    ratio = summary[
+        (summary["visit"] == "w12")
+        & (summary["arm"] == "A")
+        & (summary["class"] == "inflammatory")
+        & (summary["measure"] == "ratio_pct")
+    ].iloc[0]
+    assert ratio["n"] == 2 and ratio["mean"] == pytest.approx(100 * (math.sqrt(27 / 17) - 1))
+    assert ratio["ci95_low"] < ratio["mean"] < ratio["ci95_high"]
+    assert row["median_days"] == 84 and row["n_not_comparable"] == 0
+
+
+def test_a_visit_without_a_face_is_not_comparable() -> None:
+    outcomes = _outcomes()
+    no_face = dict(outcomes[5].result or {})
+    no_face["face"] = {"found": False, "view": "unknown"}
+    outcomes[5] = Outcome("ok", "h5", result=no_face, elapsed_s=0.1)  # S2 w12
+    tables = build_tables(_manifest(ROWS), outcomes)
+    change = tables["change"]
+    infl = change[change["class"] == "inflammatory"].set_index(["subject_id", "visit"])
+    assert not infl.loc[("S2", "w12"), "comparable"] and infl.loc[("S1", "w12"), "comparable"]
+    assert pd.isna(infl.loc[("S3", "w12"), "comparable"])  # incomplete: no verdict
+    assert infl.loc[("S1", "w12"), "n_warnings"] == 4
+    s = tables["summary"]
+    row = s[(s["arm"] == "A") & (s["class"] == "inflammatory") & (s["measure"] == "change")].iloc[0]
+    assert row["n"] == 2 and row["n_not_comparable"] == 1
 
 
 def test_no_arm_column_summarised_as_all() -> None:

@@ -74,6 +74,16 @@ def run_score(args: argparse.Namespace) -> int:
     for w in manifest.warnings:
         console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if args.check:
+        from pathlib import Path
+
+        from lesioncount.batch.run import same_content_warnings
+
+        store = Path(args.store) if args.store else Path(args.out) / "results.sqlite"
+        store.parent.mkdir(parents=True, exist_ok=True)
+        with console.status("reading the photos to find copies filed twice..."):
+            copies = same_content_warnings(manifest, store)
+        for w in copies:
+            console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
         console.print(f"{args.manifest}: {len(manifest)} photos, manifest OK", markup=False, soft_wrap=True)
         return EXIT_OK
 

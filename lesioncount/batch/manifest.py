@@ -1,7 +1,8 @@
 """Read and validate a scoring manifest: one row per photo of one view at one visit of one subject.
 
 A manifest is CSV or Parquet with the columns ``subject_id``, ``visit``, ``visit_date``, ``view`` and
-``path``, optionally ``arm``, ``site`` and ``age``. Every problem is found before anything is scored and
+``path``, optionally ``arm``, ``site``, ``age`` and ``treatment`` (free text; a botulinum toxin treatment
+recorded for a minor is warned about). Every problem is found before anything is scored and
 reported together (``ManifestError``), so a 5000-row manifest is fixed in one pass, not one error at a time.
 """
 
@@ -20,7 +21,7 @@ from lesioncount.types import VIEWS
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("subject_id", "visit", "visit_date", "view", "path")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("arm", "site", "age")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("arm", "site", "age", "treatment")
 #: Common spellings accepted for the views and what they mean.
 VIEW_ALIASES: dict[str, str] = {
     "front": "front",
@@ -250,7 +251,7 @@ def _parse_views(df: pd.DataFrame, found: _Findings) -> None:
 def _parse_ages(df: pd.DataFrame, found: _Findings) -> None:
     """``age`` text -> float years; impossible ages are problems, minors a warning."""
     # One place for the rule (compare.endpoints); imported here only, as it loads the compare package.
-    from lesioncount.compare.endpoints import TOXIN_MIN_AGE_YEARS
+    from lesioncount.compare.endpoints import TOXIN_MIN_AGE_YEARS, is_botulinum_toxin
 
     ages = pd.to_numeric(df["age"].replace("", None), errors="coerce")
     for r, v in df.loc[ages.isna() & (df["age"] != ""), ["row", "age"]].itertuples(index=False):
@@ -258,11 +259,13 @@ def _parse_ages(df: pd.DataFrame, found: _Findings) -> None:
     for r, a in zip(df["row"], ages, strict=True):
         if pd.notna(a) and not 0 <= a <= 120:
             found.problems.append(Problem("bad age", (r,), f"age {a:g} is outside 0-120"))
-    under = df.loc[ages < TOXIN_MIN_AGE_YEARS, "row"].tolist()
+    # The toxin rule applies only where the manifest records a toxin treatment for a minor.
+    toxin = df["treatment"].map(is_botulinum_toxin) if "treatment" in df.columns else pd.Series(False, index=df.index)
+    under = df.loc[(ages < TOXIN_MIN_AGE_YEARS) & toxin, "row"].tolist()
     if under:
         found.warnings.append(
-            f"rows {_rows(tuple(under))}: age under {TOXIN_MIN_AGE_YEARS} "
-            f"(botulinum toxin is contraindicated under {TOXIN_MIN_AGE_YEARS})"
+            f"rows {_rows(tuple(under))}: botulinum toxin recorded for a patient under {TOXIN_MIN_AGE_YEARS} "
+            f"(it is contraindicated under {TOXIN_MIN_AGE_YEARS})"
         )
     df["age"] = ages.astype(float)
 

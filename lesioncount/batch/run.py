@@ -328,6 +328,22 @@ def score_manifest(
     return report
 
 
+def same_content_warnings(
+    manifest: Manifest,
+    store_path: str | os.PathLike[str],
+    on_hash: Callable[[int, int], None] | None = None,
+) -> list[str]:
+    """What ``score --check`` adds to the manifest checks: photos filed under two rows with identical content.
+
+    The hashes are cached in the store, so the run that follows does not read the photos again.
+    """
+    missing = set(manifest.missing)
+    paths = [p for i, p in enumerate(manifest.table["path"]) if i not in missing]
+    with ResultStore(store_path) as store:
+        hashes = store.photo_sha256_many(paths, on_progress=on_hash)
+    return _same_content_warnings(manifest.table, hashes)
+
+
 def _same_content_warnings(table: Any, hashes: dict[str, str | OSError]) -> list[str]:
     """One warning per photo content listed under several rows: a copy filed as another visit fakes "no change"."""
     rows_of: dict[str, list[int]] = {}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from lesioncount.types import CLASSES, REGIONS
@@ -214,8 +215,9 @@ def visit_table(photos: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         ``subject_id``, ``visit``, ``visit_date``, subject columns, ``views`` ('+'-joined, sorted),
-        ``n_photos``, ``n_scored``, ``complete`` and the summed count columns (missing when not complete),
-        sorted by subject, date and visit.
+        ``n_photos``, ``n_scored``, ``complete``, ``all_faces_found`` (missing when not complete),
+        ``n_warnings`` (quality warnings of its photos) and the summed count columns (missing when not
+        complete), sorted by subject, date and visit.
     """
     count_cols = [*COUNT_CLASSES, *REGION_COLUMNS]
     extra = [c for c in SUBJECT_COLUMNS if c in photos.columns]
@@ -225,6 +227,11 @@ def visit_table(photos: pd.DataFrame) -> pd.DataFrame:
     df["n_photos"] = g.size()
     df["n_scored"] = g["_ok"].sum()
     df["complete"] = df["n_scored"] == df["n_photos"]
+    # Quality of the visit's photos: a face found in every one (a flip between found and not found changes
+    # the counting scale), and the quality warnings they carry.
+    df["all_faces_found"] = g["face_found"].agg(lambda f: bool(f.fillna(False).all())).astype("boolean")
+    df.loc[~df["complete"], "all_faces_found"] = pd.NA
+    df["n_warnings"] = g["n_warnings"].sum().astype("Int64")
     sums = g[count_cols].sum().astype("Int64")
     sums[~df["complete"]] = pd.NA  # a visit with a failed or missing photo has no counts, not an undercount
     df = pd.concat([df, sums], axis=1).reset_index()
@@ -247,8 +254,10 @@ def change_table(visits: pd.DataFrame, *, baseline_visit: str | None = None) -> 
         One row per subject, visit and class in ``COUNT_CLASSES``: ``subject_id``, subject columns,
         ``visit``, ``visit_date``, ``baseline_visit``, ``days_from_baseline``, ``is_baseline``, ``class``,
         ``baseline`` (count), ``count``, ``change`` (count - baseline), ``change_pct`` (100 x change / baseline;
-        missing when the baseline is 0 or either count is missing) and ``views_match`` (same views as baseline).
-        The baseline visit itself is included (change 0). Sorted by subject, date, visit and class.
+        missing when the baseline is 0 or either count is missing), ``views_match`` (same views as baseline),
+        ``comparable`` (both visits complete, the same views, a face found in every photo of both; missing
+        without both counts) and ``n_warnings`` (quality warnings of the visit's photos). The baseline visit
+        itself is included (change 0). Sorted by subject, date, visit and class.
     """
     extra = [c for c in SUBJECT_COLUMNS if c in visits.columns]
     v = visits.sort_values(["subject_id", "visit_date", "visit"], kind="stable")
@@ -257,17 +266,24 @@ def change_table(visits: pd.DataFrame, *, baseline_visit: str | None = None) -> 
     else:
         base = v[v["visit"] == baseline_visit].drop_duplicates("subject_id", keep="first")
     base = base.set_index("subject_id")
-    ids = ["subject_id", *extra, "visit", "visit_date", "views"]
+    ids = ["subject_id", *extra, "visit", "visit_date", "views", "all_faces_found", "n_warnings"]
     long = v.melt(id_vars=ids, value_vars=list(COUNT_CLASSES), var_name="class", value_name="count")
     b_long = (
         base.reset_index()
         .melt(
-            id_vars=["subject_id", "visit", "visit_date", "views"],
+            id_vars=["subject_id", "visit", "visit_date", "views", "all_faces_found"],
             value_vars=list(COUNT_CLASSES),
             var_name="class",
             value_name="baseline",
         )
-        .rename(columns={"visit": "baseline_visit", "visit_date": "_base_date", "views": "_base_views"})
+        .rename(
+            columns={
+                "visit": "baseline_visit",
+                "visit_date": "_base_date",
+                "views": "_base_views",
+                "all_faces_found": "_base_faces",
+            }
+        )
     )
     df = long.merge(b_long, on=["subject_id", "class"], how="left", sort=False)
     has_base = df["baseline_visit"].notna()
@@ -279,6 +295,10 @@ def change_table(visits: pd.DataFrame, *, baseline_visit: str | None = None) -> 
     pct = 100.0 * df["change"].astype("Float64") / df["baseline"].astype("Float64").mask(df["baseline"] == 0)
     df["change_pct"] = pct.astype(float)
     df["views_match"] = (df["views"] == df["_base_views"]).astype("boolean").mask(~has_base)
+    # Comparable: both visits complete, the same views, and a face found in every photo of both.
+    both = df["count"].notna() & df["baseline"].notna()
+    faces = df["all_faces_found"].astype("boolean") & df["_base_faces"].astype("boolean")
+    df["comparable"] = (df["views_match"] & faces).astype("boolean").mask(~has_base | ~both)
     cls_rank = df["class"].map({c: i for i, c in enumerate(COUNT_CLASSES)})
     df = df.assign(_c=cls_rank).sort_values(["subject_id", "visit_date", "visit", "_c"], kind="stable")
     cols = [
@@ -295,6 +315,8 @@ def change_table(visits: pd.DataFrame, *, baseline_visit: str | None = None) -> 
         "change",
         "change_pct",
         "views_match",
+        "comparable",
+        "n_warnings",
     ]
     df = df[cols].reset_index(drop=True)
     _text_as_string(df)
@@ -315,50 +337,82 @@ def _t975(dof: int) -> float:
 
 
 def summary_table(changes: pd.DataFrame) -> pd.DataFrame:
-    """Per visit, arm, class and measure (``count``, ``change``, ``change_pct``): n, mean, sd, median, 95% CI.
+    """Per follow-up visit, arm, class and measure: n, mean, sd, median, 95% CI, days, comparability.
 
-    The 95% CI is the t-interval for the mean (missing for n < 2). Subjects without an ``arm`` are summarised
-    under arm ``all``. Visits are ordered by their median days from baseline.
+    Measures: ``count``, ``change``, ``change_pct`` and ``ratio_pct``. The mean percent change is dominated
+    by subjects with tiny baselines (2 -> 6 lesions is +200%), so its median, and ``ratio_pct``, a robust
+    alternative, sit beside it: the geometric mean of (count + 1) / (baseline + 1) as a percent change,
+    with its 95% CI taken on the log scale. The 95% CI of the others is the t-interval for the mean
+    (missing for n < 2). Baseline rows (change 0 by definition) are left out. ``median_days`` is the
+    median days from baseline; ``n_not_comparable`` counts the rows in ``n`` whose visits are not
+    comparable (different views, or a face not found in a photo). Subjects without an ``arm`` are
+    summarised under arm ``all``. Visits are ordered by their median days from baseline.
 
     Args:
         changes: ``change_table`` output.
     """
-    df = changes.copy()
+    df = changes[~changes["is_baseline"]].copy()
     df["arm"] = df["arm"].fillna("all") if "arm" in df.columns else "all"
     order = df.groupby("visit")["days_from_baseline"].median().sort_values(kind="stable")
     rank = {v: i for i, v in enumerate(order.index)}
     out = []
     for (visit, arm, cls), grp in df.groupby(["visit", "arm", "class"], sort=False):
-        for measure in ("count", "change", "change_pct"):
-            x = pd.to_numeric(grp[measure], errors="coerce").astype(float).dropna().to_numpy()
-            n = len(x)
-            mean = float(np.mean(x)) if n else math.nan
-            sd = float(np.std(x, ddof=1)) if n > 1 else math.nan
-            half = _t975(n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
+        days = pd.to_numeric(grp["days_from_baseline"], errors="coerce").astype(float).dropna()
+        both = grp["count"].notna() & grp["baseline"].notna()
+        log_ratio = np.log((grp.loc[both, "count"].astype(float) + 1) / (grp.loc[both, "baseline"].astype(float) + 1))
+        for measure in ("count", "change", "change_pct", "ratio_pct"):
+            if measure == "ratio_pct":
+                x = log_ratio.to_numpy()
+                stats = _mean_ci(x)
+                stats = {
+                    k: (100.0 * (math.exp(v) - 1.0) if k in ("mean", "median", "ci95_low", "ci95_high") else v)
+                    for k, v in stats.items()
+                }
+                stats["sd"] = math.nan  # a log-scale spread; the CI carries it
+                rows_used = grp.loc[both]
+            else:
+                vals = pd.to_numeric(grp[measure], errors="coerce").astype(float)
+                x = vals.dropna().to_numpy()
+                stats = _mean_ci(x)
+                rows_used = grp.loc[vals.notna()]
             out.append(
                 {
                     "visit": visit,
                     "arm": arm,
                     "class": cls,
                     "measure": measure,
-                    "n": n,
-                    "mean": mean,
-                    "sd": sd,
-                    "median": float(np.median(x)) if n else math.nan,
-                    "ci95_low": mean - half,
-                    "ci95_high": mean + half,
+                    **stats,
+                    "median_days": float(days.median()) if len(days) else math.nan,
+                    "n_not_comparable": int((rows_used["comparable"] == False).sum()),  # noqa: E712 - NA stays out
                     "_rank": rank.get(visit, len(rank)),
                 }
             )
     res = pd.DataFrame(out)
     cls_rank = {c: i for i, c in enumerate(COUNT_CLASSES)}
-    m_rank = {"count": 0, "change": 1, "change_pct": 2}
+    m_rank = {"count": 0, "change": 1, "change_pct": 2, "ratio_pct": 3}
     res["_c"] = res["class"].map(cls_rank)
     res["_m"] = res["measure"].map(m_rank)
     res = res.sort_values(["_rank", "arm", "_c", "_m"], kind="stable").drop(columns=["_rank", "_c", "_m"])
     _text_as_string(res)
     res["n"] = res["n"].astype("int64")
+    res["n_not_comparable"] = res["n_not_comparable"].astype("int64")
     return res.reset_index(drop=True)
+
+
+def _mean_ci(x: npt.NDArray[np.float64]) -> dict[str, float]:
+    """n, mean, sd, median and the t-interval 95% CI of the mean (NaN where undefined)."""
+    n = len(x)
+    mean = float(np.mean(x)) if n else math.nan
+    sd = float(np.std(x, ddof=1)) if n > 1 else math.nan
+    half = _t975(n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
+    return {
+        "n": n,
+        "mean": mean,
+        "sd": sd,
+        "median": float(np.median(x)) if n else math.nan,
+        "ci95_low": mean - half,
+        "ci95_high": mean + half,
+    }
 
 
 def build_tables(
