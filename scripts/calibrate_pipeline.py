@@ -14,7 +14,6 @@ ready for ``lesioncount export``. The scar threshold is kept.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from rich.progress import track
 from lesioncount.config import TrainConfig, from_dict
 from lesioncount.count import hayashi_grade
 from lesioncount.data import hayashi_grade_from_name
+from lesioncount.io import atomic_path
 from lesioncount.pipeline import LesionCounter
 from lesioncount.train.dataset import load_items, split_by_source
 from lesioncount.train.export import export_onnx
@@ -71,9 +71,8 @@ def main() -> int:
         thresholds[c] = best
     state["thresholds"] = thresholds
     state["calibration"] = {"held_out_photos": len(held_out), "hayashi_acc": acc, "count_r": r, "via": "pipeline"}
-    tmp_path = Path(args.checkpoint).with_suffix(".tmp")
-    torch.save(state, tmp_path)
-    os.replace(tmp_path, args.checkpoint)  # atomic: a kill never leaves a half-written checkpoint
+    with atomic_path(args.checkpoint) as tmp_path:  # a kill never leaves a half-written checkpoint
+        torch.save(state, tmp_path)
     print(f"chose {best} on {len(held_out)} held-out photos (Hayashi {acc:.3f}, r {r:.3f}); wrote {args.checkpoint}")
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from lesioncount.io import atomic_path
 from lesioncount.types import CLASSES, REGIONS
 
 #: Count columns, per class, in every table (``total_acne`` = inflammatory + comedone).
@@ -439,18 +439,12 @@ def write_tables(
     for name, df in tables.items():
         for fmt in formats:
             dest = out / f"{name}.{fmt}"
-            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{dest.name}.", suffix=".tmp")
-            os.close(fd)
-            try:
+            with atomic_path(dest) as tmp:
                 if fmt == "csv":
                     df.to_csv(tmp, index=False, date_format="%Y-%m-%d")
                 elif fmt == "parquet":
                     df.to_parquet(tmp, index=False)
                 else:
                     raise ValueError(f"unknown table format {fmt!r}; use csv or parquet")
-                os.replace(tmp, dest)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
             written.append(dest)
     return written

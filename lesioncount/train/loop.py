@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from lesioncount import synth
 from lesioncount.config import TrainConfig, save_yaml
 from lesioncount.count import decode_lesions, hayashi_grade
 from lesioncount.data import hayashi_grade_from_name
+from lesioncount.io import atomic_path
 from lesioncount.train.dataset import Item, LesionDataset, load_items, normalise, split_by_source
 from lesioncount.train.model import LesionUNet, count_parameters, create_model
 from lesioncount.types import CLASSES
@@ -52,9 +52,8 @@ def size_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) ->
 
 
 def _save_atomic(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
-from lesioncount.io import HEIC_SUPPORTED, MIN_SIDE_PX, read_image
+from lesioncount.io import HEIC_SUPPORTED, MIN_SIDE_PX, atomic_path, read_image
 
 #: Formats accepted (Pillow's names); HEIF only when pillow-heif is installed.
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "TIFF", "WEBP", "BMP"} | ({"HEIF"} if HEIC_SUPPORTED else set()))
@@ -166,11 +166,6 @@ class PhotoStore:
         bare = Image.fromarray(image)
         if max(bare.size) > max_side_px:
             bare.thumbnail((max_side_px, max_side_px), Image.Resampling.LANCZOS)
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="disp-", suffix=".jpg")
-        os.close(fd)
-        try:
+        with atomic_path(dest) as tmp:
             bare.save(tmp, format="JPEG", quality=90)
-            os.replace(tmp, dest)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
         return dest
