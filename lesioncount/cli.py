@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "count": "lesioncount.commands:add_count",
     "demo": "lesioncount.demo:add_cli",
     "train": "lesioncount.commands:add_train",
+    "calibrate": "lesioncount.commands:add_calibrate",
     "export": "lesioncount.commands:add_export",
     "evaluate": "lesioncount.evaluate.cli:add_cli",
     "score": "lesioncount.batch.cli:add_cli",
@@ -31,6 +32,7 @@ SUBCOMMANDS: dict[str, str] = {
 #: The extra (pyproject optional dependencies) each optional subcommand needs.
 EXTRAS: dict[str, str] = {
     "train": "train",
+    "calibrate": "train",
     "export": "train",
     "evaluate": "eval",
     "score": "batch",

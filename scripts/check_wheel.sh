@@ -6,6 +6,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-python3}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+rm -rf "$repo/build"  # a stale build/lib would put deleted modules into the wheel
 "$python" -m pip wheel -q --no-deps -w "$work/dist" "$repo"
 "$python" -m venv "$work/venv"
 "$work/venv/bin/pip" install -q "$work"/dist/lesioncount-*.whl

@@ -117,3 +117,16 @@ def test_init_from_starts_from_the_given_weights(tmp_path: Path) -> None:
         )
     )
     assert not torch.allclose(a[conv], torch.load(fresh, weights_only=False)["model"][conv], atol=1e-3)
+
+
+def test_one_threshold_rule_for_both_calibrations() -> None:
+    """Known answer: the threshold whose counts give the most right grades wins; count r breaks ties."""
+    from lesioncount.train.calibrate import choose_acne_threshold
+
+    scores = [[0.9, 0.8, 0.3], [0.9] * 8 + [0.2] * 20, [0.5] * 25]
+    grades = [0, 1, 2]  # Hayashi: 0-5 lesions grade 0, 6-20 grade 1, 21-50 grade 2
+    counts = lambda t: [sum(s >= t for s in row) for row in scores]  # noqa: E731
+    acc, r, best, table = choose_acne_threshold(counts, [3, 8, 25], grades, [0.1, 0.4, 0.6])
+    # 0.1: 3, 28, 25 -> grades 0, 2, 2 (2 right); 0.4: 2, 8, 25 -> 0, 1, 2 (3 right); 0.6: 2, 8, 0 (2 right)
+    assert best == 0.4 and acc == 1.0 and [row[0] for row in table] == [2 / 3, 1.0, 2 / 3]
+    assert r > 0.99

@@ -23,9 +23,10 @@ from torch.utils.data import DataLoader
 
 from lesioncount import synth
 from lesioncount.config import TrainConfig, save_yaml
-from lesioncount.count import decode_lesions, hayashi_grade
+from lesioncount.count import decode_lesions
 from lesioncount.data import hayashi_grade_from_name
 from lesioncount.io import atomic_path
+from lesioncount.train.calibrate import choose_acne_threshold
 from lesioncount.train.dataset import Item, LesionDataset, load_items, normalise, split_by_source
 from lesioncount.train.model import LesionUNet, count_parameters, create_model
 from lesioncount.types import CLASSES
@@ -112,9 +113,9 @@ def calibrate(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Choose per-class thresholds on held-out photos.
 
-    Acne classes share one threshold chosen for Hayashi-grade accuracy from the total acne count (count
-    correlation breaks ties), because ACNE04's class names are noisy but its grades are not. The scar
-    threshold maximises F1 of planted synthetic scars (centre within max(radius, 4 px)).
+    Acne classes share one threshold (``train.calibrate.choose_acne_threshold``, the rule the pipeline
+    calibration uses too). The scar threshold maximises F1 of planted synthetic scars (centre within
+    max(radius, 4 px)).
 
     Returns:
         thresholds per class, and the validation figures at those thresholds.
@@ -124,20 +125,18 @@ def calibrate(
     acne = [i for i, c in enumerate(CLASSES) if c != "scar"]
     best: tuple[float, float, float] = (-1.0, -1.0, 0.3)
     graded = [(hm, ls, les, g) for hm, ls, les, g in maps if g is not None]
-    for t in grid:
-        if not graded:
-            break
-        pred_n, ref_n, correct = [], [], 0
-        for hm, ls, les, g in graded:
+    if graded:
+
+        def counts_at(t: float) -> list[int]:
             th = {CLASSES[i]: t for i in acne}
-            n = len(decode_lesions(hm, ls, th, stride=stride))
-            pred_n.append(n)
-            ref_n.append(sum(1 for *_, k in les if k in acne))
-            correct += hayashi_grade(n) == g
-        acc = correct / len(graded)
-        r = float(np.corrcoef(pred_n, ref_n)[0, 1]) if np.std(pred_n) > 0 else 0.0
-        if (acc, r) > best[:2]:
-            best = (acc, r, t)
+            return [len(decode_lesions(hm, ls, th, stride=stride)) for hm, ls, _, _ in graded]
+
+        best = choose_acne_threshold(
+            counts_at,
+            [sum(1 for *_, k in les if k in acne) for _, _, les, _ in graded],
+            [g for *_, g in graded if g is not None],
+            grid,
+        )[:3]
     scar_best = (-1.0, 0.3)
     for t in grid:
         tp = fp = fn = 0
