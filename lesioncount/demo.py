@@ -95,7 +95,7 @@ def run_demo(out_dir: str | Path = "demo-out", *, model: str | None = None, seed
     write_image(out / "demo_face.overlay.jpg", overlay)
     planted_counts = {c: sum(1 for p in planted if p.cls == c) for c in CLASSES}
     # One-to-one (Hungarian) matching within 1.5 radii + 4 px, the evaluation's own matcher.
-    from lesioncount.evaluate.matching import match_centres
+    from lesioncount.matching import match_centres
 
     targets = [p for p in planted if p.cls is not None]
     matched = len(

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from lesioncount.evaluate.matching import (
+from lesioncount.matching import (
     box_iou,
     greedy_match_by_score,
     match_boxes,

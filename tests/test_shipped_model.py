@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lesioncount.demo import demo_photo, run_demo
-from lesioncount.evaluate.matching import match_centres
+from lesioncount.matching import match_centres
 from lesioncount.pipeline import LesionCounter
 
 #: Acne of every kind and two scar kinds.

@@ -1,8 +1,8 @@
 """Match individual lesions between a baseline and a registered follow-up photo.
 
 Follow-up lesion centres are mapped into the baseline frame with the registration, then each class is
-matched on its own by the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) on centre
-distance, with pairs further apart than a tolerance forbidden. A matched pair is a *persisting* lesion,
+matched on its own with the project's one centre matcher (``lesioncount.matching.match_centres``:
+Hungarian, the most pairs within the tolerance, then the least total distance). A matched pair is a *persisting* lesion,
 an unmatched baseline lesion has *resolved*, an unmatched follow-up lesion is *new*. Lesions that fall
 outside the other photo's frame cannot be judged and are reported apart (``out_of_view``). A lesion that
 changed class (an inflammatory papule that left a scar) counts as resolved in one class and new in the other.
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
 
 from lesioncount.compare.register import Registration, invert, map_points
+from lesioncount.matching import match_centres
 from lesioncount.types import ACNE_CLASSES, CLASSES, REGIONS, Lesion
 
 #: Default tolerance as a fraction of the baseline face height.
@@ -26,7 +26,6 @@ TOLERANCE_FRAC = 0.02
 MIN_TOLERANCE_PX = 3.0
 #: Statuses a lesion can have.
 STATUSES = ("resolved", "persisting", "new")
-_FORBIDDEN = 1e9
 
 
 @dataclass(frozen=True)
@@ -182,10 +181,8 @@ def match_lesions(
         fj = [j for j, les in enumerate(follow) if les.cls == c and follow_in[j]]
         if not bi or not fj:
             continue
-        d = np.linalg.norm(bxy[bi][:, None, :] - fxy[fj][None, :, :], axis=2)
-        cost = np.where(d <= tolerance_px, d, _FORBIDDEN)
-        rows, cols = linear_sum_assignment(cost)
-        pairs += [(bi[r], fj[k], float(d[r, k])) for r, k in zip(rows, cols, strict=True) if d[r, k] <= tolerance_px]
+        rows, cols, dist = match_centres(bxy[bi], fxy[fj], tolerance_px)
+        pairs += [(bi[r], fj[k], float(dk)) for r, k, dk in zip(rows, cols, dist, strict=True)]
     pairs.sort()
     paired_b = {i for i, _, _ in pairs}
     paired_f = {j for _, j, _ in pairs}

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from lesioncount.count import hayashi_grade
 from lesioncount.data import RefLesion
-from lesioncount.evaluate.matching import (
+from lesioncount.matching import (
     TOLERANCE_MODES,
     box_iou,
     greedy_match_by_score,

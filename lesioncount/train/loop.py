@@ -26,6 +26,7 @@ from lesioncount.config import TrainConfig, save_yaml
 from lesioncount.count import decode_lesions
 from lesioncount.data import hayashi_grade_from_name
 from lesioncount.io import atomic_path
+from lesioncount.matching import match_centres
 from lesioncount.train.calibrate import choose_acne_threshold
 from lesioncount.train.dataset import Item, LesionDataset, load_items, normalise, split_by_source
 from lesioncount.train.model import LesionUNet, count_parameters, create_model
@@ -142,19 +143,11 @@ def calibrate(
         tp = fp = fn = 0
         for hm, ls, les, _ in maps:
             found = [p for p in decode_lesions(hm, ls, {"scar": t}, stride=stride)]
-            ref = [(x, y, max(4.0, math.sqrt(w * h) / 2)) for x, y, w, h, k in les if k == scar_idx]
-            used = set()
-            for _, px, py, *_ in found:
-                j = next(
-                    (j for j, (x, y, r) in enumerate(ref) if j not in used and (px - x) ** 2 + (py - y) ** 2 <= r * r),
-                    None,
-                )
-                if j is None:
-                    fp += 1
-                else:
-                    used.add(j)
-                    tp += 1
-            fn += len(ref) - len(used)
+            ref = np.array([(x, y, max(4.0, math.sqrt(w * h) / 2)) for x, y, w, h, k in les if k == scar_idx])
+            ref = ref.reshape(-1, 3)
+            pred = np.array([(px, py) for _, px, py, *_ in found]).reshape(-1, 2)
+            matched = len(match_centres(pred, ref[:, :2], ref[:, 2])[0])
+            tp, fp, fn = tp + matched, fp + len(pred) - matched, fn + len(ref) - matched
         f1 = 2 * tp / max(1, 2 * tp + fp + fn)
         if f1 > scar_best[0]:
             scar_best = (f1, t)

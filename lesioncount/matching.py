@@ -1,4 +1,7 @@
-"""One-to-one matching of predicted lesions to reference lesions (pure numpy + scipy).
+"""One-to-one matching of lesion centres and boxes: evaluation, visit comparison and training use it.
+
+scipy's Hungarian solver is imported when a match is made, so the counting core can import this module
+without the extras.
 
 Two rules:
 
@@ -20,7 +23,6 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -78,6 +80,8 @@ def _hungarian(allowed: npt.NDArray[np.bool_], cost: FloatArray) -> tuple[IntArr
     sub_cost = cost[np.ix_(rows, cols)]
     # A forbidden pair costs more than every allowed pair together, so no solution ever trades a match
     # away to save distance: the optimum has the maximum number of allowed pairs.
+    from scipy.optimize import linear_sum_assignment
+
     big = float(np.abs(sub_cost[sub_ok]).sum()) + 1.0
     c = np.where(sub_ok, sub_cost, big)
     i, j = linear_sum_assignment(c)
