@@ -294,6 +294,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--int8", action="store_true", help="also write the static int8 twin (<out>.int8.onnx)")
     p.add_argument("--calib-dir", help="photos to draw int8 calibration tiles from (default: synthetic skin)")
     p.add_argument("--version", default="0.1.0", help="model version to record")
+    p.add_argument("--tile-px", type=int, default=1024, help="inference tile side in working pixels (default 1024)")
     p.set_defaults(func=run_export)
 
 
@@ -302,7 +303,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     try:
-        spec, diff = export_onnx(args.checkpoint, out, version=args.version)
+        spec, diff = export_onnx(args.checkpoint, out, version=args.version, tile_px=args.tile_px)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -79,7 +79,8 @@ class Predictor:
         return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
     def run(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """Raw output ``(C + 2, H / stride, W / stride)`` for one image whose sides are multiples of 16."""
+        """Raw output ``(C + 2, H / stride, W / stride)`` for one image whose sides are multiples of the
+        model's ``input_multiple``."""
         out = self.session.run(None, {self.input_name: self._normalise(image)})[0]
         return np.asarray(out[0], np.float32)
 
@@ -94,11 +95,11 @@ class Predictor:
         """
         h, w = image.shape[:2]
         s = self.spec.output_stride
-        padded = pad_to_multiple(image)
+        padded = pad_to_multiple(image, self.spec.input_multiple)
         ph, pw = padded.shape[:2]
         n_out = len(self.spec.classes) + 2
         out = np.zeros((n_out, ph // s, pw // s), np.float32)
-        for t in plan_tiles(ph, pw, self.spec.tile_px, self.spec.tile_overlap_px):
+        for t in plan_tiles(ph, pw, self.spec.tile_px, self.spec.tile_overlap_px, self.spec.input_multiple):
             res = self.run(padded[t.y0 : t.y1, t.x0 : t.x1])
             oy, ox = (t.y0 + t.keep_y0) // s, (t.x0 + t.keep_x0) // s
             out[:, oy : (t.y0 + t.keep_y1) // s, ox : (t.x0 + t.keep_x1) // s] = res[

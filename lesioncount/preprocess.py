@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 #: The network's input sides must be multiples of this (stem stride x 2^3 pooling levels).
-SIZE_MULTIPLE = 16
+SIZE_MULTIPLE = 16  # the default for models whose metadata predates ``lesioncount.input_multiple``
 
 
 def working_scale(face_height_px: float | None, image_hw: tuple[int, int], target_face_px: float) -> float:
@@ -172,14 +172,14 @@ def _starts(length: int, tile: int, step: int) -> list[int]:
     return sorted(set(starts))
 
 
-def plan_tiles(height: int, width: int, tile_px: int, overlap_px: int) -> list[Tile]:
-    """Cover an image (sides multiples of ``SIZE_MULTIPLE``) with overlapping tiles.
+def plan_tiles(height: int, width: int, tile_px: int, overlap_px: int, multiple: int = SIZE_MULTIPLE) -> list[Tile]:
+    """Cover an image (sides multiples of the model's input ``multiple``) with overlapping tiles.
 
     Every pixel is kept by exactly one tile: neighbouring tiles split their overlap at its middle.
     """
-    if tile_px % SIZE_MULTIPLE or overlap_px % SIZE_MULTIPLE or overlap_px >= tile_px:
+    if tile_px % multiple or overlap_px % multiple or overlap_px >= tile_px:
         raise ValueError(
-            f"tile_px ({tile_px}) and overlap_px ({overlap_px}) must be multiples of {SIZE_MULTIPLE}, overlap < tile"
+            f"tile_px ({tile_px}) and overlap_px ({overlap_px}) must be multiples of {multiple}, overlap < tile"
         )
     step = tile_px - overlap_px
     tiles = []

@@ -142,6 +142,7 @@ class ModelSpec:
         tile_px: preferred tile side in working pixels.
         tile_overlap_px: overlap between tiles in working pixels.
         training_data: one-line note on the data and its terms.
+        input_multiple: input sides must be multiples of this (the stem stride times the U-Net's pooling).
     """
 
     name: str
@@ -155,6 +156,7 @@ class ModelSpec:
     tile_px: int = 512
     tile_overlap_px: int = 64
     training_data: str = ""
+    input_multiple: int = 16
 
     #: Metadata keys every shipped model must carry.
     REQUIRED_KEYS = (
@@ -187,6 +189,7 @@ class ModelSpec:
             "lesioncount.tile_px": str(self.tile_px),
             "lesioncount.tile_overlap_px": str(self.tile_overlap_px),
             "lesioncount.training_data": self.training_data,
+            "lesioncount.input_multiple": str(self.input_multiple),
         }
 
     @classmethod
@@ -197,19 +200,47 @@ class ModelSpec:
         missing = [k for k in cls.REQUIRED_KEYS if k not in meta]
         if missing:
             raise ValueError(f"model metadata lacks {', '.join(missing)}; export the model with `lesioncount export`")
-        return cls(
-            name=meta["lesioncount.name"],
-            version=meta["lesioncount.version"],
-            classes=tuple(json.loads(meta["lesioncount.classes"])),
-            mean=tuple(json.loads(meta["lesioncount.mean"])),
-            std=tuple(json.loads(meta["lesioncount.std"])),
-            output_stride=int(meta["lesioncount.output_stride"]),
-            face_height_px=float(meta["lesioncount.face_height_px"]),
-            thresholds={k: float(v) for k, v in json.loads(meta["lesioncount.thresholds"]).items()},
-            tile_px=int(meta["lesioncount.tile_px"]),
-            tile_overlap_px=int(meta["lesioncount.tile_overlap_px"]),
-            training_data=meta["lesioncount.training_data"],
-        )
+        try:
+            spec = cls(
+                name=meta["lesioncount.name"],
+                version=meta["lesioncount.version"],
+                classes=tuple(json.loads(meta["lesioncount.classes"])),
+                mean=tuple(float(v) for v in json.loads(meta["lesioncount.mean"])),  # type: ignore[arg-type]
+                std=tuple(float(v) for v in json.loads(meta["lesioncount.std"])),  # type: ignore[arg-type]
+                output_stride=int(meta["lesioncount.output_stride"]),
+                face_height_px=float(meta["lesioncount.face_height_px"]),
+                thresholds={k: float(v) for k, v in json.loads(meta["lesioncount.thresholds"]).items()},
+                tile_px=int(meta["lesioncount.tile_px"]),
+                tile_overlap_px=int(meta["lesioncount.tile_overlap_px"]),
+                training_data=meta["lesioncount.training_data"],
+                input_multiple=int(meta.get("lesioncount.input_multiple", "16")),
+            )
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ValueError(f"model metadata is malformed ({e}); export the model with `lesioncount export`") from e
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        """Raise ValueError naming the first value of the contract that cannot be right."""
+        problems = []
+        if not self.classes or not all(isinstance(c, str) and c for c in self.classes):
+            problems.append(f"classes must be non-empty names, got {self.classes!r}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            problems.append(f"mean and std need 3 values each, std > 0; got {self.mean}, {self.std}")
+        if self.output_stride not in (1, 2, 4, 8):
+            problems.append(f"output_stride must be 1, 2, 4 or 8, got {self.output_stride}")
+        if self.input_multiple < 1 or self.input_multiple % self.output_stride:
+            problems.append(f"input_multiple {self.input_multiple} must be a multiple of the stride")
+        if not self.face_height_px > 0:
+            problems.append(f"face_height_px must be positive, got {self.face_height_px}")
+        if set(self.thresholds) != set(self.classes) or not all(0 < t < 1 for t in self.thresholds.values()):
+            problems.append(f"thresholds must give each class a value in (0, 1), got {self.thresholds}")
+        if self.tile_px % self.input_multiple or self.tile_overlap_px % self.input_multiple:
+            problems.append(f"tile_px and tile_overlap_px must be multiples of {self.input_multiple}")
+        if not 0 <= self.tile_overlap_px < self.tile_px:
+            problems.append(f"tile_overlap_px ({self.tile_overlap_px}) must be under tile_px ({self.tile_px})")
+        if problems:
+            raise ValueError("model contract: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)

@@ -130,3 +130,25 @@ def test_one_threshold_rule_for_both_calibrations() -> None:
     # 0.1: 3, 28, 25 -> grades 0, 2, 2 (2 right); 0.4: 2, 8, 25 -> 0, 1, 2 (3 right); 0.6: 2, 8, 0 (2 right)
     assert best == 0.4 and acc == 1.0 and [row[0] for row in table] == [2 / 3, 1.0, 2 / 3]
     assert r > 0.99
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("lesioncount.output_stride", "3", "output_stride must be 1, 2, 4 or 8"),
+        ("lesioncount.std", "[0.2, 0.0, 0.2]", "std > 0"),
+        ("lesioncount.thresholds", '{"inflammatory": 0.2}', "thresholds must give each class"),
+        ("lesioncount.thresholds", '{"inflammatory": 1.5, "comedone": 0.2, "scar": 0.3}', "thresholds"),
+        ("lesioncount.tile_px", "1000", "multiples of 16"),
+        ("lesioncount.tile_overlap_px", "1024", "must be under tile_px"),
+        ("lesioncount.face_height_px", "-5", "face_height_px must be positive"),
+        ("lesioncount.mean", "not json", "malformed"),
+    ],
+)
+def test_model_contract_values_are_checked_on_load(key: str, value: str, words: str) -> None:
+    from lesioncount.infer import resolve_model_path
+
+    meta = {p.key: p.value for p in onnx.load(str(resolve_model_path())).metadata_props}
+    assert ModelSpec.from_metadata(meta).input_multiple == 16
+    with pytest.raises(ValueError, match=words):
+        ModelSpec.from_metadata(meta | {key: value})

@@ -48,7 +48,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[LesionUNet, dict[str,
     return model, state
 
 
-def spec_for(state: dict[str, Any], model: LesionUNet, version: str) -> ModelSpec:
+#: Tile side at inference (working pixels): most faces fit one tile at the working scale, so no overlap work.
+DEFAULT_TILE_PX, DEFAULT_TILE_OVERLAP_PX = 1024, 64
+
+
+def spec_for(
+    state: dict[str, Any],
+    model: LesionUNet,
+    version: str,
+    tile_px: int = DEFAULT_TILE_PX,
+    tile_overlap_px: int = DEFAULT_TILE_OVERLAP_PX,
+) -> ModelSpec:
     cfg = state.get("config", {})
     thresholds = state.get("thresholds")
     if thresholds is None:
@@ -63,9 +73,10 @@ def spec_for(state: dict[str, Any], model: LesionUNet, version: str) -> ModelSpe
         output_stride=model.output_stride,
         face_height_px=float(cfg.get("face_height_px", 500.0)),
         thresholds={k: float(v) for k, v in thresholds.items()},
-        tile_px=1024,  # most faces fit one tile at the working scale: no overlap work
-        tile_overlap_px=64,
+        tile_px=tile_px,
+        tile_overlap_px=tile_overlap_px,
         training_data=TRAINING_DATA_NOTE if not cfg.get("synthetic_only") else "synthetic lesions only (test model)",
+        input_multiple=model.input_multiple,
     )
 
 
@@ -97,14 +108,20 @@ def export_onnx(
     version: str = "0.1.0",
     tolerance: float = 1e-4,
     opset: int = 17,
+    tile_px: int = DEFAULT_TILE_PX,
 ) -> tuple[ModelSpec, float]:
     """Export and verify; returns the spec written and the measured torch/ORT max abs difference.
 
     Raises:
-        ExportError: ORT and torch differ by more than ``tolerance``.
+        ExportError: the contract is invalid (a tile that is not a multiple of the input multiple, say), or
+            ORT and torch differ by more than ``tolerance``.
     """
     model, state = load_checkpoint(checkpoint)
-    spec = spec_for(state, model, version)
+    spec = spec_for(state, model, version, tile_px=tile_px)
+    try:
+        spec.check()
+    except ValueError as e:
+        raise ExportError(str(e)) from e
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, 256, 256)

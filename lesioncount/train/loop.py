@@ -27,6 +27,7 @@ from lesioncount.count import decode_lesions
 from lesioncount.data import hayashi_grade_from_name
 from lesioncount.io import atomic_path
 from lesioncount.matching import match_centres
+from lesioncount.preprocess import pad_to_multiple
 from lesioncount.train.calibrate import choose_acne_threshold
 from lesioncount.train.dataset import Item, LesionDataset, load_items, normalise, split_by_source
 from lesioncount.train.model import LesionUNet, count_parameters, create_model
@@ -60,10 +61,9 @@ def _save_atomic(obj: dict[str, Any], path: Path) -> None:
 
 @torch.no_grad()
 def predict_maps(model: LesionUNet, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """fp32 heatmaps and log sizes for a whole (small) image, padded to a multiple of 16."""
+    """fp32 heatmaps and log sizes for a whole (small) image, padded to the model's input multiple."""
     h, w = image.shape[:2]
-    ph, pw = -h % 16, -w % 16
-    padded = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REFLECT_101)
+    padded = pad_to_multiple(image, model.input_multiple)
     x = torch.from_numpy(normalise(padded))[None]
     out = model(x)[0].numpy()
     s = model.output_stride

@@ -39,6 +39,8 @@ class LesionUNet(nn.Module):
         super().__init__()
         self.n_classes = n_classes
         self.output_stride = stem_stride
+        #: input sides must be multiples of this: the stem's stride times the three 2x poolings.
+        self.input_multiple = stem_stride * 8
         c = [base, base * 2, base * 4, base * 8]
         self.stem = _conv_bn_relu(3, c[0], stride=stem_stride)
         self.enc0 = _Block(c[0], c[0])
