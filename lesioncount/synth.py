@@ -250,3 +250,9 @@ def skin_tone_mask(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
     m = (ycc[..., 1] >= 135) & (ycc[..., 1] <= 180) & (ycc[..., 2] >= 85) & (ycc[..., 2] <= 135) & (ycc[..., 0] > 60)
     return cv2.erode(m.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+
+
+def change_exposure(image: npt.NDArray[np.uint8], stops: float) -> npt.NDArray[np.uint8]:
+    """Scale linear light by 2**stops (sRGB-ish gamma 2.2), clipping at white."""
+    lin = (image.astype(np.float32) / 255.0) ** 2.2 * (2.0**stops)
+    return np.clip(np.clip(lin, 0, 1) ** (1 / 2.2) * 255 + 0.5, 0, 255).astype(np.uint8)

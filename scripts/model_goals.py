@@ -30,13 +30,13 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from lesioncount.compare.demo import change_exposure
 from lesioncount.count import hayashi_grade
 from lesioncount.data import AnnotationError, hayashi_grade_from_name, read_coco, read_voc_file, voc_files
 from lesioncount.evaluate.metrics import bootstrap_ci, pearson_r
 from lesioncount.evaluate.retake import retake
 from lesioncount.matching import match_centres, reference_tolerance_px
 from lesioncount.pipeline import LesionCounter
+from lesioncount.synth import change_exposure
 from lesioncount.types import ACNE_CLASSES, CountResult
 
 

@@ -227,3 +227,9 @@ def test_change_invariants(counts: list[tuple[int, int, int, int]]) -> None:
     row = summary[(summary["visit"] == "w12") & (summary["class"] == "inflammatory") & (summary["measure"] == "change")]
     assert row["n"].iloc[0] == len(counts)
     assert row["mean"].iloc[0] == pytest.approx(sum(w - b for w, b in zip(week, base, strict=True)) / len(counts))
+
+
+def test_baseline_only_trial_has_an_empty_summary_with_its_columns() -> None:
+    summary = build_tables(_manifest(ROWS[:2]), _outcomes()[:2])["summary"]
+    assert len(summary) == 0
+    assert {"visit", "arm", "class", "measure", "n", "mean", "median_days", "n_not_comparable"} <= set(summary.columns)

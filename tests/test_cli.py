@@ -111,7 +111,7 @@ def test_names_never_collide_and_do_not_depend_on_other_photos(toy: Path, tmp_pa
 
 def test_summary_rows_always_agree_with_the_jsons(toy: Path, tmp_path: Path, monkeypatch) -> None:
     """A run at another threshold, then a run killed part way: every summary row matches its JSON."""
-    from lesioncount import commands
+    from lesioncount.cli import core as commands
 
     photos = tmp_path / "in"
     photos.mkdir()
@@ -160,7 +160,7 @@ def test_full_disk_stops_with_one_line_and_keeps_what_is_written(
 ) -> None:
     import errno
 
-    from lesioncount import commands
+    from lesioncount.cli import core as commands
 
     for i in range(4):
         _photo(tmp_path / f"p{i}.png", 1)

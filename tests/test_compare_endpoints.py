@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lesioncount.compare.endpoints import (
+from lesioncount.endpoints import (
     Change,
     contraindication_warnings,
     count_change,

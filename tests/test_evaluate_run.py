@@ -17,9 +17,9 @@ from lesioncount.evaluate.run import (
     evaluate_raters,
     load_labels,
     read_count_json,
-    write_outputs,
 )
 from lesioncount.io import write_json
+from lesioncount.report.evaluate_html import write_evaluation
 from lesioncount.types import CountResult, FaceInfo, ImageInfo, Lesion, ModelInfo
 
 FAST = EvalConfig(bootstrap=50)
@@ -104,7 +104,7 @@ def test_box_matching_counts(dataset: tuple[Path, Path]) -> None:
 def test_outputs_are_written_and_valid(dataset: tuple[Path, Path], tmp_path: Path) -> None:
     coco, pred = dataset
     res = evaluate_predictions(load_labels(coco), pred, FAST)
-    paths = write_outputs(res, tmp_path / "out")
+    paths = write_evaluation(res, tmp_path / "out")
 
     def no_nan(c: str) -> float:
         raise AssertionError(f"metrics.json holds {c}: not valid JSON")
@@ -160,7 +160,7 @@ def test_raters_mode_against_itself_is_perfect(tmp_path: Path) -> None:
     assert m["groups"]["all"]["count"]["icc_2_1"] == pytest.approx(1.0)
     assert m["groups"]["all"]["count"]["ba_sd"] == 0.0
     assert math.isnan(m["headline"]["ap"]) and math.isnan(m["box_map50"])
-    write_outputs(res, tmp_path / "out")  # no PR curve: the report still renders
+    write_evaluation(res, tmp_path / "out")  # no PR curve: the report still renders
 
 
 def test_raters_mode_with_voc_and_yolo_files(tmp_path: Path) -> None:
@@ -247,7 +247,7 @@ def test_config_is_checked() -> None:
 def test_empty_label_set(tmp_path: Path) -> None:
     res = evaluate_raters([], [], FAST)
     assert res.metrics["n_images"] == 0 and math.isnan(res.metrics["headline"]["precision"])
-    paths = write_outputs(res, tmp_path / "out")
+    paths = write_evaluation(res, tmp_path / "out")
     assert json.loads(paths["metrics"].read_text())["headline"]["precision"] is None
     assert paths["per_image"].read_text().startswith("file_name")
 
@@ -258,7 +258,7 @@ def test_photos_with_zero_lesions_everywhere(tmp_path: Path) -> None:
     h = res.metrics["headline"]
     assert math.isnan(h["precision"]) and math.isnan(h["recall"]) and h["count_mae"] == 0
     assert math.isnan(h["count_pearson_r"]) and h["grade_accuracy"] == 1.0
-    write_outputs(res, tmp_path / "out")
+    write_evaluation(res, tmp_path / "out")
 
 
 def test_a_thousand_photos_stream_through_bounded_memory() -> None:

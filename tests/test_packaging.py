@@ -39,7 +39,7 @@ def _blocked_for(extra: str) -> set[str]:
 
 @pytest.mark.parametrize(
     ("extra", "module"),
-    [("web", "lesioncount.web.app"), ("compare", "lesioncount.compare.cli"), ("eval", "lesioncount.evaluate.cli")],
+    [("web", "lesioncount.web.app"), ("compare", "lesioncount.cli.compare"), ("eval", "lesioncount.cli.evaluate")],
 )
 def test_an_extra_alone_imports_its_entry_point(extra: str, module: str) -> None:
     blocked = sorted(_blocked_for(extra))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lesioncount.endpoints import TOXIN_MIN_AGE_YEARS, is_botulinum_toxin
 from lesioncount.types import VIEWS
 
 log = logging.getLogger(__name__)
@@ -250,9 +251,6 @@ def _parse_views(df: pd.DataFrame, found: _Findings) -> None:
 
 def _parse_ages(df: pd.DataFrame, found: _Findings) -> None:
     """``age`` text -> float years; impossible ages are problems, minors a warning."""
-    # One place for the rule (compare.endpoints); imported here only, as it loads the compare package.
-    from lesioncount.compare.endpoints import TOXIN_MIN_AGE_YEARS, is_botulinum_toxin
-
     ages = pd.to_numeric(df["age"].replace("", None), errors="coerce")
     for r, v in df.loc[ages.isna() & (df["age"] != ""), ["row", "age"]].itertuples(index=False):
         found.problems.append(Problem("bad age", (r,), f"age {v!r} is not a number"))

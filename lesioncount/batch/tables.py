@@ -387,7 +387,8 @@ def summary_table(changes: pd.DataFrame) -> pd.DataFrame:
                     "_rank": rank.get(visit, len(rank)),
                 }
             )
-    res = pd.DataFrame(out)
+    columns = ["visit", "arm", "class", "measure", "n", "mean", "sd", "median", "ci95_low", "ci95_high"]
+    res = pd.DataFrame(out, columns=[*columns, "median_days", "n_not_comparable", "_rank"])
     cls_rank = {c: i for i, c in enumerate(COUNT_CLASSES)}
     m_rank = {"count": 0, "change": 1, "change_pct": 2, "ratio_pct": 3}
     res["_c"] = res["class"].map(cls_rank)

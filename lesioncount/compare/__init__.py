@@ -13,10 +13,10 @@ can be used and tested without a model.
 
 from lesioncount.compare.comparability import Comparability, PhotoStats, assess_comparability, photo_stats
 from lesioncount.compare.core import COMPARE_SCHEMA_VERSION, PairComparison, VisitComparison, compare_visits
-from lesioncount.compare.endpoints import Change, Durability, count_change, durability_curve
 from lesioncount.compare.match import LesionMatch, match_lesions
 from lesioncount.compare.register import Registration, register
 from lesioncount.compare.visits import ManifestError, Visit, VisitRecord, load_visits, read_manifest
+from lesioncount.endpoints import Change, Durability, count_change, durability_curve
 
 __all__ = [
     "COMPARE_SCHEMA_VERSION",

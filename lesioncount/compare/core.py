@@ -21,7 +21,11 @@ import numpy as np
 import numpy.typing as npt
 
 from lesioncount.compare.comparability import Comparability, PhotoStats, assess_comparability, photo_stats
-from lesioncount.compare.endpoints import (
+from lesioncount.compare.match import LesionMatch, default_tolerance_px, match_lesions
+from lesioncount.compare.register import Registration, register
+from lesioncount.compare.secondary import SkinMeasures, compare_measures, skin_measures
+from lesioncount.compare.visits import Visit, order_visits
+from lesioncount.endpoints import (
     Change,
     Durability,
     contraindication_warnings,
@@ -32,10 +36,6 @@ from lesioncount.compare.endpoints import (
     region_change,
     responder_flags,
 )
-from lesioncount.compare.match import LesionMatch, default_tolerance_px, match_lesions
-from lesioncount.compare.register import Registration, register
-from lesioncount.compare.secondary import SkinMeasures, compare_measures, skin_measures
-from lesioncount.compare.visits import Visit, order_visits
 from lesioncount.types import VIEWS, CountResult
 
 log = logging.getLogger(__name__)

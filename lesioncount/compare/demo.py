@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from lesioncount.compare.visits import Visit
 from lesioncount.count import count_by_class, count_by_region, grades
-from lesioncount.synth import KINDS, PlantedLesion, plant, render, skin_tone_mask
+from lesioncount.synth import KINDS, PlantedLesion, change_exposure, plant, render, skin_tone_mask
 from lesioncount.types import CountResult, FaceInfo, ImageInfo, Lesion, ModelInfo
 
 #: Default lesion mix planted at baseline.
@@ -80,12 +80,6 @@ def similarity(
     m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), rotation_deg, scale).astype(np.float64)
     m[:, 2] += shift_px
     return m
-
-
-def change_exposure(image: npt.NDArray[np.uint8], stops: float) -> npt.NDArray[np.uint8]:
-    """Scale linear light by 2**stops (sRGB-ish gamma 2.2), clipping at white."""
-    lin = (image.astype(np.float32) / 255.0) ** 2.2 * (2.0**stops)
-    return np.clip(np.clip(lin, 0, 1) ** (1 / 2.2) * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def baseline(

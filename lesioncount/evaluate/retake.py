@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lesioncount.compare.demo import change_exposure
+from lesioncount.synth import change_exposure
 
 
 @dataclass(frozen=True)

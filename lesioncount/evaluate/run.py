@@ -471,8 +471,8 @@ def per_image_rows(result: EvalResult) -> list[dict[str, Any]]:
     return rows
 
 
-def write_outputs(result: EvalResult, out_dir: str | os.PathLike[str], *, report: bool = True) -> dict[str, Path]:
-    """Write ``metrics.json``, ``per_image.csv`` and (unless ``report`` is False) ``report.html``.
+def write_outputs(result: EvalResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``metrics.json`` and ``per_image.csv`` (the HTML report: ``report.evaluate_html.write_evaluation``).
 
     Returns:
         name -> path of each file written.
@@ -487,11 +487,6 @@ def write_outputs(result: EvalResult, out_dir: str | os.PathLike[str], *, report
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore", restval="")
         w.writeheader()
         w.writerows(rows)
-    if report:
-        from lesioncount.report.evaluate_html import write_evaluate_report
-
-        paths["report"] = d / "report.html"
-        write_evaluate_report(paths["report"], result.metrics, plot_data(result), result.worst)
     return paths
 
 

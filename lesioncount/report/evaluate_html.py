@@ -340,3 +340,23 @@ def write_evaluate_report(
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(render_evaluate_report(metrics, plots, worst), encoding="utf-8")
     return p
+
+
+def write_evaluation(result: Any, out_dir: str | os.PathLike[str], *, report: bool = True) -> dict[str, Path]:
+    """``metrics.json`` and ``per_image.csv`` (``evaluate.run.write_outputs``), and ``report.html`` unless
+    ``report`` is False.
+
+    Args:
+        result: an ``evaluate.run.EvalResult``.
+        out_dir: the folder to write into.
+
+    Returns:
+        name -> path of each file written.
+    """
+    from lesioncount.evaluate.run import plot_data, write_outputs
+
+    paths = write_outputs(result, out_dir)
+    if report:
+        paths["report"] = Path(out_dir) / "report.html"
+        write_evaluate_report(paths["report"], result.metrics, plot_data(result), result.worst)
+    return paths

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lesioncount.compare.endpoints import TOXIN_MIN_AGE_YEARS, Change, is_botulinum_toxin
+from lesioncount.endpoints import TOXIN_MIN_AGE_YEARS, Change, is_botulinum_toxin
 from lesioncount.types import ACNE_CLASSES, CLASSES, VIEWS
 from lesioncount.web import reports
 from lesioncount.web.counting import CountQueue

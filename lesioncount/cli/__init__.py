@@ -17,15 +17,15 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 #: name -> "module:function" that adds the subcommand's parser. Order is the order in --help.
 SUBCOMMANDS: dict[str, str] = {
-    "count": "lesioncount.commands:add_count",
+    "count": "lesioncount.cli.core:add_count",
     "demo": "lesioncount.demo:add_cli",
-    "train": "lesioncount.commands:add_train",
-    "calibrate": "lesioncount.commands:add_calibrate",
-    "export": "lesioncount.commands:add_export",
-    "evaluate": "lesioncount.evaluate.cli:add_cli",
-    "score": "lesioncount.batch.cli:add_cli",
-    "compare": "lesioncount.compare.cli:add_cli",
-    "serve": "lesioncount.web.cli:add_cli",  # also adds create-admin
+    "train": "lesioncount.cli.core:add_train",
+    "calibrate": "lesioncount.cli.core:add_calibrate",
+    "export": "lesioncount.cli.core:add_export",
+    "evaluate": "lesioncount.cli.evaluate:add_cli",
+    "score": "lesioncount.cli.score:add_cli",
+    "compare": "lesioncount.cli.compare:add_cli",
+    "serve": "lesioncount.cli.serve:add_cli",  # also adds create-admin
 }
 
 

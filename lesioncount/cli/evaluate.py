@@ -114,6 +114,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from lesioncount.evaluate import run
     from lesioncount.evaluate.image_eval import EvaluateError
     from lesioncount.io import ImageReadError
+    from lesioncount.report.evaluate_html import write_evaluation
 
     console = Console(stderr=True)
     try:
@@ -161,7 +162,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     args.against, class_map=cfg.class_map, yolo_names=yolo, image_folder=args.image_folder
                 )
                 result = run.evaluate_raters(labels, other, cfg, photos=args.image_folder, progress=progress)
-        paths = run.write_outputs(result, args.out, report=not args.no_report)
+        paths = write_evaluation(result, args.out, report=not args.no_report)
     except (AnnotationError, EvaluateError, ConfigError, ImageReadError, FileNotFoundError) as e:
         console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
