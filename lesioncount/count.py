@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lesioncount.types import ACNE_CLASSES, CLASSES, REGIONS, Lesion
+from lesioncount.types import ACNE_CLASSES, CLASSES, REGIONS, TOTAL_ACNE, Lesion
 
 #: Hayashi grades (ACNE04): lesion count on one half face -> grade.
 HAYASHI_BOUNDS: tuple[int, int, int] = (5, 20, 50)
@@ -109,7 +109,7 @@ def count_by_class(lesions: Iterable[Lesion]) -> dict[str, int]:
     counts = dict.fromkeys(CLASSES, 0)
     for les in lesions:
         counts[les.cls] = counts.get(les.cls, 0) + 1
-    counts["total_acne"] = sum(counts[c] for c in ACNE_CLASSES)
+    counts[TOTAL_ACNE] = sum(counts[c] for c in ACNE_CLASSES)
     return counts
 
 
@@ -162,7 +162,7 @@ def grades(
     """
     if not graded:
         return {"hayashi": None, "gags": None}
-    n = count_by_class(lesions)["total_acne"] if hayashi_count is None else hayashi_count
+    n = count_by_class(lesions)[TOTAL_ACNE] if hayashi_count is None else hayashi_count
     grade = hayashi_grade(n)
     out: dict[str, object] = {
         "hayashi": {"grade": grade, "label": HAYASHI_LABELS[grade], "n_lesions": n, "basis": hayashi_basis},

@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lesioncount.types import COUNT_KEYS, TOTAL_ACNE
+
 #: Count keys reported for change (classes plus the active-acne total).
-CHANGE_KEYS: tuple[str, ...] = ("inflammatory", "comedone", "scar", "total_acne")
+CHANGE_KEYS: tuple[str, ...] = COUNT_KEYS
 #: A responder has at least this percent fewer lesions of the class than at baseline.
 RESPONDER_PCT = 50.0
 #: A rebound is a climb from the nadir of at least this fraction of the improvement ...
@@ -65,7 +67,7 @@ def count_change(base_counts: Mapping[str, int], follow_counts: Mapping[str, int
     """Change per class plus ``total_acne``; a missing key counts as 0 (``total_acne`` is derived if absent)."""
 
     def get(c: Mapping[str, int], k: str) -> int:
-        if k == "total_acne" and k not in c:
+        if k == TOTAL_ACNE and k not in c:
             return int(c.get("inflammatory", 0)) + int(c.get("comedone", 0))
         return int(c.get(k, 0))
 

@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from lesioncount.io import atomic_path, show_path, write_text
-from lesioncount.types import CLASSES
+from lesioncount.types import CLASSES, COUNT_KEYS, TOTAL_ACNE
 
 #: summary.csv columns, in order.
 SUMMARY_COLUMNS = (
     "result",
     "path",
-    *CLASSES,
-    "total_acne",
+    *COUNT_KEYS,
     "hayashi_grade",
     "gags",
     "face_found",
@@ -112,7 +111,7 @@ def _row(rel: str, d: dict[str, Any]) -> list[Any]:
         rel,
         (d.get("image") or {}).get("path", ""),
         *(counts.get(c, "") for c in CLASSES),
-        counts.get("total_acne", ""),
+        counts.get(TOTAL_ACNE, ""),
         hay["grade"] if hay else "",
         gags["score"] if gags else "",
         face.get("found", ""),

@@ -17,6 +17,10 @@ CLASSES: tuple[str, ...] = ("inflammatory", "comedone", "scar")
 #: Classes that make up ``total_acne`` (active acne; scars are counted apart).
 ACNE_CLASSES: tuple[str, ...] = ("inflammatory", "comedone")
 #: Facial regions. Left and right are the patient's own (a frontal photo shows the left cheek on the image right).
+#: The count of all acne lesions (inflammatory + comedone): a key of every ``counts`` block.
+TOTAL_ACNE = "total_acne"
+#: Every key of a ``counts`` block, in order: the classes, then the acne total.
+COUNT_KEYS: tuple[str, ...] = (*CLASSES, TOTAL_ACNE)
 REGIONS: tuple[str, ...] = ("forehead", "left_cheek", "right_cheek", "nose", "chin", "other")
 #: Photo views a visit may hold.
 VIEWS: tuple[str, ...] = ("front", "left", "right")

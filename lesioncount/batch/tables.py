@@ -25,10 +25,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from lesioncount.io import atomic_path
-from lesioncount.types import CLASSES, REGIONS
+from lesioncount.types import COUNT_KEYS, REGIONS
 
 #: Count columns, per class, in every table (``total_acne`` = inflammatory + comedone).
-COUNT_CLASSES: tuple[str, ...] = (*CLASSES, "total_acne")
+COUNT_CLASSES: tuple[str, ...] = COUNT_KEYS
 #: Per-region count columns, ``{region}_{class}``.
 REGION_COLUMNS: tuple[str, ...] = tuple(f"{r}_{c}" for r in REGIONS for c in COUNT_CLASSES)
 #: Manifest columns carried into the tables when present.

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lesioncount.compare.visits import ManifestError, VisitRecord, parse_date
+from lesioncount.types import TOTAL_ACNE
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -133,12 +134,12 @@ def _write_outputs(args: argparse.Namespace, comparison: VisitComparison, consol
         table.add_column(col, justify="left" if col in ("follow-up", "view", "comparable") else "right")
     for pair in comparison.pairs:
         cells = []
-        for k in ("inflammatory", "comedone", "total_acne"):
+        for k in ("inflammatory", "comedone", TOTAL_ACNE):
             c = pair.change[k]
             cells.append(f"{c.baseline}→{c.followup} ({'n/a' if c.percent is None else f'{c.percent:+.0f}%'})")
         fates = "-"
         if pair.match is not None:
-            t = pair.match.tally()["total_acne"]
+            t = pair.match.tally()[TOTAL_ACNE]
             fates = f"{t['resolved']}/{t['persisting']}/{t['new']}"
         comp = pair.comparability
         verdict = "-" if comp is None else f"{'yes' if comp.comparable else 'NO'} ({comp.score:.2f})"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, ImageReadError, find_images, load_image, write_image, write_json
-from lesioncount.types import CLASSES, CountResult
+from lesioncount.types import CLASSES, COUNT_KEYS, TOTAL_ACNE, CountResult
 
 
 def add_count(sub: argparse._SubParsersAction) -> None:
@@ -161,13 +161,13 @@ def _print_results(results: list[tuple[str, CountResult]], seconds: float) -> No
     from lesioncount.io import show_path
 
     table = Table(title=f"lesioncount: {len(results)} photo(s) in {seconds:.1f} s")
-    for col in ("photo", *CLASSES, "total_acne", "hayashi", "warnings"):
+    for col in ("photo", *COUNT_KEYS, "hayashi", "warnings"):
         table.add_column(col, justify="left" if col in ("photo", "warnings") else "right")
     for rel, r in results[:40]:
         table.add_row(
             show_path(rel.removesuffix(".json")),
             *(str(r.counts[c]) for c in CLASSES),
-            str(r.counts["total_acne"]),
+            str(r.counts[TOTAL_ACNE]),
             str(r.grades["hayashi"]["grade"]) if r.grades.get("hayashi") else "-",
             str(len(r.warnings)),
         )

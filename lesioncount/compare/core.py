@@ -36,7 +36,7 @@ from lesioncount.endpoints import (
     region_change,
     responder_flags,
 )
-from lesioncount.types import VIEWS, CountResult
+from lesioncount.types import TOTAL_ACNE, VIEWS, CountResult
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ COMPARE_SCHEMA_VERSION = "1.0"
 #: Photo measures run on a copy whose long side is at most this.
 MEASURE_LONG_SIDE_PX = 1200
 #: Counts a responder flag is given for (scars do not respond to acne treatment).
-RESPONDER_KEYS = ("inflammatory", "comedone", "total_acne")
+RESPONDER_KEYS = ("inflammatory", "comedone", TOTAL_ACNE)
 #: Classes whose durability is followed.
-DURABILITY_CLASSES = ("inflammatory", "total_acne")
+DURABILITY_CLASSES = ("inflammatory", TOTAL_ACNE)
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from lesioncount.compare.register import Registration, invert, map_points
 from lesioncount.matching import match_centres
-from lesioncount.types import ACNE_CLASSES, CLASSES, REGIONS, Lesion
+from lesioncount.types import ACNE_CLASSES, COUNT_KEYS, REGIONS, TOTAL_ACNE, Lesion
 
 #: Default tolerance as a fraction of the baseline face height.
 TOLERANCE_FRAC = 0.02
@@ -111,13 +111,13 @@ class LesionMatch:
 
 
 def _empty_tally() -> dict[str, dict[str, int]]:
-    return {c: {"resolved": 0, "persisting": 0, "new": 0, "out_of_view": 0} for c in (*CLASSES, "total_acne")}
+    return {c: {"resolved": 0, "persisting": 0, "new": 0, "out_of_view": 0} for c in COUNT_KEYS}
 
 
 def _add(tally: dict[str, dict[str, int]], cls: str, status: str) -> None:
     tally.setdefault(cls, {"resolved": 0, "persisting": 0, "new": 0, "out_of_view": 0})[status] += 1
     if cls in ACNE_CLASSES:
-        tally["total_acne"][status] += 1
+        tally[TOTAL_ACNE][status] += 1
 
 
 def default_tolerance_px(face_box: Sequence[float] | None, image_shape: tuple[int, ...] | None) -> float:

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from lesioncount.compare.comparability import normalise_colour
 from lesioncount.compare.core import PairComparison, VisitComparison
-from lesioncount.types import CLASSES, REGIONS, Lesion
+from lesioncount.types import COUNT_KEYS, REGIONS, TOTAL_ACNE, Lesion
 
 #: RGB colour per lesion fate (Okabe-Ito: distinguishable with the common colour-vision deficiencies).
 STATUS_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -35,9 +35,9 @@ CLASS_LINE_COLOURS: dict[str, str] = {
     "inflammatory": "#d55e00",
     "comedone": "#0072b2",
     "scar": "#999999",
-    "total_acne": "#000000",
+    TOTAL_ACNE: "#000000",
 }
-CHANGE_ROWS = ("inflammatory", "comedone", "total_acne", "scar")
+CHANGE_ROWS = ("inflammatory", "comedone", TOTAL_ACNE, "scar")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1100px}
@@ -197,9 +197,9 @@ def timeline_png(comparison: VisitComparison, view: str) -> bytes:
     fig = Figure(figsize=(8.0, 3.0), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    for cls in ("inflammatory", "comedone", "total_acne", "scar"):
+    for cls in ("inflammatory", "comedone", TOTAL_ACNE, "scar"):
         ys = [v.result.counts.get(cls, 0) for v in visits]
-        style = "-" if cls != "total_acne" else "--"
+        style = "-" if cls != TOTAL_ACNE else "--"
         ax.plot(xs, ys, style, marker="o", color=CLASS_LINE_COLOURS[cls], label=cls.replace("_", " "))
     for i, v in enumerate(visits):
         if v.treatment:
@@ -210,7 +210,7 @@ def timeline_png(comparison: VisitComparison, view: str) -> bytes:
     for pair in comparison.pairs_for(view):
         if pair.comparability is not None and not pair.comparability.comparable:
             k = position[id(comparison.visits[pair.followup_index])]
-            for cls in ("inflammatory", "comedone", "total_acne", "scar"):
+            for cls in ("inflammatory", "comedone", TOTAL_ACNE, "scar"):
                 y = visits[k].result.counts.get(cls, 0)
                 ax.plot([xs[k]], [y], "o", ms=13, mfc="none", mec="#777777", mew=1.5)
             ax.annotate(
@@ -270,7 +270,7 @@ def _fate_table(pair: PairComparison) -> str:
     rows = "".join(
         f"<tr><td class=l>{_e(c.replace('_', ' '))}</td><td>{t[c]['resolved']}</td><td>{t[c]['persisting']}</td>"
         f"<td>{t[c]['new']}</td><td>{t[c]['out_of_view']}</td></tr>"
-        for c in (*CLASSES, "total_acne")
+        for c in COUNT_KEYS
     )
     return (
         "<table><tr><th class=l>lesions</th><th>resolved</th><th>persisting</th><th>new</th><th>not in both photos</th>"

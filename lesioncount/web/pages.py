@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from lesioncount.report.overlay import CLASS_COLOURS as OVERLAY_COLOURS
-from lesioncount.types import CLASSES, VIEWS
+from lesioncount.types import CLASSES, TOTAL_ACNE, VIEWS
 from lesioncount.web import services as sv
 from lesioncount.web.deps import DB, PageActor, check_form_csrf, client_ip
 from lesioncount.web.models import ROLES, ApiToken
@@ -32,12 +32,10 @@ from lesioncount.web.security import (
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 #: Line colours of the counts chart: the overlay's class colours (kept in step in static/app.css and photo.js).
-CLASS_COLOURS = {c: "#{:02x}{:02x}{:02x}".format(*rgb) for c, rgb in OVERLAY_COLOURS.items()} | {
-    "total_acne": "#444444"
-}
+CLASS_COLOURS = {c: "#{:02x}{:02x}{:02x}".format(*rgb) for c, rgb in OVERLAY_COLOURS.items()} | {TOTAL_ACNE: "#444444"}
 
 #: Dashes keep lines that run together (equal counts) apart.
-CHART_DASHES = {"scar": "7 4", "total_acne": "2 3"}
+CHART_DASHES = {"scar": "7 4", TOTAL_ACNE: "2 3"}
 
 
 def render(request: Request, name: str, actor: Actor | None, status_code: int = 200, **ctx: Any) -> HTMLResponse:

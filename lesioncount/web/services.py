@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lesioncount.endpoints import TOXIN_MIN_AGE_YEARS, Change, is_botulinum_toxin
-from lesioncount.types import ACNE_CLASSES, CLASSES, VIEWS
+from lesioncount.types import ACNE_CLASSES, COUNT_KEYS, VIEWS
 from lesioncount.web import reports
 from lesioncount.web.counting import CountQueue
 from lesioncount.web.marks import apply_change, counts_of
@@ -30,7 +30,7 @@ from lesioncount.web.storage import PhotoStore, StagedPhoto, UploadError
 log = logging.getLogger(__name__)
 
 #: Classes shown over time, in this order.
-SUMMARY_KEYS: tuple[str, ...] = (*CLASSES, "total_acne")
+SUMMARY_KEYS: tuple[str, ...] = COUNT_KEYS
 _CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
