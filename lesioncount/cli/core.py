@@ -1,4 +1,4 @@
-"""CLI wrappers for the core subcommands: ``count``, ``train``, ``export``."""
+"""CLI wrappers for the core subcommands: ``count``, ``train``, ``calibrate``, ``export``."""
 
 from __future__ import annotations
 
