@@ -46,7 +46,7 @@ def test_config_unknown_key_suggests(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_tiny_training_lowers_loss_resumes_and_exports(tmp_path: Path) -> None:
-    from lesioncount.train.export import calibration_tiles, export_onnx, quantize_int8
+    from lesioncount.train.export import ExportError, calibration_tiles, export_onnx, quantize_int8
     from lesioncount.train.loop import train
 
     over = {"out_dir": str(tmp_path / "run"), "steps": 80, "checkpoint_every_s": 0}
@@ -78,7 +78,11 @@ def test_tiny_training_lowers_loss_resumes_and_exports(tmp_path: Path) -> None:
     assert ModelSpec.from_metadata(meta) == spec
     q = tmp_path / "tiny.int8.onnx"
     d8 = quantize_int8(onnx_path, q, calibration_tiles([], n_tiles=4, tile_px=64))
-    assert d8 < 0.1
+    assert d8.max_abs_diff < 0.1 and d8.fp32_count >= 0 and d8.int8_count >= 0
+    # Export refuses an int8 model whose count moves more than the limit (a limit below any change).
+    if d8.fp32_count >= 20 and d8.int8_count != d8.fp32_count:
+        with pytest.raises(ExportError, match="int8 model counts"):
+            quantize_int8(onnx_path, q, calibration_tiles([], n_tiles=4, tile_px=64), max_count_change=0.0)
     assert ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(q)).metadata_props}) == spec
 
 
@@ -152,3 +156,25 @@ def test_model_contract_values_are_checked_on_load(key: str, value: str, words: 
     assert ModelSpec.from_metadata(meta).input_multiple == 16
     with pytest.raises(ValueError, match=words):
         ModelSpec.from_metadata(meta | {key: value})
+
+
+def test_int8_check_refuses_a_model_whose_count_moves(tmp_path: Path) -> None:
+    """The export's int8 verification, on two toy models: one finds every planted spot, the other fewer."""
+    from toy_model import make_toy_model, red_blob
+
+    from lesioncount.train.dataset import normalise
+    from lesioncount.train.export import ExportError, _check_int8
+
+    rng = np.random.default_rng(0)
+    tiles = []
+    for _ in range(6):
+        img = np.full((128, 128, 3), 170, np.uint8)
+        for _ in range(5):
+            img = red_blob(img, *rng.uniform(16, 112, 2), float(rng.uniform(1.5, 4)))
+        tiles.append(normalise(img)[None])
+    good = make_toy_model(tmp_path / "a.onnx")
+    same = _check_int8(good, good, tiles, 0.0)
+    assert same.fp32_count >= 20 and same.int8_count == same.fp32_count and same.max_abs_diff == 0.0
+    weaker = make_toy_model(tmp_path / "b.onnx", gain=0.8)  # stands in for an int8 model that loses peaks
+    with pytest.raises(ExportError, match="int8 model counts"):
+        _check_int8(good, weaker, tiles, 0.05)

@@ -12,10 +12,10 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import onnx
@@ -146,28 +146,61 @@ def export_onnx(
 
 
 def calibration_tiles(
-    image_paths: Sequence[str | os.PathLike[str]], n_tiles: int = 64, tile_px: int = 256, seed: int = 0
+    image_paths: Sequence[str | os.PathLike[str]],
+    n_tiles: int = 64,
+    tile_px: int = 256,
+    seed: int = 0,
+    face_height_px: float = 500.0,
 ) -> list[npt.NDArray[np.float32]]:
-    """Normalised random tiles (1x3xHxW) from training photos, or synthetic skin if none are given."""
+    """Normalised random tiles (1x3xHxW) at the working scale, or synthetic skin if no photos are given.
+
+    Each photo is brought to the working scale the pipeline uses (its face ``face_height_px`` high, from
+    the face stage), so the int8 ranges are calibrated on what the model sees at inference.
+    """
+    from lesioncount.face import analyse_face
+    from lesioncount.io import ImageReadError, load_image
+    from lesioncount.preprocess import resize, working_scale
+
     rng = np.random.default_rng(seed)
-    tiles = []
-    for i in range(n_tiles):
+    tiles: list[npt.NDArray[np.float32]] = []
+    scaled: dict[int, npt.NDArray[np.uint8]] = {}
+    while len(tiles) < n_tiles:
         if image_paths:
-            bgr = cv2.imread(str(image_paths[int(rng.integers(len(image_paths)))]), cv2.IMREAD_COLOR)
-            img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr is not None else synthetic_skin((tile_px, tile_px), rng)
+            k = int(rng.integers(len(image_paths)))
+            if k not in scaled:
+                try:
+                    img = load_image(image_paths[k]).image
+                except ImageReadError:
+                    img = synthetic_skin((tile_px + 32, tile_px + 32), rng)
+                scale = working_scale(analyse_face(img).height_px, img.shape[:2], face_height_px)
+                img = resize(img, scale)
+                scaled[k] = img if min(img.shape[:2]) >= tile_px else resize(img, tile_px / min(img.shape[:2]))
+            img = scaled[k]
         else:
             img = synthetic_skin((tile_px + 32, tile_px + 32), rng)
         y = int(rng.integers(0, img.shape[0] - tile_px + 1))
         x = int(rng.integers(0, img.shape[1] - tile_px + 1))
         tiles.append(normalise(img[y : y + tile_px, x : x + tile_px])[None])
-        del i
     return tiles
 
 
+#: Export refuses an int8 model whose total count on the calibration tiles moves more than this.
+MAX_INT8_COUNT_CHANGE = 0.05
+#: ... judged only when fp32 finds at least this many lesions there.
+MIN_PEAKS_FOR_CHECK = 20
+
+
 def quantize_int8(
-    fp32_path: str | os.PathLike[str], out: str | os.PathLike[str], tiles: list[npt.NDArray[np.float32]]
-) -> float:
-    """Static QDQ int8 quantisation calibrated on ``tiles``; returns max abs heatmap difference vs fp32."""
+    fp32_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    tiles: list[npt.NDArray[np.float32]],
+    max_count_change: float = MAX_INT8_COUNT_CHANGE,
+) -> Int8Check:
+    """Static QDQ int8 quantisation calibrated on ``tiles``, then verified on them against fp32.
+
+    Raises:
+        ExportError: the int8 total count differs from fp32's by more than ``max_count_change``.
+    """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -209,8 +242,45 @@ def quantize_int8(
     for k, v in meta.items():
         m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
     onnx.save(m, str(out))
+    return _check_int8(fp32_path, out, tiles, max_count_change)
+
+
+@dataclass(frozen=True)
+class Int8Check:
+    """int8 against fp32 on the calibration tiles: heatmap difference and lesion counts at the thresholds."""
+
+    max_abs_diff: float
+    fp32_count: int
+    int8_count: int
+
+    @property
+    def count_change(self) -> float:
+        """Relative change of the total count (0 when fp32 finds nothing)."""
+        return (self.int8_count - self.fp32_count) / self.fp32_count if self.fp32_count else 0.0
+
+
+def _check_int8(
+    fp32_path: Path, int8_path: Path, tiles: list[npt.NDArray[np.float32]], max_count_change: float
+) -> Int8Check:
+    """Run both models on every tile; raise ExportError when the int8 count moves more than allowed."""
+    from lesioncount.count import decode_lesions
+    from lesioncount.types import ModelSpec
+
     a = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
-    b = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    x = tiles[0]
-    nc = len(CLASSES)
-    return float(np.abs(a.run(None, {"image": x})[0][:, :nc] - b.run(None, {"image": x})[0][:, :nc]).max())
+    b = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
+    spec = ModelSpec.from_metadata(a.get_modelmeta().custom_metadata_map)
+    nc = len(spec.classes)
+    diff, n_a, n_b = 0.0, 0, 0
+    for x in tiles:
+        ya, yb = a.run(None, {"image": x})[0][0], b.run(None, {"image": x})[0][0]
+        diff = max(diff, float(np.abs(ya[:nc] - yb[:nc]).max()))
+        n_a += len(decode_lesions(ya[:nc], ya[nc:], spec.thresholds, spec.classes, stride=spec.output_stride))
+        n_b += len(decode_lesions(yb[:nc], yb[nc:], spec.thresholds, spec.classes, stride=spec.output_stride))
+    check = Int8Check(diff, n_a, n_b)
+    # Few peaks make the share noisy: judge the change only when fp32 finds enough to count.
+    if n_a >= MIN_PEAKS_FOR_CHECK and abs(check.count_change) > max_count_change:
+        raise ExportError(
+            f"the int8 model counts {check.count_change:+.1%} against fp32 on the calibration tiles "
+            f"({n_b} vs {n_a}; limit {max_count_change:.0%}): recalibrate it on more, or more typical, photos"
+        )
+    return check
