@@ -77,6 +77,34 @@ class TrainConfig:
     init_from: str = ""
     ema_decay: float = 0.999
 
+    def check(self) -> list[str]:
+        """What cannot be right in these values (empty when all is well)."""
+        rules = [
+            (0 < self.val_fraction < 1, f"val_fraction must be between 0 and 1, got {self.val_fraction}"),
+            (
+                self.crop_px >= 64 and self.crop_px % 16 == 0,
+                f"crop_px must be a multiple of 16, >= 64; got {self.crop_px}",
+            ),
+            (self.batch_size >= 1, f"batch_size must be 1 or more, got {self.batch_size}"),
+            (self.steps >= 1, f"steps must be 1 or more, got {self.steps}"),
+            (0 < self.lr < 1, f"lr must be between 0 and 1, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight_decay must be 0 or more, got {self.weight_decay}"),
+            (self.threads >= 1, f"threads must be 1 or more, got {self.threads}"),
+            (self.max_images >= 0, f"max_images must be 0 (all) or more, got {self.max_images}"),
+            (self.face_height_px > 0, f"face_height_px must be positive, got {self.face_height_px}"),
+            (0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}"),
+            (self.val_every_steps >= 1, f"val_every_steps must be 1 or more, got {self.val_every_steps}"),
+            (
+                self.checkpoint_every_s >= 0,
+                f"checkpoint_every_s must be 0 (every step) or more, got {self.checkpoint_every_s}",
+            ),
+        ]
+        rules += [
+            (0 <= getattr(self, k) <= 1, f"{k} must be a probability in [0, 1], got {getattr(self, k)}")
+            for k in ("scar_prob", "mark_prob", "synth_acne_prob")
+        ]
+        return [msg for ok, msg in rules if not ok]
+
 
 def _check_keys(cls: type, data: dict[str, Any], where: str) -> None:
     names = {f.name for f in dataclasses.fields(cls)}
@@ -99,12 +127,23 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         if isinstance(default, bool) and not isinstance(v, bool):
             raise ConfigError(f"{where}: {f.name} must be true or false, got {v!r}")
         if isinstance(default, int | float) and not isinstance(default, bool):
-            try:
-                v = type(default)(v)
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"{where}: {f.name} must be a number, got {v!r}") from e
+            # true/false are not numbers here (YAML would turn them into 1/0), and an integer key takes
+            # only whole numbers (2.5 steps is a mistake, not 2).
+            whole = isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+            if isinstance(v, bool) or not isinstance(v, int | float) or (isinstance(default, int) and not whole):
+                kind = "a whole number" if isinstance(default, int) else "a number"
+                raise ConfigError(f"{where}: {f.name} must be {kind}, got {v!r}")
+            v = type(default)(v)
+        if isinstance(default, str) and not isinstance(v, str):
+            raise ConfigError(f"{where}: {f.name} must be text, got {v!r}")
         typed[f.name] = v
-    return cls(**typed)
+    cfg = cls(**typed)
+    check = getattr(cfg, "check", None)
+    if check is not None:
+        problems = check()
+        if problems:
+            raise ConfigError(f"{where}: " + "; ".join(problems))
+    return cfg
 
 
 def load_yaml(cls: type[T], path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> T:

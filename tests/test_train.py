@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +39,32 @@ def test_config_unknown_key_suggests(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="did you mean 'steps'"):
         load_yaml(TrainConfig, p)
     p.write_text("steps: ten\n")
-    with pytest.raises(ConfigError, match="steps must be a number"):
+    with pytest.raises(ConfigError, match="steps must be a whole number"):
         load_yaml(TrainConfig, p)
     p.write_text("steps: 10\n")
     assert load_yaml(TrainConfig, p, {"lr": 0.5}).lr == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("steps: true", "steps must be a whole number, got True"),
+        ("batch_size: 2.5", "batch_size must be a whole number"),
+        ("lr: yes", "lr must be a number"),
+        ("name: 12", "name must be text"),
+        ("bf16: 1", "bf16 must be true or false"),
+        ("crop_px: 100", "crop_px must be a multiple of 16"),
+        ("val_fraction: 1.5", "val_fraction must be between 0 and 1"),
+        ("ema_decay: 1.0", "ema_decay must be in [0, 1)"),
+        ("scar_prob: 2", "scar_prob must be a probability"),
+        ("steps: 0", "steps must be 1 or more"),
+    ],
+)
+def test_config_values_are_checked(tmp_path: Path, text: str, words: str) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_yaml(TrainConfig, p)
 
 
 @pytest.mark.slow
@@ -178,3 +201,19 @@ def test_int8_check_refuses_a_model_whose_count_moves(tmp_path: Path) -> None:
     weaker = make_toy_model(tmp_path / "b.onnx", gain=0.8)  # stands in for an int8 model that loses peaks
     with pytest.raises(ExportError, match="int8 model counts"):
         _check_int8(good, weaker, tiles, 0.05)
+
+
+class _NotAWeight:
+    """Stands in for arbitrary pickled code inside a checkpoint."""
+
+
+def test_checkpoints_load_without_running_pickled_code(tmp_path: Path) -> None:
+    import pickle
+
+    from lesioncount.train.checkpoint import load_checkpoint_file
+
+    torch.save({"model": {"w": torch.zeros(2)}, "thresholds": {"scar": np.float64(0.3)}}, tmp_path / "ok.pt")
+    assert float(load_checkpoint_file(tmp_path / "ok.pt")["thresholds"]["scar"]) == 0.3
+    torch.save({"model": {}, "payload": _NotAWeight()}, tmp_path / "bad.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint_file(tmp_path / "bad.pt")

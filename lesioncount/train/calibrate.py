@@ -24,6 +24,7 @@ import torch
 
 from lesioncount.count import hayashi_grade
 from lesioncount.io import atomic_path
+from lesioncount.train.checkpoint import load_checkpoint_file
 from lesioncount.types import ACNE_CLASSES
 
 #: Acne thresholds tried after training, through the pipeline.
@@ -73,7 +74,7 @@ def calibrate_checkpoint(
     from lesioncount.train.dataset import load_items, split_by_source
     from lesioncount.train.export import export_onnx
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint_file(checkpoint)
     cfg = from_dict(TrainConfig, state["config"])
     _, held_out = split_by_source(load_items(cfg.data_dir, cfg.class_map), cfg.val_fraction, cfg.seed)
     if not held_out:

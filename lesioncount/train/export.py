@@ -22,6 +22,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from lesioncount.train.checkpoint import load_checkpoint_file
 from lesioncount.train.dataset import MEAN, STD, normalise, synthetic_skin
 from lesioncount.train.model import LesionUNet, create_model
 from lesioncount.types import CLASSES, ModelSpec
@@ -40,7 +41,7 @@ class ExportError(RuntimeError):
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[LesionUNet, dict[str, Any]]:
     """Model (eval mode, fp32) and the checkpoint dict."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_checkpoint_file(path)
     cfg = state.get("config", {})
     model = create_model(state.get("arch", cfg.get("arch", "unet16")), len(CLASSES))
     model.load_state_dict(state["model"])

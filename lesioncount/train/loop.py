@@ -29,6 +29,7 @@ from lesioncount.io import atomic_path
 from lesioncount.matching import match_centres
 from lesioncount.preprocess import pad_to_multiple
 from lesioncount.train.calibrate import choose_acne_threshold
+from lesioncount.train.checkpoint import load_checkpoint_file
 from lesioncount.train.dataset import Item, LesionDataset, load_items, normalise, split_by_source
 from lesioncount.train.model import LesionUNet, count_parameters, create_model
 from lesioncount.types import CLASSES
@@ -186,11 +187,11 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
     step = 0
     ckpt_path = out / "last.pt"
     if cfg.init_from and not ckpt_path.exists():
-        model.load_state_dict(torch.load(cfg.init_from, map_location="cpu", weights_only=False)["model"])
+        model.load_state_dict(load_checkpoint_file(cfg.init_from)["model"])
         log.info("weights initialised from %s", cfg.init_from)
     state: dict[str, Any] = {}
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = load_checkpoint_file(ckpt_path)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])

@@ -1,0 +1,34 @@
+"""Reading checkpoints safely: tensors and plain values only, never arbitrary pickled code.
+
+``torch.load(weights_only=True)`` refuses anything but tensors and plain containers; checkpoints written
+by earlier versions also hold numpy scalars (a calibrated threshold), which are allowed by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+
+#: The only non-torch types a checkpoint may hold: numpy scalars and their dtypes.
+def _multiarray() -> Any:
+    try:  # numpy 2 (numpy.core is a deprecated alias there)
+        return importlib.import_module("numpy._core.multiarray")
+    except ImportError:  # numpy 1.x
+        return importlib.import_module("numpy.core.multiarray")
+
+
+_SAFE_GLOBALS = [_multiarray().scalar, np.dtype, type(np.dtype("float64"))]
+
+
+def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint's dict, loaded with ``weights_only=True`` (tensors, plain values, numpy scalars)."""
+    with torch.serialization.safe_globals(_SAFE_GLOBALS):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a lesioncount checkpoint (a dict with 'model' weights)")
+    return state
