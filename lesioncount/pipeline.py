@@ -6,10 +6,12 @@ one-call form. Imports no torch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -32,6 +34,16 @@ ROI_MARGIN_PX = 24
 CLOSE_UP_MIN_SKIN_FRACTION = 0.25
 #: Decode JPEGs at reduced size while the shorter side keeps at least this many pixels.
 DECODE_MIN_SHORT_SIDE_PX = 1000
+
+
+@contextlib.contextmanager
+def _timed(timing: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the wall time of the block to ``timing[stage]``."""
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        timing[stage] = timing.get(stage, 0.0) + time.perf_counter() - t
 
 
 def _exposure_warnings(image: npt.NDArray[np.uint8], skin: npt.NDArray[np.bool_]) -> list[str]:
@@ -206,30 +218,60 @@ class LesionCounter:
             lesioncount.io.ImageReadError: the photo cannot be read (the message says why).
         """
         timing: dict[str, float] = {}
-        t = time.perf_counter()
-        loaded = self._decode(image, name)
         path = None if isinstance(image, np.ndarray) else Path(image)
-        pixels, decode_scale = loaded.image, loaded.decode_scale
-        shown = str(path) if path is not None else name or "<array>"
-        info = ImageInfo(shown, loaded.width, loaded.height, loaded.sha256)
-        timing["decode"] = time.perf_counter() - t
+        with _timed(timing, "decode"):
+            loaded = self._decode(image, name)
+        info = ImageInfo(
+            str(path) if path is not None else name or "<array>", loaded.width, loaded.height, loaded.sha256
+        )
+        loaded, face, scale = self._face_stage(loaded, path, timing)
+        scale, warnings = self._checks(loaded, face, scale)
+        lesions: list[Lesion] = []
+        frame = None
+        with _timed(timing, "preprocess"):
+            if face.skin.any():
+                work, frame, area = working_crop(loaded.image, face, scale, loaded.decode_scale)
+        if frame is not None:
+            with _timed(timing, "inference"):
+                heat, log_size = self.predictor.predict(work)
+            with _timed(timing, "postprocess"):
+                lesions = self._lesions(heat, log_size, frame, area, face)
+        face_info = _face_info(face, loaded.decode_scale, frame.scale if frame else scale * loaded.decode_scale)
+        timing["total"] = sum(timing.values())
+        return CountResult(
+            image=info,
+            model=self.model_info,
+            face=face_info,
+            lesions=tuple(lesions),
+            counts=count_by_class(lesions),
+            counts_by_region=count_by_region(lesions),
+            grades=grade_block(lesions, face_info, gradable=loaded.gradable),
+            warnings=tuple(warnings),
+            timing_s=timing,
+        )
 
-        t = time.perf_counter()
-        face = whole_frame_analysis(pixels.shape[:2]) if self.whole_frame else analyse_face(pixels)
-        timing["face"] = time.perf_counter() - t
-        scale = working_scale(face.height_px, pixels.shape[:2], self.spec.face_height_px)
-        if scale > 1.0 and decode_scale < 1.0 and path is not None:
-            # The face is small: the reduced decode would be enlarged again. Decode at the next reduced
-            # size that needs no enlarging (full size only when nothing smaller will do).
-            t = time.perf_counter()
-            loaded = load_image(path, max_megapixels=self.max_megapixels, min_decode_scale=decode_scale * scale)
-            f = loaded.decode_scale / decode_scale
-            pixels, decode_scale = loaded.image, loaded.decode_scale
-            face = resize_analysis(face, pixels.shape[:2])
-            scale /= f
-            timing["decode"] += time.perf_counter() - t
+    def _face_stage(
+        self, loaded: LoadedImage, path: Path | None, timing: dict[str, float]
+    ) -> tuple[LoadedImage, FaceAnalysis, float]:
+        """Face, skin and regions, and the working scale; a small face in a reduced JPEG decode is decoded
+        again at the next reduced size that needs no enlarging (full size only when nothing smaller will do)."""
+        with _timed(timing, "face"):
+            face = whole_frame_analysis(loaded.image.shape[:2]) if self.whole_frame else analyse_face(loaded.image)
+        scale = working_scale(face.height_px, loaded.image.shape[:2], self.spec.face_height_px)
+        if scale > 1.0 and loaded.decode_scale < 1.0 and path is not None:
+            with _timed(timing, "decode"):
+                need = loaded.decode_scale * scale
+                bigger = load_image(path, max_megapixels=self.max_megapixels, min_decode_scale=need)
+            scale /= bigger.decode_scale / loaded.decode_scale
+            face = resize_analysis(face, bigger.image.shape[:2])
+            loaded = bigger
+        return loaded, face, scale
+
+    def _checks(self, loaded: LoadedImage, face: FaceAnalysis, scale: float) -> tuple[float, list[str]]:
+        """The working scale bounded by ``max_megapixels``, and the photo's quality warnings."""
         warnings = [*loaded.notes, *face.warnings]
-        work_mp = pixels.shape[0] * pixels.shape[1] * scale**2 / 1e6
+        h, w = loaded.image.shape[:2]
+        work_mp = h * w * scale**2 / 1e6
         if work_mp > self.max_megapixels:
             # The working size is bounded like the photo: a tiny "face" never blows up time and memory.
             scale *= (self.max_megapixels / work_mp) ** 0.5
@@ -245,34 +287,7 @@ class LesionCounter:
                 f"face is small ({self.spec.face_height_px / scale:.0f} px high): enlarged {scale:.1f}x, "
                 "small lesions may be missed"
             )
-        warnings += _exposure_warnings(pixels, face.skin)
-
-        t = time.perf_counter()
-        lesions: list[Lesion] = []
-        frame = None
-        if face.skin.any():
-            work, frame, area = working_crop(pixels, face, scale, decode_scale)
-            timing["preprocess"] = time.perf_counter() - t
-            t = time.perf_counter()
-            heat, log_size = self.predictor.predict(work)
-            timing["inference"] = time.perf_counter() - t
-            t = time.perf_counter()
-            lesions = self._lesions(heat, log_size, frame, area, face)
-        timing["postprocess"] = time.perf_counter() - t
-        face_info = _face_info(face, decode_scale, frame.scale if frame else scale * decode_scale)
-        g = grade_block(lesions, face_info, gradable=loaded.gradable)
-        timing["total"] = sum(timing.values())
-        return CountResult(
-            image=info,
-            model=self.model_info,
-            face=face_info,
-            lesions=tuple(lesions),
-            counts=count_by_class(lesions),
-            counts_by_region=count_by_region(lesions),
-            grades=g,
-            warnings=tuple(warnings),
-            timing_s=timing,
-        )
+        return scale, warnings + _exposure_warnings(loaded.image, face.skin)
 
     def _lesions(
         self,
