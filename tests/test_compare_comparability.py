@@ -130,3 +130,58 @@ def test_secondary_withheld_when_lighting_differs(pair_maker) -> None:
     comp_clean, _ = pair_maker()
     out = compare_measures(m, m, comp_clean)
     assert out["shown"] and out["erythema_change"] == 0.0 and out["caveat"]
+
+
+@pytest.mark.parametrize("stops", [-1.0, -0.3, -0.2, 0.0, 0.2, 0.3])
+def test_known_exposure_changes_read_within_a_sixth_of_a_stop(stops: float) -> None:
+    """Through compare_visits: exposure (and white balance) are read on the skin both photos share."""
+    import datetime as dt
+
+    from lesioncount.compare import Visit, compare_visits
+    from lesioncount.face import analyse_face
+    from lesioncount.synth import change_exposure
+
+    clean = data.astronaut()
+    box = analyse_face(clean).box
+    matrix = demo.similarity(clean.shape, rotation_deg=2.0, scale=1.05)
+    moved = demo.follow_up(clean, [], 3, new_counts={}, matrix=matrix).image
+    follow = change_exposure(moved, stops)
+    day = dt.date(2026, 1, 5)
+    visits = [
+        Visit(demo.make_result([], clean.shape, face_box=box), clean, day),
+        Visit(demo.make_result([], follow.shape, face_box=box), follow, day + dt.timedelta(days=30)),
+    ]
+    comp = compare_visits(visits).pairs[0].comparability
+    assert comp is not None
+    assert abs(comp.exposure_stops - stops) <= 0.15, comp.exposure_stops
+    assert max(abs(v) for v in comp.wb_shift_log2) < 0.1  # exposure alone: no colour cast read
+    if abs(stops) < 0.33:
+        assert not any("stops" in w for w in comp.warnings) and not any("colour balance" in w for w in comp.warnings)
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_exposure_of_real_retakes_reads_within_a_sixth_of_a_stop(acne04) -> None:
+    """ACNE04 half faces, each re-taken (rotated, zoomed, JPEG) at a known exposure change."""
+    import datetime as dt
+
+    from lesioncount.compare import Visit, compare_visits
+    from lesioncount.evaluate.retake import retake
+    from lesioncount.io import read_image
+    from lesioncount.pipeline import LesionCounter
+    from lesioncount.synth import change_exposure
+
+    counter = LesionCounter(threads=2)
+    errors = []
+    photos = sorted((acne04 / "valid").glob("*.jpg"))[::40]  # 8 photos
+    for k, path in enumerate(photos):
+        image = read_image(path)
+        stops = (-1.0, -0.3, -0.2, 0.2, 0.3)[k % 5]
+        again = change_exposure(retake(image, np.random.default_rng(k), max_stops=0.0).image, stops)
+        day = dt.date(2026, 1, 5)
+        visits = [Visit(counter.count(image), image, day), Visit(counter.count(again), again, day + dt.timedelta(30))]
+        comp = compare_visits(visits).pairs[0].comparability
+        if comp is not None:
+            errors.append(comp.exposure_stops - stops)
+    assert len(errors) >= 6
+    assert max(abs(e) for e in errors) <= 0.15, errors

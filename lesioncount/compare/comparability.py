@@ -245,6 +245,85 @@ def photo_stats(
     )
 
 
+@dataclass(frozen=True)
+class PairedLight:
+    """Exposure and white balance of a follow-up against its baseline, on the same face-skin pixels.
+
+    Attributes:
+        exposure_stops: log2 of the follow-up's median skin luminance over the baseline's (linear light).
+        wb_log2_rg, wb_log2_bg: change of the median skin chromaticity, log2 (red/green, blue/green).
+        n_pixels: pixels both photos share after registration, that were measured.
+        region: ``skin`` (the face skin both share) or ``frame`` (too little shared skin: the shared frame).
+    """
+
+    exposure_stops: float
+    wb_log2_rg: float
+    wb_log2_bg: float
+    n_pixels: int
+    region: str = "skin"
+
+
+#: Fewer shared skin pixels than this: the paired measure is not used (each photo's own is).
+MIN_PAIRED_PIXELS = 400
+
+
+def paired_light(
+    base: npt.NDArray[np.uint8],
+    follow: npt.NDArray[np.uint8],
+    base_skin: npt.NDArray[np.bool_],
+    follow_skin: npt.NDArray[np.bool_],
+    affine: npt.ArrayLike,
+) -> PairedLight | None:
+    """Measure exposure and white balance on the registered overlap of the two photos' face skin.
+
+    Each photo measured on its own compares different pixels (a face turned a little shows more of one
+    cheek; a backdrop or the whole frame has its own colour), and misreads small changes. Here the
+    follow-up is warped onto the baseline and both are read on the skin they share, away from clipped
+    highlights and deep shadows.
+
+    Args:
+        base, follow: HxWx3 uint8 RGB photos.
+        base_skin, follow_skin: their skin masks.
+        affine: 2x3, follow-up pixels -> baseline pixels (in these arrays' pixels).
+
+    Returns:
+        The paired measure (on the shared frame when they share too little skin), or None when the photos
+        hardly overlap.
+    """
+    h, w = base.shape[:2]
+    m = np.asarray(affine, np.float64).reshape(2, 3)
+    warped = cv2.warpAffine(follow, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    fskin = cv2.warpAffine(follow_skin.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
+    inside = cv2.warpAffine(np.ones(follow.shape[:2], np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
+    usable = inside & (base.max(axis=2) < 250) & (base.min(axis=2) > 8)
+    usable &= (warped.max(axis=2) < 250) & (warped.min(axis=2) > 8)
+    region = "skin"
+    both = cv2.erode((base_skin & fskin & usable).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if int(both.sum()) < MIN_PAIRED_PIXELS:
+        # Too little shared skin (a face found in one photo only, say): the shared frame, still the same
+        # pixels in both photos.
+        region = "frame"
+        both = cv2.erode(usable.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    n = int(both.sum())
+    if n < MIN_PAIRED_PIXELS:
+        return None
+    lb, lf = srgb_to_linear(base)[both] + 1e-4, srgb_to_linear(warped)[both] + 1e-4
+
+    def lum(px: npt.NDArray[np.float32]) -> float:
+        return float(np.median(0.2126 * px[:, 0] + 0.7152 * px[:, 1] + 0.0722 * px[:, 2]))
+
+    def chroma(px: npt.NDArray[np.float32], k: int) -> float:
+        return float(np.median(np.log2(px[:, k] / px[:, 1])))
+
+    return PairedLight(
+        exposure_stops=math.log2(lum(lf) / lum(lb)),
+        wb_log2_rg=chroma(lf, 0) - chroma(lb, 0),
+        wb_log2_bg=chroma(lf, 2) - chroma(lb, 2),
+        n_pixels=n,
+        region=region,
+    )
+
+
 def _fmt_ratio(r: float) -> str:
     return f"{abs(r - 1) * 100:.0f}%"
 
@@ -253,6 +332,7 @@ def assess_comparability(
     base: PhotoStats,
     follow: PhotoStats,
     registration: Registration | None = None,
+    light: PairedLight | None = None,
 ) -> Comparability:
     """Score how comparable a follow-up is with its baseline, with plain warnings.
 
@@ -260,6 +340,8 @@ def assess_comparability(
         base: baseline ``photo_stats``.
         follow: follow-up ``photo_stats``.
         registration: follow-up -> baseline registration, when done (gives scale, rotation, pose, quality).
+        light: exposure and white balance measured on the shared skin (``paired_light``); when given it
+            replaces the comparison of the photos' own measures.
 
     Returns:
         The comparability verdict.
@@ -273,7 +355,7 @@ def assess_comparability(
         )
         score = 0.0
 
-    stops = follow.exposure_log2 - base.exposure_log2
+    stops = light.exposure_stops if light is not None else follow.exposure_log2 - base.exposure_log2
     if abs(stops) >= WARN_STOPS:
         word = "darker" if stops < 0 else "brighter"
         warnings.append(
@@ -288,7 +370,11 @@ def assess_comparability(
         warnings.append((0.4, f"follow-up is over-exposed on {100 * follow.clipped_fraction:.0f}% of the face"))
         score *= 0.85
 
-    wb = (follow.wb_log2_rg - base.wb_log2_rg, follow.wb_log2_bg - base.wb_log2_bg)
+    wb = (
+        (light.wb_log2_rg, light.wb_log2_bg)
+        if light is not None
+        else (follow.wb_log2_rg - base.wb_log2_rg, follow.wb_log2_bg - base.wb_log2_bg)
+    )
     wb_mag = float(math.hypot(*wb))
     if wb_mag >= WARN_WB_LOG2:
         warm = wb[0] - wb[1]
@@ -343,7 +429,8 @@ def assess_comparability(
                 (0.8, f"alignment is poor (quality {quality:.2f}): lesion-by-lesion matching is unreliable")
             )
         score *= float(np.clip((quality - 0.1) / (0.6 - 0.1), 0.0, 1.0))
-    if (base.wb_source == "whole-frame" or follow.wb_source == "whole-frame") and wb_mag >= WARN_WB_LOG2 / 2:
+    whole = base.wb_source == "whole-frame" or follow.wb_source == "whole-frame"
+    if light is None and whole and wb_mag >= WARN_WB_LOG2 / 2:
         warnings.append((0.05, "the face fills the frame: white balance is judged from the whole photo, skin included"))
     warnings.sort(key=lambda t: -t[0])
     lighting = view_match and abs(stops) <= LIGHTING_STOPS and wb_mag <= LIGHTING_WB_LOG2

@@ -20,7 +20,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lesioncount.compare.comparability import Comparability, PhotoStats, assess_comparability, photo_stats
+from lesioncount.compare.comparability import (
+    Comparability,
+    PairedLight,
+    PhotoStats,
+    assess_comparability,
+    paired_light,
+    photo_stats,
+)
 from lesioncount.compare.match import LesionMatch, default_tolerance_px, match_lesions
 from lesioncount.compare.register import Registration, register
 from lesioncount.compare.secondary import SkinMeasures, compare_measures, skin_measures
@@ -269,16 +276,20 @@ def compare_visits(
     small = [None if v.image is None else _small(v.image, v.result.face.box, v.skin_mask) for v in ordered]
     stats: list[PhotoStats | None] = []
     measures: list[SkinMeasures | None] = []
+    skins: list[npt.NDArray[np.bool_] | None] = []
     for v, sm in zip(ordered, small, strict=True):
         if sm is None:
             stats.append(None)
             measures.append(None)
+            skins.append(None)
             continue
         img, box, skin = sm
         if skin is None:
             skin = _skin(img, box)
+        skins.append(skin)
         stats.append(photo_stats(img, face_box=box, skin_mask=skin, view=v.view))
         measures.append(skin_measures(img, skin))
+    shared = _Measured(small, stats, measures, skins)
 
     pairs: list[PairComparison] = []
     durability: dict[str, dict[str, Durability]] = {}
@@ -288,9 +299,7 @@ def compare_visits(
             continue
         b = idx[0]
         for f in idx[1:]:
-            pairs.append(
-                _compare_pair(ordered, stats, measures, b, f, view, tolerance_px, responder_threshold_pct, refine)
-            )
+            pairs.append(_compare_pair(ordered, shared, b, f, view, tolerance_px, responder_threshold_pct, refine))
     # Durability, rebound and the best visit come from comparable visits only (the others stay on the chart,
     # marked); and a hint suggests treatment only for a patient known to be an adult.
     ages = [v.age_years for v in ordered if v.age_years is not None]
@@ -341,10 +350,32 @@ def compare_visits(
     )
 
 
+@dataclass(frozen=True)
+class _Measured:
+    """Per visit: the photo at measuring size (with its face box and skin), its stats and skin measures."""
+
+    small: Sequence[tuple[npt.NDArray[np.uint8], Any, Any] | None]
+    stats: Sequence[PhotoStats | None]
+    measures: Sequence[SkinMeasures | None]
+    skins: Sequence[npt.NDArray[np.bool_] | None]
+
+    def light(self, visits: Sequence[Visit], b: int, f: int, reg: Registration) -> PairedLight | None:
+        """Exposure and white balance on the skin both photos share, through the registration."""
+        sb, sf, kb, kf = self.small[b], self.small[f], self.skins[b], self.skins[f]
+        if sb is None or sf is None or kb is None or kf is None:
+            return None
+        base_img, follow_img = visits[b].image, visits[f].image
+        assert base_img is not None and follow_img is not None
+        rb, rf = sb[0].shape[1] / base_img.shape[1], sf[0].shape[1] / follow_img.shape[1]
+        m = np.asarray(reg.affine, np.float64).copy()
+        m[:, :2] *= rb / rf  # follow-up measuring pixels -> baseline measuring pixels
+        m[:, 2] *= rb
+        return paired_light(sb[0], sf[0], kb, kf, m)
+
+
 def _compare_pair(
     visits: Sequence[Visit],
-    stats: Sequence[PhotoStats | None],
-    measures: Sequence[SkinMeasures | None],
+    measured: _Measured,
     b: int,
     f: int,
     view: str,
@@ -366,7 +397,8 @@ def _compare_pair(
             follow_landmarks=follow.result.face.landmarks,
             refine=refine,
         )
-        comp = assess_comparability(stats[b], stats[f], reg)  # type: ignore[arg-type]
+        light = measured.light(visits, b, f, reg)
+        comp = assess_comparability(measured.stats[b], measured.stats[f], reg, light)  # type: ignore[arg-type]
         tol = tolerance_px or default_tolerance_px(base.result.face.box, base.image.shape)
         match = match_lesions(
             base.result.lesions,
@@ -376,7 +408,7 @@ def _compare_pair(
             base_shape=base.image.shape,
             follow_shape=follow.image.shape,
         )
-        secondary = compare_measures(measures[b], measures[f], comp)
+        secondary = compare_measures(measured.measures[b], measured.measures[f], comp)
     change = count_change(base.result.counts, follow.result.counts)
     return PairComparison(
         view=view,
