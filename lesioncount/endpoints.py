@@ -16,6 +16,10 @@ from lesioncount.types import COUNT_KEYS, TOTAL_ACNE
 
 #: Count keys reported for change (classes plus the active-acne total).
 CHANGE_KEYS: tuple[str, ...] = COUNT_KEYS
+#: The count's test-retest band: on simulated re-takes of unchanged faces (ACNE04 valid, the shipped model;
+#: see models/MODEL_CARD.md) 87% of counts stayed within max(2 lesions, 15% of the count). A change inside
+#: this band is reported as within re-take noise.
+RETEST_NOISE: tuple[int, float] = (2, 0.15)
 #: A responder has at least this percent fewer lesions of the class than at baseline.
 RESPONDER_PCT = 50.0
 #: A rebound is a climb from the nadir of at least this fraction of the improvement ...
@@ -53,6 +57,12 @@ class Change:
         """Percent change from baseline, None when the baseline is 0."""
         return None if self.baseline == 0 else 100.0 * (self.followup - self.baseline) / self.baseline
 
+    @property
+    def within_retest_noise(self) -> bool:
+        """The change is no larger than what a re-take of an unchanged face shows (``RETEST_NOISE``)."""
+        lesions, share = RETEST_NOISE
+        return abs(self.absolute) <= max(lesions, share * self.baseline)
+
     def to_dict(self) -> dict[str, Any]:
         p = self.percent
         return {
@@ -60,6 +70,7 @@ class Change:
             "followup": self.followup,
             "absolute": self.absolute,
             "percent": None if p is None else round(p, 2),
+            "within_retest_noise": self.within_retest_noise,
         }
 
 

@@ -32,7 +32,13 @@ def test_count_change_hand_computed() -> None:
     assert ch["total_acne"] == Change(100, 84)  # follow-up total derived from its classes
     assert ch["total_acne"].percent == pytest.approx(-16.0)
     assert Change(0, 3).percent is None and Change(0, 3).absolute == 3
-    assert Change(0, 3).to_dict() == {"baseline": 0, "followup": 3, "absolute": 3, "percent": None}
+    assert Change(0, 3).to_dict() == {
+        "baseline": 0,
+        "followup": 3,
+        "absolute": 3,
+        "percent": None,
+        "within_retest_noise": False,
+    }
 
 
 def test_region_change_includes_regions_of_either_visit() -> None:
@@ -153,3 +159,11 @@ def test_toxin_warning_is_said_once_for_many_visits() -> None:
     visits = [("botox 20 U", 16, dt.date(2026, 1, d)) for d in range(1, 9)]
     w = contraindication_warnings(visits)
     assert len(w) == 1 and w[0].count("2026-01-0") == 8 and "aged 16" in w[0]
+
+
+def test_changes_within_retest_noise_are_flagged() -> None:
+    from lesioncount.endpoints import Change
+
+    assert Change(10, 12).within_retest_noise and not Change(10, 13).within_retest_noise  # max(2, 1.5)
+    assert Change(40, 46).within_retest_noise and not Change(40, 47).within_retest_noise  # 15% of 40 = 6
+    assert Change(0, 0).within_retest_noise and Change(0, 2).to_dict()["within_retest_noise"]

@@ -247,3 +247,13 @@ def test_the_given_view_is_used_and_a_disagreeing_detection_is_warned() -> None:
     assert comp.pairs[0].comparability is not None and comp.pairs[0].comparability.view_match
     said = [w for w in comp.warnings if "looks like a left view" in w]
     assert len(said) == 1 and DAY0.isoformat() not in said[0]
+
+
+def test_a_face_found_at_one_visit_only_is_not_comparable() -> None:
+    clean = data.astronaut()
+    box = (150, 40, 200, 260)
+    found = demo.make_result([], clean.shape, face_box=box)
+    lost = demo.make_result([], clean.shape, face_box=None)
+    comp = compare_visits([Visit(found, clean, DAY0), Visit(lost, clean, DAY0 + dt.timedelta(days=30))])
+    c = comp.pairs[0].comparability
+    assert c is not None and not c.comparable and "face was not found in the follow-up" in c.warnings[0]

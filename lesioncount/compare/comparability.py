@@ -333,6 +333,7 @@ def assess_comparability(
     follow: PhotoStats,
     registration: Registration | None = None,
     light: PairedLight | None = None,
+    faces_found: tuple[bool, bool] | None = None,
 ) -> Comparability:
     """Score how comparable a follow-up is with its baseline, with plain warnings.
 
@@ -342,6 +343,8 @@ def assess_comparability(
         registration: follow-up -> baseline registration, when done (gives scale, rotation, pose, quality).
         light: exposure and white balance measured on the shared skin (``paired_light``); when given it
             replaces the comparison of the photos' own measures.
+        faces_found: whether the counter found the face in the baseline and in the follow-up; a face found in
+            one only means the two were counted at different scales and on different skin: not comparable.
 
     Returns:
         The comparability verdict.
@@ -355,6 +358,10 @@ def assess_comparability(
         )
         score = 0.0
 
+    if faces_found is not None and faces_found[0] != faces_found[1]:
+        which = "follow-up" if faces_found[0] else "baseline"
+        warnings.append((0.9, f"the face was not found in the {which}: the photos were counted at different scales"))
+        score = 0.0
     stops = light.exposure_stops if light is not None else follow.exposure_log2 - base.exposure_log2
     if abs(stops) >= WARN_STOPS:
         word = "darker" if stops < 0 else "brighter"

@@ -398,7 +398,8 @@ def _compare_pair(
             refine=refine,
         )
         light = measured.light(visits, b, f, reg)
-        comp = assess_comparability(measured.stats[b], measured.stats[f], reg, light)  # type: ignore[arg-type]
+        found = (base.result.face.found, follow.result.face.found)
+        comp = assess_comparability(measured.stats[b], measured.stats[f], reg, light, found)  # type: ignore[arg-type]
         tol = tolerance_px or default_tolerance_px(base.result.face.box, base.image.shape)
         match = match_lesions(
             base.result.lesions,

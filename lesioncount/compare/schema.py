@@ -19,6 +19,7 @@ _CHANGE = {
         "followup": {"type": "integer", "minimum": 0},
         "absolute": {"type": "integer"},
         "percent": _NUM_OR_NULL,
+        "within_retest_noise": {"type": "boolean"},
     },
 }
 _CHANGES = {

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from lesioncount.compare.comparability import normalise_colour
 from lesioncount.compare.core import PairComparison, VisitComparison
+from lesioncount.endpoints import RETEST_NOISE
 from lesioncount.types import COUNT_KEYS, REGIONS, TOTAL_ACNE, Lesion
 
 #: RGB colour per lesion fate (Okabe-Ito: distinguishable with the common colour-vision deficiencies).
@@ -239,9 +240,10 @@ def _change_table(pair: PairComparison, threshold: float) -> str:
         c = pair.change[k]
         flag = pair.responder.get(k)
         resp = "n/a" if flag is None else ("yes" if flag else "no")
+        noise = " <span class=small>(within re-take noise)</span>" if c.absolute and c.within_retest_noise else ""
         rows.append(
             f"<tr><td class=l>{_e(k.replace('_', ' '))}</td><td>{c.baseline}</td><td>{c.followup}</td>"
-            f"<td>{c.absolute:+d}</td><td>{_pct(c.percent)}</td><td>{resp}</td></tr>"
+            f"<td>{c.absolute:+d}{noise}</td><td>{_pct(c.percent)}</td><td>{resp}</td></tr>"
         )
     g = pair.grades
     grade_rows = []
@@ -459,7 +461,10 @@ def render_visits_html(
             parts.append(_pair_html(comparison, pair, crop_px))
     parts.append(
         "<p class=small>Counts are machine counts (lesioncount); percent change is (follow-up − baseline) / "
-        "baseline. A responder has at least the stated share fewer lesions than at baseline. Not a diagnosis.</p>"
+        "baseline. A responder has at least the stated share fewer lesions than at baseline. Re-take noise: "
+        f"photographed twice with nothing changed, the count stays within max({RETEST_NOISE[0]} lesions, "
+        f"{100 * RETEST_NOISE[1]:.0f}%) on most photos (87% in our tests), so a change that small may be no "
+        "change at all. Not a diagnosis.</p>"
         "</body></html>"
     )
     return "\n".join(parts)
