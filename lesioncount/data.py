@@ -220,8 +220,9 @@ def _coco_lesion(a: dict[str, object], cls: str, where: str) -> RefLesion:
         if "point" in a:
             x, y = (float(v) for v in a["point"])  # type: ignore[attr-defined]
             r = float(a.get("radius", 0.0))  # type: ignore[arg-type]
-            bbox = tuple(float(v) for v in a["bbox"]) if "bbox" in a else (x - r, y - r, 2 * r, 2 * r)  # type: ignore[attr-defined]
-            return RefLesion(cls, x, y, bbox, r)  # type: ignore[arg-type]
+            # A point label: any bbox beside it is the circle's box (for viewers), not a drawn box, so it is
+            # not used as one (no box metrics against points).
+            return RefLesion(cls, x, y, None, r)
         if "bbox" in a:
             x0, y0, w, h = (float(v) for v in a["bbox"])  # type: ignore[attr-defined]
             if w <= 0 or h <= 0:
@@ -238,7 +239,8 @@ def _coco_lesion(a: dict[str, object], cls: str, where: str) -> RefLesion:
 
 
 def write_coco(path: str | os.PathLike[str], annotations: Iterable[ImageAnnotation]) -> None:
-    """Write annotations as COCO JSON with boxes and point + radius for every lesion."""
+    """Write annotations as COCO JSON: boxes as ``bbox``, point labels as ``point`` + ``radius`` (and their circle's
+    ``bbox``)."""
     images: list[dict[str, object]] = []
     anns: list[dict[str, object]] = []
     cat_ids: dict[str, int] = {}
@@ -249,13 +251,15 @@ def write_coco(path: str | os.PathLike[str], annotations: Iterable[ImageAnnotati
         for les in ann.lesions:
             cid = cat_ids.setdefault(les.cls, len(cat_ids) + 1)
             bbox = les.bbox or (les.x - les.radius, les.y - les.radius, 2 * les.radius, 2 * les.radius)
+            # A point label keeps its point and radius (its bbox is the circle's, for viewers); a box
+            # label is a plain COCO box, so that a reader never takes one for the other.
+            point = {"point": [les.x, les.y], "radius": les.radius} if les.bbox is None else {}
             anns.append(
                 {
                     "id": len(anns) + 1,
                     "image_id": img_id,
                     "category_id": cid,
-                    "point": [les.x, les.y],
-                    "radius": les.radius,
+                    **point,
                     "bbox": list(bbox),
                     "area": bbox[2] * bbox[3],
                     "iscrowd": 0,

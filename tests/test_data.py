@@ -80,7 +80,7 @@ def test_coco_points_boxes_polygons(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text(json.dumps(doc))
     a, b = read_coco(tmp_path / "c.json")
     assert a.attributes["hayashi_grade"] == 2 and b.lesions == ()
-    assert a.lesions[0] == RefLesion("lesion", 10.5, 20.0, (6.5, 16.0, 8.0, 8.0), 4.0)
+    assert a.lesions[0] == RefLesion("lesion", 10.5, 20.0, None, 4.0)  # a point label: no box
     assert (a.lesions[1].cls, a.lesions[1].x, a.lesions[1].y) == ("inflammatory", 5, 2)
     assert (a.lesions[2].x, a.lesions[2].y) == (4, 3)
 

@@ -87,7 +87,11 @@ def test_predictions_mode_golden(dataset: tuple[Path, Path]) -> None:
     assert "scar" not in m["groups"]
     # Per-class AP: inflammatory .9 TP, .7 FP over 3 refs -> 1/3; comedone .8 TP, .6 FP over 1 ref -> 1.
     assert inf["ap"] == pytest.approx(1 / 3) and com["ap"] == pytest.approx(1.0)
-    assert m["map"] == pytest.approx(2 / 3) and m["box_map50"] == pytest.approx(2 / 3)
+    assert m["map"] == pytest.approx(2 / 3) and m["box_map50"] == pytest.approx(2 / 3)  # mean over classes
+    # The headline is one rule, all lesions as one class: box AP50 of .9 TP .8 TP .7 FP .6 FP over 4 refs.
+    assert m["headline"]["box_ap50"] == pytest.approx(m["groups"]["all"]["detection"]["box"]["ap50"])
+    assert "all lesions" in m["averaging"] or "one class" in m["averaging"]
+    assert m["models"] == [{"name": "test", "version": "0", "sha256": "0" * 64, "thresholds": None, "n_images": 3}]
     c = m["groups"]["all"]["count"]
     assert c["mae"] == 0 and c["pearson_r"] == pytest.approx(1.0)
     assert m["grades"]["accuracy"] == 1.0 and m["grades"]["reference_source"] == {"labels": 0, "counts": 3}
@@ -383,3 +387,30 @@ def test_cli_config_file_and_flags(dataset: tuple[Path, Path], tmp_path: Path) -
     assert m["config"]["exclude_classes"] == [] and list(m["groups"]) == ["all"]
     assert m["groups"]["all"]["detection"]["tp"] == 1  # only the 3 px offset lies within a fixed 4 px
     assert m["ci95"] == {} and not (out / "report.html").exists()
+
+
+def test_classes_the_reference_lacks_are_skipped_and_said(tmp_path: Path) -> None:
+    labels = [ImageAnnotation("a.jpg", 640, 640, (_ref("inflammatory", 100, 100),))]
+    pred = tmp_path / "pred"
+    _write_prediction(pred / "a.json", "a.jpg", [_les("inflammatory", 101, 100, 0.9), _les("scar", 300, 300, 0.8)])
+    m = evaluate_predictions(labels, pred, FAST).metrics
+    assert "scar" not in m["groups"] and "scar" in m["skipped_classes"]
+    assert "marks no scar lesions (1 predicted)" in m["skipped_classes"]["scar"]
+
+
+def test_point_labels_get_no_box_metrics(tmp_path: Path) -> None:
+    import json as _json
+
+    doc = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 640, "height": 640}],
+        "categories": [{"id": 1, "name": "acne"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "point": [100, 100], "radius": 5, "bbox": [95, 95, 10, 10]}
+        ],
+    }
+    (tmp_path / "points.json").write_text(_json.dumps(doc))
+    pred = tmp_path / "pred"
+    _write_prediction(pred / "a.json", "a.jpg", [_les("inflammatory", 101, 100, 0.9)])
+    m = evaluate_predictions(load_labels(tmp_path / "points.json"), pred, FAST).metrics
+    assert m["groups"]["all"]["detection"]["tp"] == 1
+    assert "box" not in m["groups"]["all"]["detection"] and math.isnan(m["headline"]["box_ap50"])

@@ -114,7 +114,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from lesioncount.evaluate import run
     from lesioncount.evaluate.image_eval import EvaluateError
     from lesioncount.io import ImageReadError
-    from lesioncount.report.evaluate_html import write_evaluation
+    from lesioncount.report.evaluate_html import run_facts, write_evaluation
 
     console = Console(stderr=True)
     try:
@@ -169,8 +169,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     out = Console()
     out.print(headline_table(result.metrics))
-    for note in result.notes:
-        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    for line in run_facts(result.metrics):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     for name, path in paths.items():
         console.print(f"{name}: {path}", markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK
@@ -192,7 +192,7 @@ def headline_table(metrics: dict[str, Any]) -> Any:
     t.add_column("95% CI", justify="right")
     ci = metrics.get("ci95", {})
     for k, v in metrics["headline"].items():
-        if k in ("ap", "box_map50") and not metrics.get("scored"):
+        if k in ("ap", "box_ap50") and not metrics.get("scored"):
             continue
         lo, hi = ci.get(k, (None, None))
         t.add_row(k, _fmt(v), f"{_fmt(lo)} – {_fmt(hi)}" if lo is not None else "–")

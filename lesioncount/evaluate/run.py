@@ -14,6 +14,7 @@ a time (in the workers).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import heapq
 import json
 import logging
@@ -47,7 +48,7 @@ from lesioncount.evaluate.image_eval import (
 )
 from lesioncount.evaluate.summary import reported_groups, summarize
 from lesioncount.io import IMAGE_EXTENSIONS, write_json
-from lesioncount.types import CountResult
+from lesioncount.types import CountResult, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class Pair:
     ref: ImageAnnotation
     pred: LesionSet
     photo: str | None = None
+    model: ModelInfo | None = None
 
 
 @dataclass(eq=False)
@@ -197,7 +199,12 @@ def evaluate_pairs(
     """
     records: list[ImageEval] = []
     worst: list[tuple[int, int, Overlay]] = []  # min-heap on |count error|: the top ``cfg.worst`` survive
+    models: dict[tuple[str, str, str], dict[str, Any]] = {}
     for k, pair in enumerate(pairs):
+        if pair.model is not None:
+            m = pair.model
+            models.setdefault((m.name, m.version, m.sha256), dataclasses.asdict(m) | {"n_images": 0})
+            models[(m.name, m.version, m.sha256)]["n_images"] += 1
         rec, overlay = evaluate_image(
             pair.pred,
             LesionSet.from_refs(pair.ref.lesions),
@@ -221,7 +228,10 @@ def evaluate_pairs(
     notes = list(notes or [])
     if reported_groups(records, cfg) == [ALL] and not cfg.class_agnostic and records:
         notes.append("reference labels carry no lesion type: class-agnostic numbers only")
-    metrics = {"mode": mode, "config": cfg.to_dict(), "notes": notes, **metrics}
+    if len(models) > 1:
+        notes.append(f"the predictions come from {len(models)} different models or settings (see 'models')")
+    # The model and its operating point, from the predictions themselves (not from what was asked for).
+    metrics = {"mode": mode, "config": cfg.to_dict(), "models": list(models.values()), "notes": notes, **metrics}
     ordered = [o for _, _, o in sorted(worst, key=lambda t: (-t[0], -t[1]))]
     return EvalResult(records, metrics, ordered, cfg, mode, notes)
 
@@ -271,7 +281,7 @@ def evaluate_predictions(
             res = read_count_json(index[_key(ann.file_name)])
             photo = photo_index.get(_key(ann.file_name)) or (res.image.path if Path(res.image.path).is_file() else None)
             pred = to_label_frame(LesionSet.from_lesions(res.lesions), (res.image.width, res.image.height), ann)
-            yield Pair(ann, pred, str(photo) if photo else None)
+            yield Pair(ann, pred, str(photo) if photo else None, res.model)
 
     return evaluate_pairs(pairs(), cfg, mode="predictions", total=len(todo), progress=progress, notes=notes)
 
@@ -410,7 +420,7 @@ def evaluate_photos(
                 write_json(out_dir / (Path(path).stem + ".json"), d)
             res = CountResult.from_dict(d)
             pred = to_label_frame(LesionSet.from_lesions(res.lesions), (res.image.width, res.image.height), ann)
-            yield Pair(ann, pred, path)
+            yield Pair(ann, pred, path, res.model)
 
     def run(results: Iterator[dict[str, Any]]) -> EvalResult:
         return evaluate_pairs(pairs(results), cfg, mode="photos", total=len(todo), progress=progress, notes=notes)

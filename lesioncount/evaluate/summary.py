@@ -34,12 +34,17 @@ HEADLINE = (
     "recall",
     "f1",
     "ap",
-    "box_map50",
+    "box_ap50",
     "count_mae",
     "count_pearson_r",
     "count_icc_2_1",
     "grade_accuracy",
     "grade_qwk",
+)
+#: How the numbers are averaged, as metrics.json states it.
+AVERAGING = (
+    "headline and 'all': every lesion as one class, matches summed over photos (micro average); "
+    "'map' and 'box_map50': the mean over the classes the reference marks of each class's AP"
 )
 #: Most points of the PR curve kept in metrics.json.
 PR_POINTS = 200
@@ -48,13 +53,27 @@ NAN = float("nan")
 
 
 def reported_groups(records: Sequence[ImageEval], cfg: EvalConfig) -> list[str]:
-    """``all`` plus every class either side has, unless the reference is untyped or the run class-agnostic."""
+    """``all`` plus every class the reference has, unless the reference is untyped or the run class-agnostic.
+
+    A class the reference never marks (scars against ACNE04's boxes) is not scored: its precision would be 0
+    by construction. ``skipped_classes`` says which were left out.
+    """
     if cfg.class_agnostic or not records:
         return [ALL]
     typed_ref = sum(r.groups[c].n_ref for r in records for c in CLASSES)
     if typed_ref == 0:
         return [ALL]  # the reference gives no lesion type (expert points): per-class numbers would be empty
-    return [ALL] + [c for c in CLASSES if any(r.groups[c].n_ref or r.groups[c].n_pred for r in records)]
+    return [ALL] + [c for c in CLASSES if any(r.groups[c].n_ref for r in records)]
+
+
+def skipped_classes(records: Sequence[ImageEval], groups: Sequence[str]) -> dict[str, str]:
+    """Classes predicted but left out because the reference has none of them, with the reason."""
+    out = {}
+    for c in CLASSES:
+        n_pred = sum(r.groups[c].n_pred for r in records)
+        if c not in groups and n_pred and not sum(r.groups[c].n_ref for r in records):
+            out[c] = f"the reference marks no {c} lesions ({n_pred} predicted): not scored"
+    return out
 
 
 def _group_arrays(records: Sequence[ImageEval], group: str) -> dict[str, npt.NDArray[np.int64]]:
@@ -114,9 +133,8 @@ def _bootstrap(records: Sequence[ImageEval], groups: list[str], cfg: EvalConfig,
     has_box = scored and _has_boxes(records, ALL)
     box_sets: dict[str, tuple[npt.NDArray[Any], ...]] = {}
     if has_box:
-        # Box AP per class (mAP) when typed, else the class-agnostic box AP.
-        for g in [c for c in groups if c != ALL] or [ALL]:
-            box_sets[g] = (*concat_scores(records, g, box=True), _group_arrays(records, g)["n_ref"])
+        # The headline rule: all lesions as one class.
+        box_sets[ALL] = (*concat_scores(records, ALL, box=True), _group_arrays(records, ALL)["n_ref"])
     ref_grade = np.array([r.ref_grade for r in records])
     pred_grade = np.array([r.pred_grade for r in records])
 
@@ -127,12 +145,8 @@ def _bootstrap(records: Sequence[ImageEval], groups: list[str], cfg: EvalConfig,
         if scored:
             out["ap"] = average_precision(s, t, float(n_ref), weights=m[ix])
         if has_box:
-            aps = [
-                average_precision(bs, bt, float(bn[idx].sum()), weights=m[bix])
-                for bs, bt, bix, bn in box_sets.values()
-                if bn[idx].sum() > 0
-            ]
-            out["box_map50"] = float(np.mean(aps)) if aps else NAN
+            bs, bt, bix, bn = box_sets[ALL]
+            out["box_ap50"] = average_precision(bs, bt, float(bn[idx].sum()), weights=m[bix])
         pc, rc = a["n_pred"][idx].astype(np.float64), a["n_ref"][idx].astype(np.float64)
         out["count_mae"] = float(np.abs(pc - rc).mean())
         out["count_pearson_r"] = pearson_r(pc, rc)
@@ -160,7 +174,13 @@ def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
     n = len(records)
     scored = n > 0 and all(r.scored for r in records)
     groups = reported_groups(records, cfg)
-    out: dict[str, Any] = {"n_images": n, "scored": scored, "groups": {}}
+    out: dict[str, Any] = {
+        "n_images": n,
+        "scored": scored,
+        "averaging": AVERAGING,
+        "skipped_classes": skipped_classes(records, groups) if not cfg.class_agnostic else {},
+        "groups": {},
+    }
     for g in groups:
         a = _group_arrays(records, g)
         out["groups"][g] = {
@@ -205,7 +225,7 @@ def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
         "recall": d_all["recall"],
         "f1": d_all["f1"],
         "ap": d_all.get("ap", NAN),
-        "box_map50": out["box_map50"],
+        "box_ap50": d_all.get("box", {}).get("ap50", NAN) if "box" in d_all else NAN,
         "count_mae": c_all["mae"],
         "count_pearson_r": c_all["pearson_r"],
         "count_icc_2_1": c_all["icc_2_1"],

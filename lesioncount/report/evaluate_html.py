@@ -186,6 +186,24 @@ def _ci(ci: Mapping[str, Any], key: str) -> str:
     return f"{_fmt(v[0])} – {_fmt(v[1])}"
 
 
+def run_facts(metrics: Mapping[str, Any]) -> list[str]:
+    """One line per model scored (name, version, sha256, thresholds), the averaging rule, the notes and the
+    classes left out: what a reader needs to reproduce or trust the numbers."""
+    lines = []
+    for m in metrics.get("models", []):
+        th = m.get("thresholds") or {}
+        at = ", ".join(f"{k} {v:g}" for k, v in th.items()) if th else "thresholds not recorded"
+        lines.append(
+            f"model {m.get('name')} {m.get('version')} (sha256 {str(m.get('sha256'))[:12]}...) at {at}; "
+            f"{m.get('n_images')} photos"
+        )
+    if metrics.get("averaging"):
+        lines.append(f"averaging: {metrics['averaging']}")
+    lines += [str(n) for n in metrics.get("notes", [])]
+    lines += [f"{c}: {why}" for c, why in metrics.get("skipped_classes", {}).items()]
+    return lines
+
+
 def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any], worst: Sequence[Overlay]) -> str:
     """The report page as one HTML string (images inlined)."""
     head = metrics["headline"]
@@ -194,8 +212,8 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
         "precision": "Precision",
         "recall": "Recall",
         "f1": "F1",
-        "ap": "AP (centre matching)",
-        "box_map50": "mAP@0.5 (boxes)",
+        "ap": "AP, centre matching (all lesions as one class)",
+        "box_ap50": "AP@0.5 IoU, boxes (all lesions as one class)",
         "count_mae": "Count MAE",
         "count_pearson_r": "Count Pearson r",
         "count_icc_2_1": "Count ICC(2,1)",
@@ -213,8 +231,8 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
         f"{_fmt(cfg.get('min_tolerance_px'))} px; box matching at IoU &ge; {_fmt(cfg.get('iou_threshold'))}. "
         "Intervals: 95% bootstrap over photos.</p>"
     )
-    for note in metrics.get("notes", []):
-        parts.append(f"<p class='note'>{html.escape(str(note))}</p>")
+    for line in run_facts(metrics):
+        parts.append(f"<p class='note'>{html.escape(line)}</p>")
     parts.append("<h2>Headline</h2>")
     parts.append(
         _table(["metric", "value", "95% CI"], [(names[k], head.get(k), _Raw(_ci(ci, k))) for k in names if k in head])
