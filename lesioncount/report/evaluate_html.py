@@ -186,6 +186,19 @@ def _ci(ci: Mapping[str, Any], key: str) -> str:
     return f"{_fmt(v[0])} – {_fmt(v[1])}"
 
 
+def grade_reference(metrics: Mapping[str, Any]) -> str:
+    """Where the reference grades came from, in words: the label set's own grade or its lesion counts."""
+    src = (metrics.get("grades") or {}).get("reference_source") or {}
+    n_labels, n_counts = int(src.get("labels", 0)), int(src.get("counts", 0))
+    words = {
+        "labels": "the label set's own grade (hayashi_grade, or the ACNE04 file name)",
+        "counts": "the reference's lesion counts",
+    }
+    if n_labels and n_counts:
+        return f"{words['labels']} on {n_labels} photos, {words['counts']} on {n_counts}"
+    return words["labels"] if n_labels else words["counts"]
+
+
 def run_facts(metrics: Mapping[str, Any]) -> list[str]:
     """One line per model scored (name, version, sha256, thresholds), the averaging rule, the notes and the
     classes left out: what a reader needs to reproduce or trust the numbers."""
@@ -199,6 +212,8 @@ def run_facts(metrics: Mapping[str, Any]) -> list[str]:
         )
     if metrics.get("averaging"):
         lines.append(f"averaging: {metrics['averaging']}")
+    if metrics.get("grades"):
+        lines.append(f"reference grade: {grade_reference(metrics)} (--grade-from labels or counts chooses)")
     lines += [str(n) for n in metrics.get("notes", [])]
     lines += [f"{c}: {why}" for c, why in metrics.get("skipped_classes", {}).items()]
     return lines
@@ -217,7 +232,7 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
         "count_mae": "Count MAE",
         "count_pearson_r": "Count Pearson r",
         "count_icc_2_1": "Count ICC(2,1)",
-        "grade_accuracy": "Hayashi grade accuracy",
+        "grade_accuracy": f"Hayashi grade accuracy (reference grade: {grade_reference(metrics)})",
         "grade_qwk": "Grade quadratic weighted kappa",
     }
     parts = [
