@@ -238,18 +238,20 @@ def _coco_lesion(a: dict[str, object], cls: str, where: str) -> RefLesion:
     raise AnnotationError(f"{where}: needs 'point', 'bbox' or a polygon 'segmentation'")
 
 
-def write_coco(path: str | os.PathLike[str], annotations: Iterable[ImageAnnotation]) -> None:
+def write_coco(
+    path: str | os.PathLike[str], annotations: Iterable[ImageAnnotation], *, categories: Mapping[str, int] | None = None
+) -> None:
     """Write annotations as COCO JSON: boxes as ``bbox``, point labels as ``point`` + ``radius`` (and their circle's
-    ``bbox``)."""
+    ``bbox``). ``categories`` fixes the category ids (name -> id); others get the next free ids."""
     images: list[dict[str, object]] = []
     anns: list[dict[str, object]] = []
-    cat_ids: dict[str, int] = {}
+    cat_ids: dict[str, int] = dict(categories or {})
     for img_id, ann in enumerate(annotations, start=1):
         images.append(
             {"id": img_id, "file_name": ann.file_name, "width": ann.width, "height": ann.height, **dict(ann.attributes)}
         )
         for les in ann.lesions:
-            cid = cat_ids.setdefault(les.cls, len(cat_ids) + 1)
+            cid = cat_ids.setdefault(les.cls, max(cat_ids.values(), default=0) + 1)
             bbox = les.bbox or (les.x - les.radius, les.y - les.radius, 2 * les.radius, 2 * les.radius)
             # A point label keeps its point and radius (its bbox is the circle's, for viewers); a box
             # label is a plain COCO box, so that a reader never takes one for the other.

@@ -68,6 +68,11 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, help="ONNX Runtime threads per process for --photos")
     p.add_argument("--save-predictions", help="with --photos: also write each photo's count JSON here")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.add_argument(
+        "--coco",
+        action="store_true",
+        help="also write reference.coco.json and predictions.coco.json (COCO results: pycocotools, CVAT, Label Studio)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run_evaluate)
 
@@ -163,6 +168,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 )
                 result = run.evaluate_raters(labels, other, cfg, photos=args.image_folder, progress=progress)
         paths = write_evaluation(result, args.out, report=not args.no_report)
+        if args.coco:
+            paths |= run.write_coco_pair(result, args.out)
     except (AnnotationError, EvaluateError, ConfigError, ImageReadError, FileNotFoundError) as e:
         console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lesioncount.data import (
     DEFAULT_CLASS_MAP,
     AnnotationError,
@@ -36,6 +38,7 @@ from lesioncount.data import (
     read_coco,
     read_voc_dir,
     read_yolo_dir,
+    write_coco,
 )
 from lesioncount.evaluate.image_eval import (
     ALL,
@@ -75,6 +78,8 @@ class EvalResult:
     config: EvalConfig
     mode: str
     notes: list[str] = field(default_factory=list)
+    #: per scored photo: its reference and the predictions in the reference's frame (for COCO export).
+    pairs: list[tuple[ImageAnnotation, LesionSet]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- inputs
@@ -200,7 +205,9 @@ def evaluate_pairs(
     records: list[ImageEval] = []
     worst: list[tuple[int, int, Overlay]] = []  # min-heap on |count error|: the top ``cfg.worst`` survive
     models: dict[tuple[str, str, str], dict[str, Any]] = {}
+    kept: list[tuple[ImageAnnotation, LesionSet]] = []
     for k, pair in enumerate(pairs):
+        kept.append((pair.ref, pair.pred))
         if pair.model is not None:
             m = pair.model
             models.setdefault((m.name, m.version, m.sha256), dataclasses.asdict(m) | {"n_images": 0})
@@ -233,7 +240,7 @@ def evaluate_pairs(
     # The model and its operating point, from the predictions themselves (not from what was asked for).
     metrics = {"mode": mode, "config": cfg.to_dict(), "models": list(models.values()), "notes": notes, **metrics}
     ordered = [o for _, _, o in sorted(worst, key=lambda t: (-t[0], -t[1]))]
-    return EvalResult(records, metrics, ordered, cfg, mode, notes)
+    return EvalResult(records, metrics, ordered, cfg, mode, notes, kept)
 
 
 def evaluate_predictions(
@@ -479,6 +486,48 @@ def per_image_rows(result: EvalResult) -> list[dict[str, Any]]:
                 row[f"box_tp_{g}"] = ge.box_tp
         rows.append(row)
     return rows
+
+
+def write_coco_pair(result: EvalResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """The run as COCO: ``reference.coco.json`` (ground truth) and ``predictions.coco.json`` (results).
+
+    The two share image ids and categories, so ``pycocotools`` (``COCO(reference).loadRes(predictions)``)
+    and annotation tools (CVAT, Label Studio) read them as they are. Predictions are in the reference's
+    pixels; a prediction's box is its own, its score its peak score. When the reference carries no lesion
+    type, every prediction is filed under its one category (as the class-agnostic numbers are).
+
+    Returns:
+        ``{"coco_reference": path, "coco_predictions": path}``.
+    """
+    d = Path(out_dir)
+    refs = [ref for ref, _ in result.pairs]
+    typed = {les.cls for ref in refs for les in ref.lesions} - {"lesion"}
+    names = sorted({les.cls for ref in refs for les in ref.lesions} | ({"lesion"} if not typed else set()))
+    if typed:
+        names = sorted(set(names) | {c for _, pred in result.pairs for c in pred.cls} - {"lesion"})
+    cat = {n: i + 1 for i, n in enumerate(names)}
+    gt_path, res_path = d / "reference.coco.json", d / "predictions.coco.json"
+    write_coco(gt_path, refs, categories=cat)
+    results = []
+    for image_id, (_, pred) in enumerate(result.pairs, start=1):
+        for k in range(len(pred)):
+            x, y = pred.xy[k]
+            w, h = pred.wh[k] if np.isfinite(pred.wh[k]).all() else (2 * pred.radius[k],) * 2
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": cat[pred.cls[k] if typed else "lesion"],
+                    "bbox": [
+                        round(float(x - w / 2), 2),
+                        round(float(y - h / 2), 2),
+                        round(float(w), 2),
+                        round(float(h), 2),
+                    ],
+                    "score": round(float(pred.score[k]), 4),
+                }
+            )
+    write_json(res_path, results)
+    return {"coco_reference": gt_path, "coco_predictions": res_path}
 
 
 def write_outputs(result: EvalResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
