@@ -257,3 +257,27 @@ def test_a_face_found_at_one_visit_only_is_not_comparable() -> None:
     comp = compare_visits([Visit(found, clean, DAY0), Visit(lost, clean, DAY0 + dt.timedelta(days=30))])
     c = comp.pairs[0].comparability
     assert c is not None and not c.comparable and "face was not found in the follow-up" in c.warnings[0]
+
+
+def test_pdf_report_tables_fit_the_page(patient) -> None:
+    """Every table of every printed page lies within the page's content width (nothing cut at the margin)."""
+    pytest.importorskip("weasyprint")
+    from lesioncount.report.visits_html import render_visits_document
+
+    visits, _ = patient
+    doc = render_visits_document(compare_visits(visits), clinic="Clinic", clinician="Dr. X")
+    assert len(doc.pages) >= 2
+
+    def boxes(box):
+        yield box
+        for child in getattr(box, "children", None) or []:
+            yield from boxes(child)
+
+    n_tables = 0
+    for page in doc.pages:
+        body = page._page_box.children[0]  # the html box: the page minus its margins
+        for b in boxes(page._page_box):
+            if type(b).__name__ == "TableBox":
+                n_tables += 1
+                assert b.position_x + b.margin_width() <= body.position_x + body.margin_width() + 1.0
+    assert n_tables >= 6

@@ -55,6 +55,14 @@ th{background:#f4f4f4} td.l,th.l{text-align:left}
 .dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:4px;vertical-align:middle}
 .small{font-size:12px;color:#555}
 img{max-width:100%}
+table.meta td{border:none;padding:1px 12px 1px 0;text-align:left;color:#555}
+@media print{
+  body{margin:0;max-width:none;font-size:11px}
+  table{font-size:9.5px;width:100%;table-layout:fixed;page-break-inside:avoid;break-inside:avoid}
+  td,th{padding:2px 4px;overflow-wrap:anywhere}
+  .pair{display:block} .pair figure{display:inline-block;width:48%;vertical-align:top}
+  h2,h3{break-after:avoid} .warn,.ok{break-inside:avoid}
+}
 @page{size:A4;margin:12mm}
 """
 
@@ -470,14 +478,14 @@ def render_visits_html(
     return "\n".join(parts)
 
 
-def render_visits_pdf(
+def render_visits_document(
     comparison: VisitComparison,
     *,
     title: str = "Treatment response",
     clinic: str | None = None,
     clinician: str | None = None,
-) -> bytes:
-    """The same report as a PDF (WeasyPrint)."""
+) -> Any:
+    """The report laid out as printed pages (a WeasyPrint ``Document``: pages, boxes, ``write_pdf``)."""
     import logging
 
     from weasyprint import HTML
@@ -485,4 +493,16 @@ def render_visits_pdf(
     # WeasyPrint logs every unsupported CSS property at WARNING; ours are deliberate fallbacks.
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     page = render_visits_html(comparison, title=title, crop_px=320, clinic=clinic, clinician=clinician)
-    return HTML(string=page).write_pdf()
+    return HTML(string=page).render()
+
+
+def render_visits_pdf(
+    comparison: VisitComparison,
+    *,
+    title: str = "Treatment response",
+    clinic: str | None = None,
+    clinician: str | None = None,
+) -> bytes:
+    """The same report as a PDF (WeasyPrint), A4 pages."""
+    doc = render_visits_document(comparison, title=title, clinic=clinic, clinician=clinician)
+    return bytes(doc.write_pdf())
