@@ -21,6 +21,7 @@ Measures:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,6 +329,159 @@ def _fmt_ratio(r: float) -> str:
     return f"{abs(r - 1) * 100:.0f}%"
 
 
+@dataclass(frozen=True)
+class _Pair:
+    """What the rules read: both photos' stats, the registration and the paired light measures."""
+
+    base: PhotoStats
+    follow: PhotoStats
+    reg: Registration | None
+    stops: float
+    wb: tuple[float, float]
+    sharpness_ratio: float
+    scale_ratio: float | None
+    faces_found: tuple[bool, bool] | None
+
+    @property
+    def wb_mag(self) -> float:
+        return float(math.hypot(*self.wb))
+
+
+#: A rule's verdict: the factor it multiplies the score by, and its warning (severity, text) or None.
+_Verdict = tuple[float, tuple[float, str] | None]
+
+
+def _clip(v: float, lo: float, hi: float) -> float:
+    return float(np.clip(v, lo, hi))
+
+
+def _rule_view(p: _Pair) -> _Verdict:
+    if p.base.view == p.follow.view or "unknown" in (p.base.view, p.follow.view):
+        return 1.0, None
+    return 0.0, (1.0, f"views differ (baseline {p.base.view}, follow-up {p.follow.view}): photos cannot be compared")
+
+
+def _rule_faces(p: _Pair) -> _Verdict:
+    if p.faces_found is None or p.faces_found[0] == p.faces_found[1]:
+        return 1.0, None
+    which = "follow-up" if p.faces_found[0] else "baseline"
+    return 0.0, (0.9, f"the face was not found in the {which}: the photos were counted at different scales")
+
+
+def _rule_exposure(p: _Pair) -> _Verdict:
+    """Up to a third of a stop costs nothing; then the score falls to 0 over 2.5 stops."""
+    factor = _clip(1 - (abs(p.stops) - 0.33) / 2.5, 0.0, 1.0)
+    if abs(p.stops) < WARN_STOPS:
+        return factor, None
+    word, light = ("darker", "half") if p.stops < 0 else ("brighter", "twice")
+    text = f"follow-up is {abs(p.stops):.1f} stops {word} than baseline (exposure: 1 stop is {light} the light)"
+    return factor, (min(1.0, abs(p.stops) / 2), text)
+
+
+def _rule_clipping(p: _Pair) -> _Verdict:
+    f = p.follow.clipped_fraction
+    if f > 0.02 and f > 2 * p.base.clipped_fraction:
+        return 0.85, (0.4, f"follow-up is over-exposed on {100 * f:.0f}% of the face")
+    return 1.0, None
+
+
+def _rule_white_balance(p: _Pair) -> _Verdict:
+    """A tenth of a log2 unit costs nothing; then the score falls to 0 over one more."""
+    mag = p.wb_mag
+    factor = _clip(1 - max(0.0, mag - 0.1) / 1.0, 0.0, 1.0)
+    if mag < WARN_WB_LOG2:
+        return factor, None
+    warm = p.wb[0] - p.wb[1]
+    tone = "warmer (more red/yellow)" if warm > 0 else "cooler (more blue)"
+    if abs(warm) < 0.5 * mag:
+        tone = "greener" if p.wb[0] + p.wb[1] < 0 else "more magenta"
+    return factor, (min(1.0, mag), f"follow-up colour balance is {tone}: red/blue ratio x{2**warm:.2f}")
+
+
+def _rule_sharpness(p: _Pair) -> _Verdict:
+    sr = p.sharpness_ratio
+    factor = _clip((min(sr, 1 / sr) / WARN_SHARPNESS_RATIO) ** 2, 0.2, 1.0) if sr > 0 else 0.2
+    if sr < WARN_SHARPNESS_RATIO:
+        return factor, (1 - sr, f"follow-up is blurrier than baseline (sharpness {100 * sr:.0f}% of baseline)")
+    if sr > 1 / WARN_SHARPNESS_RATIO:
+        return factor, (1 - 1 / sr, f"baseline is blurrier than follow-up (sharpness {100 / sr:.0f}% of follow-up)")
+    return factor, None
+
+
+def _rule_scale(p: _Pair) -> _Verdict:
+    """A smaller face loses small lesions (costs more); a larger one only loses frame."""
+    r = p.scale_ratio
+    if r is None or 1 / WARN_SCALE_RATIO <= r <= WARN_SCALE_RATIO:
+        return 1.0, None
+    word = "larger" if r > 1 else "smaller"
+    factor = _clip(r**1.5 if r < 1 else 1 / r**0.5, 0.3, 1.0)
+    return factor, (0.3, f"face is {_fmt_ratio(r)} {word} in the follow-up (camera distance changed)")
+
+
+def _rule_rotation(p: _Pair) -> _Verdict:
+    rot = p.reg.rotation_deg if p.reg is not None else None
+    if rot is None or abs(rot) < WARN_ROTATION_DEG:
+        return 1.0, None
+    way = "counter-clockwise" if rot > 0 else "clockwise"
+    factor = _clip(1 - (abs(rot) - WARN_ROTATION_DEG) / 40, 0.5, 1.0)
+    return factor, (0.2, f"follow-up is rotated {abs(rot):.0f}° {way} relative to baseline (head tilt)")
+
+
+def _rule_mirror(p: _Pair) -> _Verdict:
+    if p.reg is None or not p.reg.mirrored:
+        return 1.0, None
+    return 0.8, (0.6, "follow-up is a mirror image of the baseline (selfie camera?): its sides are swapped back")
+
+
+def _rule_nonrigid(p: _Pair) -> _Verdict:
+    if p.reg is None or not p.base.face_height_px or p.reg.nonrigid_px <= 0:
+        return 1.0, None
+    frac = p.reg.nonrigid_px / p.base.face_height_px
+    if frac < WARN_NONRIGID_FRAC:
+        return 1.0, None
+    text = (
+        f"face shape differs after alignment (expression or head turn, {p.reg.nonrigid_px:.0f} px "
+        "typical residual motion): lesion positions were corrected locally"
+    )
+    return _clip(1 - (frac - WARN_NONRIGID_FRAC) * 10, 0.5, 1.0), (0.3, text)
+
+
+def _rule_pose(p: _Pair) -> _Verdict:
+    anis = p.reg.anisotropy if p.reg is not None else None
+    if anis is None or anis < WARN_ANISOTROPY:
+        return 1.0, None
+    text = f"head pose differs (the face is stretched {100 * (anis - 1):.0f}% along one axis)"
+    return _clip(1 - (anis - 1) * 2, 0.3, 1.0), (0.5, text)
+
+
+def _rule_alignment(p: _Pair) -> _Verdict:
+    """Alignment quality 0.1 scores 0, 0.6 and above scores 1."""
+    q = p.reg.quality if p.reg is not None else None
+    if q is None:
+        return 1.0, None
+    factor = _clip((q - 0.1) / (0.6 - 0.1), 0.0, 1.0)
+    if q < WARN_QUALITY:
+        return factor, (0.8, f"alignment is poor (quality {q:.2f}): lesion-by-lesion matching is unreliable")
+    return factor, None
+
+
+#: The rules, in the order their factors multiply into the score.
+RULES: tuple[Callable[[_Pair], _Verdict], ...] = (
+    _rule_view,
+    _rule_faces,
+    _rule_exposure,
+    _rule_clipping,
+    _rule_white_balance,
+    _rule_sharpness,
+    _rule_scale,
+    _rule_rotation,
+    _rule_mirror,
+    _rule_nonrigid,
+    _rule_pose,
+    _rule_alignment,
+)
+
+
 def assess_comparability(
     base: PhotoStats,
     follow: PhotoStats,
@@ -336,6 +490,10 @@ def assess_comparability(
     faces_found: tuple[bool, bool] | None = None,
 ) -> Comparability:
     """Score how comparable a follow-up is with its baseline, with plain warnings.
+
+    The score is the product of each rule's factor (``RULES``: view, faces found, exposure, clipping, white
+    balance, sharpness, scale, rotation, mirror, residual motion, pose, alignment); each rule may add a
+    warning, and the warnings come worst first.
 
     Args:
         base: baseline ``photo_stats``.
@@ -349,109 +507,49 @@ def assess_comparability(
     Returns:
         The comparability verdict.
     """
-    warnings: list[tuple[float, str]] = []  # (severity, text)
-    score = 1.0
-    view_match = base.view == follow.view or "unknown" in (base.view, follow.view)
-    if not view_match:
-        warnings.append(
-            (1.0, f"views differ (baseline {base.view}, follow-up {follow.view}): photos cannot be compared")
-        )
-        score = 0.0
-
-    if faces_found is not None and faces_found[0] != faces_found[1]:
-        which = "follow-up" if faces_found[0] else "baseline"
-        warnings.append((0.9, f"the face was not found in the {which}: the photos were counted at different scales"))
-        score = 0.0
-    stops = light.exposure_stops if light is not None else follow.exposure_log2 - base.exposure_log2
-    if abs(stops) >= WARN_STOPS:
-        word = "darker" if stops < 0 else "brighter"
-        warnings.append(
-            (
-                min(1.0, abs(stops) / 2),
-                f"follow-up is {abs(stops):.1f} stops {word} than baseline "
-                f"(exposure: 1 stop is {'half' if stops < 0 else 'twice'} the light)",
-            )
-        )
-    score *= float(np.clip(1 - (abs(stops) - 0.33) / 2.5, 0.0, 1.0))
-    if follow.clipped_fraction > 0.02 and follow.clipped_fraction > 2 * base.clipped_fraction:
-        warnings.append((0.4, f"follow-up is over-exposed on {100 * follow.clipped_fraction:.0f}% of the face"))
-        score *= 0.85
-
-    wb = (
-        (light.wb_log2_rg, light.wb_log2_bg)
-        if light is not None
-        else (follow.wb_log2_rg - base.wb_log2_rg, follow.wb_log2_bg - base.wb_log2_bg)
-    )
-    wb_mag = float(math.hypot(*wb))
-    if wb_mag >= WARN_WB_LOG2:
-        warm = wb[0] - wb[1]
-        tone = "warmer (more red/yellow)" if warm > 0 else "cooler (more blue)"
-        if abs(warm) < 0.5 * wb_mag:
-            tone = "greener" if wb[0] + wb[1] < 0 else "more magenta"
-        warnings.append((min(1.0, wb_mag), f"follow-up colour balance is {tone}: red/blue ratio x{2**warm:.2f}"))
-    score *= float(np.clip(1 - max(0.0, wb_mag - 0.1) / 1.0, 0.0, 1.0))
-
-    sr = follow.sharpness / base.sharpness if base.sharpness > 0 else 1.0
-    if sr < WARN_SHARPNESS_RATIO:
-        warnings.append((1 - sr, f"follow-up is blurrier than baseline (sharpness {100 * sr:.0f}% of baseline)"))
-    elif sr > 1 / WARN_SHARPNESS_RATIO:
-        warnings.append((1 - 1 / sr, f"baseline is blurrier than follow-up (sharpness {100 / sr:.0f}% of follow-up)"))
-    score *= float(np.clip((min(sr, 1 / sr) / WARN_SHARPNESS_RATIO) ** 2, 0.2, 1.0)) if sr > 0 else 0.2
-
-    scale_ratio: float | None = None
-    rotation = anis = quality = None
     if registration is not None:
-        scale_ratio = 1.0 / registration.scale
-        rotation, anis, quality = registration.rotation_deg, registration.anisotropy, registration.quality
+        scale_ratio: float | None = 1.0 / registration.scale
     elif base.face_height_px and follow.face_height_px:
         scale_ratio = follow.face_height_px / base.face_height_px
-    if scale_ratio is not None and not (1 / WARN_SCALE_RATIO <= scale_ratio <= WARN_SCALE_RATIO):
-        word = "larger" if scale_ratio > 1 else "smaller"
-        warnings.append((0.3, f"face is {_fmt_ratio(scale_ratio)} {word} in the follow-up (camera distance changed)"))
-        # A smaller face loses small lesions; a larger one only loses frame.
-        score *= float(np.clip(scale_ratio**1.5 if scale_ratio < 1 else 1 / scale_ratio**0.5, 0.3, 1.0))
-    if rotation is not None and abs(rotation) >= WARN_ROTATION_DEG:
-        way = "counter-clockwise" if rotation > 0 else "clockwise"
-        warnings.append((0.2, f"follow-up is rotated {abs(rotation):.0f}° {way} relative to baseline (head tilt)"))
-        score *= float(np.clip(1 - (abs(rotation) - WARN_ROTATION_DEG) / 40, 0.5, 1.0))
-    if registration is not None and registration.mirrored:
-        msg = "follow-up is a mirror image of the baseline (selfie camera?): its sides are swapped back"
-        warnings.append((0.6, msg))
-        score *= 0.8
-    if registration is not None and base.face_height_px and registration.nonrigid_px > 0:
-        frac = registration.nonrigid_px / base.face_height_px
-        if frac >= WARN_NONRIGID_FRAC:
-            msg = (
-                f"face shape differs after alignment (expression or head turn, {registration.nonrigid_px:.0f} px "
-                "typical residual motion): lesion positions were corrected locally"
-            )
-            warnings.append((0.3, msg))
-            score *= float(np.clip(1 - (frac - WARN_NONRIGID_FRAC) * 10, 0.5, 1.0))
-    if anis is not None and anis >= WARN_ANISOTROPY:
-        warnings.append((0.5, f"head pose differs (the face is stretched {100 * (anis - 1):.0f}% along one axis)"))
-        score *= float(np.clip(1 - (anis - 1) * 2, 0.3, 1.0))
-    if quality is not None:
-        if quality < WARN_QUALITY:
-            warnings.append(
-                (0.8, f"alignment is poor (quality {quality:.2f}): lesion-by-lesion matching is unreliable")
-            )
-        score *= float(np.clip((quality - 0.1) / (0.6 - 0.1), 0.0, 1.0))
+    else:
+        scale_ratio = None
+    pair = _Pair(
+        base=base,
+        follow=follow,
+        reg=registration,
+        stops=light.exposure_stops if light is not None else follow.exposure_log2 - base.exposure_log2,
+        wb=(light.wb_log2_rg, light.wb_log2_bg)
+        if light is not None
+        else (follow.wb_log2_rg - base.wb_log2_rg, follow.wb_log2_bg - base.wb_log2_bg),
+        sharpness_ratio=follow.sharpness / base.sharpness if base.sharpness > 0 else 1.0,
+        scale_ratio=scale_ratio,
+        faces_found=faces_found,
+    )
+    score = 1.0
+    warnings: list[tuple[float, str]] = []  # (severity, text)
+    for rule in RULES:
+        factor, warning = rule(pair)
+        score *= factor
+        if warning is not None:
+            warnings.append(warning)
     whole = base.wb_source == "whole-frame" or follow.wb_source == "whole-frame"
-    if light is None and whole and wb_mag >= WARN_WB_LOG2 / 2:
+    if light is None and whole and pair.wb_mag >= WARN_WB_LOG2 / 2:
         warnings.append((0.05, "the face fills the frame: white balance is judged from the whole photo, skin included"))
     warnings.sort(key=lambda t: -t[0])
-    lighting = view_match and abs(stops) <= LIGHTING_STOPS and wb_mag <= LIGHTING_WB_LOG2
+    view_match = _rule_view(pair)[0] > 0
+    lighting = view_match and abs(pair.stops) <= LIGHTING_STOPS and pair.wb_mag <= LIGHTING_WB_LOG2
+    reg = registration
     return Comparability(
         score=float(score),
         comparable=bool(view_match and score >= MIN_SCORE),
         lighting_comparable=bool(lighting),
-        exposure_stops=float(stops),
-        wb_shift_log2=(float(wb[0]), float(wb[1])),
-        sharpness_ratio=float(sr),
+        exposure_stops=float(pair.stops),
+        wb_shift_log2=(float(pair.wb[0]), float(pair.wb[1])),
+        sharpness_ratio=float(pair.sharpness_ratio),
         scale_ratio=scale_ratio,
-        rotation_deg=rotation,
-        anisotropy=anis,
-        alignment_quality=quality,
+        rotation_deg=reg.rotation_deg if reg is not None else None,
+        anisotropy=reg.anisotropy if reg is not None else None,
+        alignment_quality=reg.quality if reg is not None else None,
         view_match=view_match,
         warnings=tuple(t for _, t in warnings),
     )

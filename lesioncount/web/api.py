@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from lesioncount.web import services as sv
-from lesioncount.web.deps import DB, ApiActor, client_ip
+from lesioncount.web.deps import DB, ApiActor, client_ip, report_download
 from lesioncount.web.marks import counts_by_region_of
 from lesioncount.web.models import Patient, Photo, Visit
 from lesioncount.web.security import create_api_token
@@ -340,13 +340,7 @@ def mark_versions(photo_id: int, actor: ApiActor, db: DB) -> list[dict[str, Any]
 @router.get("/patients/{patient_id}/report.{fmt}", response_class=Response)
 def patient_report(patient_id: int, fmt: Literal["html", "pdf"], request: Request, actor: ApiActor, db: DB) -> Response:
     """The patient's treatment-response report (HTML or PDF), built from the corrected marks."""
-    p = sv.get_patient(db, actor, patient_id)
-    content, media_type, filename = sv.patient_report(db, request.app.state.store, actor, p, fmt, client_ip(request))
-    return Response(
-        content,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "private, no-store"},
-    )
+    return report_download(request, db, actor, patient_id, fmt)
 
 
 @router.post("/tokens", status_code=201, response_model=TokenOut)

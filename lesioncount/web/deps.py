@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from lesioncount.web.security import CSRF_HEADER, SESSION_COOKIE, Actor, session_actor, token_actor, tokens_equal
@@ -57,3 +58,16 @@ def check_form_csrf(actor: Actor, form_token: object) -> None:
 
 ApiActor = Annotated[Actor, Depends(api_actor)]
 PageActor = Annotated[Actor, Depends(page_actor)]
+
+
+def report_download(request: Request, db: Session, actor: Actor, patient_id: int, fmt: str) -> Response:
+    """The patient's report as a download (pages and API alike): private, never cached."""
+    from lesioncount.web import services as sv
+
+    p = sv.get_patient(db, actor, patient_id)
+    content, media_type, filename = sv.patient_report(db, request.app.state.store, actor, p, fmt, client_ip(request))
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "private, no-store"},
+    )

@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 from lesioncount.report.overlay import CLASS_COLOURS as OVERLAY_COLOURS
 from lesioncount.types import CLASSES, TOTAL_ACNE, VIEWS
 from lesioncount.web import services as sv
-from lesioncount.web.deps import DB, PageActor, check_form_csrf, client_ip
+from lesioncount.web.deps import DB, PageActor, check_form_csrf, client_ip, report_download
 from lesioncount.web.models import ROLES, ApiToken
 from lesioncount.web.security import (
     CSRF_FIELD,
@@ -237,13 +237,7 @@ async def new_visit(request: Request, patient_id: int, db: DB, actor: PageActor)
 
 @router.get("/patients/{patient_id}/report.{fmt}")
 def patient_report(request: Request, patient_id: int, fmt: str, db: DB, actor: PageActor) -> Response:
-    p = sv.get_patient(db, actor, patient_id)
-    content, media_type, filename = sv.patient_report(db, request.app.state.store, actor, p, fmt, client_ip(request))
-    return Response(
-        content,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "private, no-store"},
-    )
+    return report_download(request, db, actor, patient_id, fmt)
 
 
 # --- visits and photos -------------------------------------------------------------------------------------
