@@ -243,7 +243,6 @@ def compare_visits(
     if not visits:
         raise ValueError("compare_visits needs at least one visit (a baseline)")
     ordered = order_visits(visits)
-    warnings: list[str] = []
     for v in ordered:
         if v.view not in VIEWS:
             raise ValueError(f"visit {v.name}: view {v.view!r} is not one of {', '.join(VIEWS)}")
@@ -255,6 +254,36 @@ def compare_visits(
                 f"visit {v.name}: photo is {v.image.shape[1]}x{v.image.shape[0]} but its counts are for "
                 f"{v.result.image.width}x{v.result.image.height}; pass the photo the counts were made on"
             )
+    warnings = _visit_warnings(ordered)
+    shared = _measure(ordered)
+    pairs: list[PairComparison] = []
+    for view in VIEWS:
+        idx = [i for i, v in enumerate(ordered) if v.view == view]
+        for f in idx[1:]:
+            pairs.append(_compare_pair(ordered, shared, idx[0], f, view, tolerance_px, responder_threshold_pct, refine))
+    durability = _durability(ordered, pairs)
+    for pair in pairs:
+        comp = pair.comparability
+        if comp is not None and not comp.comparable:
+            why = comp.warnings[0] if comp.warnings else f"comparability {comp.score:.2f}"
+            warnings.append(
+                f"{ordered[pair.followup_index].name} ({pair.view}) is not comparable with its baseline ({why}): "
+                "its change from baseline may be wrong"
+            )
+    return VisitComparison(
+        visits=tuple(ordered),
+        pairs=tuple(pairs),
+        durability=durability,
+        photo_stats=tuple(shared.stats),
+        measures=tuple(shared.measures),
+        warnings=tuple(warnings),
+        responder_threshold_pct=responder_threshold_pct,
+    )
+
+
+def _visit_warnings(ordered: Sequence[Visit]) -> list[str]:
+    """Warnings about the series itself: views given against detected, dates, photos, the toxin rules."""
+    warnings: list[str] = []
     for v in ordered:
         # The view the user gave decides which photos are compared; a detected view that disagrees is said.
         detected = v.result.face.view
@@ -272,7 +301,11 @@ def compare_visits(
     warnings += contraindication_warnings([(v.treatment, v.age_years, v.date) for v in ordered])
     if any(is_botulinum_toxin(v.treatment) and v.age_years is None for v in ordered):
         warnings.append("botulinum toxin is recorded but the patient's age is not: it is contraindicated under 18")
+    return warnings
 
+
+def _measure(ordered: Sequence[Visit]) -> _Measured:
+    """Each visit's photo at measuring size, its skin, its comparability stats and skin measures."""
     small = [None if v.image is None else _small(v.image, v.result.face.box, v.skin_mask) for v in ordered]
     stats: list[PhotoStats | None] = []
     measures: list[SkinMeasures | None] = []
@@ -289,25 +322,20 @@ def compare_visits(
         skins.append(skin)
         stats.append(photo_stats(img, face_box=box, skin_mask=skin, view=v.view))
         measures.append(skin_measures(img, skin))
-    shared = _Measured(small, stats, measures, skins)
+    return _Measured(small, stats, measures, skins)
 
-    pairs: list[PairComparison] = []
-    durability: dict[str, dict[str, Durability]] = {}
-    for view in VIEWS:
-        idx = [i for i, v in enumerate(ordered) if v.view == view]
-        if not idx:
-            continue
-        b = idx[0]
-        for f in idx[1:]:
-            pairs.append(_compare_pair(ordered, shared, b, f, view, tolerance_px, responder_threshold_pct, refine))
-    # Durability, rebound and the best visit come from comparable visits only (the others stay on the chart,
-    # marked); and a hint suggests treatment only for a patient known to be an adult.
+
+def _durability(ordered: Sequence[Visit], pairs: Sequence[PairComparison]) -> dict[str, dict[str, Durability]]:
+    """Per view with three or more comparable visits: durability, rebound and the best visit.
+
+    Only comparable visits count (the others stay on the chart, marked); a hint suggests treatment only
+    for a patient known to be an adult.
+    """
     ages = [v.age_years for v in ordered if v.age_years is not None]
     age = ages[-1] if ages else None
+    out: dict[str, dict[str, Durability]] = {}
     for view in VIEWS:
         idx = [i for i, v in enumerate(ordered) if v.view == view]
-        if len(idx) < 3:
-            continue
         bad = {p.followup_index for p in pairs if p.view == view and _not_comparable(p)}
         ok = [i for i in idx if i not in bad]
         if len(ok) < 3:
@@ -316,7 +344,7 @@ def compare_visits(
         treat = [i for i in ok if ordered[i].treatment]
         last_t = ordered[treat[-1]] if treat else None
         since = _days(last_t.date, ordered[ok[-1]].date) if last_t is not None else None
-        durability[view] = {
+        out[view] = {
             c: dataclasses.replace(
                 durability_curve(
                     [ordered[i].result.counts.get(c, 0) for i in ok],
@@ -331,23 +359,7 @@ def compare_visits(
             )
             for c in DURABILITY_CLASSES
         }
-    for pair in pairs:
-        comp = pair.comparability
-        if comp is not None and not comp.comparable:
-            why = comp.warnings[0] if comp.warnings else f"comparability {comp.score:.2f}"
-            warnings.append(
-                f"{ordered[pair.followup_index].name} ({pair.view}) is not comparable with its baseline ({why}): "
-                "its change from baseline may be wrong"
-            )
-    return VisitComparison(
-        visits=tuple(ordered),
-        pairs=tuple(pairs),
-        durability=durability,
-        photo_stats=tuple(stats),
-        measures=tuple(measures),
-        warnings=tuple(warnings),
-        responder_threshold_pct=responder_threshold_pct,
-    )
+    return out
 
 
 @dataclass(frozen=True)
