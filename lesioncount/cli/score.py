@@ -51,97 +51,37 @@ def run_score(args: argparse.Namespace) -> int:
     (no model, Dask scheduler unreachable, workers that cannot see the model or photos).
     """
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.table import Table
 
     from lesioncount.batch.manifest import ManifestError, read_manifest
     from lesioncount.batch.run import run_batch
-    from lesioncount.batch.worker import PipelineScorer, Scored
+    from lesioncount.batch.worker import PipelineScorer
 
     console = Console(stderr=True)
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
     try:
         manifest = read_manifest(args.manifest, root=args.root, allow_missing=args.allow_missing)
     except ManifestError as e:
-        console.print(str(e), markup=False, highlight=False, soft_wrap=True)
+        say(str(e))
         return EXIT_BAD_MANIFEST
     for w in manifest.warnings:
-        console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+        say(f"warning: {w}")
     if args.check:
-        from pathlib import Path
-
-        from lesioncount.batch.run import same_content_warnings
-
-        store = Path(args.store) if args.store else Path(args.out) / "results.sqlite"
-        store.parent.mkdir(parents=True, exist_ok=True)
-        with console.status("reading the photos to find copies filed twice..."):
-            copies = same_content_warnings(manifest, store)
-        for w in copies:
-            console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
-        console.print(f"{args.manifest}: {len(manifest)} photos, manifest OK", markup=False, soft_wrap=True)
-        return EXIT_OK
-
-    flag_checks = [
-        (
-            args.threshold is not None and not 0.0 < args.threshold < 1.0,
-            f"--threshold must be between 0 and 1, got {args.threshold}",
-        ),
-        (args.workers is not None and args.workers < 0, f"--workers must be 0 or more, got {args.workers}"),
-        (args.threads is not None and args.threads < 1, f"--threads must be 1 or more, got {args.threads}"),
-    ]
-    for bad, message in flag_checks:
-        if bad:
-            console.print(message, markup=False, soft_wrap=True)
-            return EXIT_CANNOT_RUN
+        return _check_only(args, manifest, console, say)
+    problem = _bad_flag(args)
+    if problem:
+        say(problem)
+        return EXIT_CANNOT_RUN
     try:
         scorer = PipelineScorer.create(
             args.model, int8=args.int8, threshold=args.threshold, max_megapixels=args.max_megapixels
         )
     except FileNotFoundError as e:
-        console.print(f"cannot score: {e}", markup=False, soft_wrap=True)
+        say(f"cannot score: {e}")
         return EXIT_CANNOT_RUN
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[failed]}"),
-        console=console,
-        disable=args.no_progress,
-    )
-    failed = 0
-    hashing = progress.add_task("hashing", total=None, rate="", failed="")
-    scoring = None
-
-    def on_hash(done: int, total: int) -> None:
-        progress.update(hashing, completed=done, total=total)
-
-    def on_start(n: int) -> None:
-        nonlocal scoring
-        scoring = progress.add_task("scoring", total=n, rate="", failed="")
-
-    def on_result(s: Scored) -> None:
-        nonlocal failed
-        assert scoring is not None
-        task = progress.tasks[scoring]
-        failed += s.status != "ok"
-        speed = task.finished_speed or task.speed
-        progress.update(
-            task.id,
-            advance=1,
-            rate=f"{speed * 60:.1f}/min" if speed else "",
-            failed=f"{failed} failed" if failed else "",
-        )
-
+    progress, callbacks = _progress(console, args.no_progress)
     try:
         with progress:
             report = run_batch(
@@ -155,16 +95,101 @@ def run_score(args: argparse.Namespace) -> int:
                 threads=args.threads,
                 force=args.force,
                 lesions=args.lesions,
-                on_hash=on_hash,
-                on_start=on_start,
-                on_result=on_result,
+                **callbacks,
             )
     except (RuntimeError, OSError) as e:  # Dask scheduler unreachable or workers unfit, store not writable
-        console.print(f"cannot score: {e}", markup=False, soft_wrap=True)
+        say(f"cannot score: {e}")
         return EXIT_CANNOT_RUN
-
     for w in report.warnings:
-        console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+        say(f"warning: {w}")
+    console.print(_report_table(args, report))
+    bad = [(o, r) for o, r in zip(report.outcomes, manifest.table.itertuples(), strict=True) if o.status != "ok"]
+    for o, r in bad[:20]:
+        say(f"  row {r.row}: {o.status}: {o.error}")
+    if len(bad) > 20:
+        say(f"  ... and {len(bad) - 20} more (see the status and error columns of photos.csv)")
+    return EXIT_OK if not bad else EXIT_INCOMPLETE
+
+
+def _check_only(args: argparse.Namespace, manifest: Any, console: Any, say: Any) -> int:
+    """``--check``: the manifest's checks, and photos filed under two rows (hashes kept in the store)."""
+    from pathlib import Path
+
+    from lesioncount.batch.run import same_content_warnings
+
+    store = Path(args.store) if args.store else Path(args.out) / "results.sqlite"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with console.status("reading the photos to find copies filed twice..."):
+        copies = same_content_warnings(manifest, store)
+    for w in copies:
+        say(f"warning: {w}")
+    say(f"{args.manifest}: {len(manifest)} photos, manifest OK")
+    return EXIT_OK
+
+
+def _bad_flag(args: argparse.Namespace) -> str | None:
+    """The first flag whose value cannot run, as a message, or None."""
+    checks = [
+        (
+            args.threshold is not None and not 0.0 < args.threshold < 1.0,
+            f"--threshold must be between 0 and 1, got {args.threshold}",
+        ),
+        (args.workers is not None and args.workers < 0, f"--workers must be 0 or more, got {args.workers}"),
+        (args.threads is not None and args.threads < 1, f"--threads must be 1 or more, got {args.threads}"),
+    ]
+    return next((message for bad, message in checks if bad), None)
+
+
+def _progress(console: Any, disable: bool) -> tuple[Any, dict[str, Any]]:
+    """The hashing and scoring bars, and the ``run_batch`` callbacks that drive them (rate, failures)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[failed]}"),
+        console=console,
+        disable=disable,
+    )
+    hashing = progress.add_task("hashing", total=None, rate="", failed="")
+    state: dict[str, Any] = {"scoring": None, "failed": 0}
+
+    def on_hash(done: int, total: int) -> None:
+        progress.update(hashing, completed=done, total=total)
+
+    def on_start(n: int) -> None:
+        state["scoring"] = progress.add_task("scoring", total=n, rate="", failed="")
+
+    def on_result(s: Any) -> None:
+        task = progress.tasks[state["scoring"]]
+        state["failed"] += s.status != "ok"
+        speed = task.finished_speed or task.speed
+        progress.update(
+            task.id,
+            advance=1,
+            rate=f"{speed * 60:.1f}/min" if speed else "",
+            failed=f"{state['failed']} failed" if state["failed"] else "",
+        )
+
+    return progress, {"on_hash": on_hash, "on_start": on_start, "on_result": on_result}
+
+
+def _report_table(args: argparse.Namespace, report: Any) -> Any:
+    """What the run did: counts, throughput, where the tables are."""
+    from rich.table import Table
+
     table = Table(title=f"lesioncount score: {args.manifest}", show_header=False)
     table.add_row("photos in manifest", str(report.n_photos))
     table.add_row("already in the store", str(report.n_already_done))
@@ -179,10 +204,4 @@ def run_score(args: argparse.Namespace) -> int:
     )
     names = "photos,visits,change,summary" + (",lesions" if args.lesions else "")
     table.add_row("tables", f"{args.out}/{{{names}}}.{{csv,parquet}}")
-    console.print(table)
-    bad = [(o, r) for o, r in zip(report.outcomes, manifest.table.itertuples(), strict=True) if o.status != "ok"]
-    for o, r in bad[:20]:
-        console.print(f"  row {r.row}: {o.status}: {o.error}", markup=False, highlight=False, soft_wrap=True)
-    if len(bad) > 20:
-        console.print(f"  ... and {len(bad) - 20} more (see the status and error columns of photos.csv)")
-    return EXIT_OK if not bad else EXIT_INCOMPLETE
+    return table
