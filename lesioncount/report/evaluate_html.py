@@ -220,7 +220,7 @@ def run_facts(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any], worst: Sequence[Overlay]) -> str:
-    """The report page as one HTML string (images inlined)."""
+    """The report page as one HTML string (images inlined): headline, per class, per grade, plots, worst photos."""
     head = metrics["headline"]
     ci = metrics.get("ci95", {})
     names = {
@@ -253,6 +253,17 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
         _table(["metric", "value", "95% CI"], [(names[k], head.get(k), _Raw(_ci(ci, k))) for k in names if k in head])
     )
 
+    parts += _groups_section(metrics)
+    parts += _grades_section(metrics)
+    parts += _plots_section(metrics, plots)
+    parts += _gallery_section(worst)
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _groups_section(metrics: Mapping[str, Any]) -> list[str]:
+    """Detection and count agreement, one row per group."""
+    parts: list[str] = []
     parts.append("<h2>Detection and counts per class</h2>")
     rows: list[tuple[Any, ...]] = []
     for g, m in metrics["groups"].items():
@@ -303,6 +314,12 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
         )
     )
 
+    return parts
+
+
+def _grades_section(metrics: Mapping[str, Any]) -> list[str]:
+    """Detection and counts per reference grade, and grade agreement."""
+    parts: list[str] = []
     parts.append("<h2>Per reference grade</h2>")
     rows = []
     for k, m in metrics["per_grade"].items():
@@ -327,6 +344,12 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
         "</p>"
     )
 
+    return parts
+
+
+def _plots_section(metrics: Mapping[str, Any], plots: Mapping[str, Any]) -> list[str]:
+    """Count scatter, Bland-Altman, precision-recall and grade confusion."""
+    parts: list[str] = []
     parts.append("<h2>Plots</h2><div class='plots'>")
     c_all = metrics["groups"]["all"]["count"]
     imgs = [
@@ -340,7 +363,8 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
     ]
     pr = metrics.get("pr_curve")
     if pr and pr["recall"]:
-        imgs.append(("Precision-recall", plot_pr_curve(pr["recall"], pr["precision"], head.get("ap"))))
+        imgs.append(("Precision-recall", plot_pr_curve(pr["recall"], pr["precision"], metrics["headline"].get("ap"))))
+    gr = metrics["grades"]
     imgs.append(("Hayashi grade confusion", plot_confusion(gr["confusion"], gr["labels"])))
     for cap, uri in imgs:
         parts.append(
@@ -348,6 +372,12 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
         )
     parts.append("</div>")
 
+    return parts
+
+
+def _gallery_section(worst: Sequence[Overlay]) -> list[str]:
+    """The worst photos (largest count error) with their matches drawn."""
+    parts: list[str] = []
     if worst:
         parts.append(
             "<h2>Worst photos (largest count error)</h2><p>Reference lesions: circles at their matching "
@@ -361,8 +391,7 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
                 f"<figcaption>{html.escape(cap)}</figcaption></figure>"
             )
         parts.append("</div>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return parts
 
 
 def write_evaluate_report(
