@@ -267,6 +267,68 @@ def _decode_jpeg(
     return np.ascontiguousarray(a), damaged
 
 
+def _check_canvas(p: Path, w0: int, h0: int, n_bytes: int, max_megapixels: float) -> None:
+    """Refuse, from the header alone, a photo too large, a decompression bomb, a tiny image or a strip."""
+    if w0 * h0 > max_megapixels * 1e6:
+        raise ImageReadError(
+            p,
+            f"{w0}x{h0} is {_format_megapixels(w0 * h0 / 1e6, max_megapixels)} megapixels, over the cap "
+            f"of {max_megapixels:g} (raise --max-megapixels if the photo is genuine)",
+        )
+    if w0 * h0 > BOMB_MIN_PIXELS and n_bytes * BOMB_PIXELS_PER_BYTE < w0 * h0:
+        raise ImageReadError(
+            p,
+            f"decompression bomb: {n_bytes / 1e3:.0f} kB claim a canvas of {w0 * h0 / 1e6:.0f} megapixels ({w0}x{h0})",
+        )
+    if min(w0, h0) < MIN_SIDE_PX:
+        raise ImageReadError(p, f"{w0}x{h0} is too small (need at least {MIN_SIDE_PX} px a side)")
+    if max(w0, h0) > MAX_ASPECT_RATIO * min(w0, h0):
+        raise ImageReadError(
+            p,
+            f"{w0}x{h0} is a strip ({max(w0, h0) / min(w0, h0):.0f}:1), not a face photo "
+            f"(the limit is {MAX_ASPECT_RATIO:g}:1)",
+        )
+
+
+def _frames_note(im: Image.Image) -> list[str]:
+    """A note when the file holds more than one image (only the first is counted)."""
+    n_frames = int(getattr(im, "n_frames", 1))
+    if n_frames <= 1:
+        return []
+    kind = {"MPO": "multi-picture (MPO) file", "TIFF": "multi-page TIFF"}.get(
+        im.format or "", f"animated {im.format}" if getattr(im, "is_animated", False) else "file"
+    )
+    return [f"{kind} with {n_frames} images: only the first was counted"]
+
+
+def _decode(
+    im: Image.Image, data: bytes, factor: int, gray: bool
+) -> tuple[npt.NDArray[np.uint8], str | None, list[str]]:
+    """The pixels as a viewer shows them (EXIF orientation applied once), the damage report and notes.
+
+    Baseline JPEGs go through libjpeg-turbo (strict, at 1/``factor``); CMYK JPEGs and other formats
+    through Pillow, a CMYK JPEG's scan data still checked.
+    """
+    w0, h0 = im.size
+    notes: list[str] = []
+    damaged = None
+    decoded = None
+    if im.format in ("JPEG", "MPO"):
+        simple = im.mode in ("RGB", "L")
+        decoded, damaged = _decode_jpeg(data, w0, h0, factor if simple else 8, gray)
+        if not simple:
+            decoded = None  # CMYK or YCCK: Pillow converts; the check above still ran
+            notes.append(f"{im.mode} JPEG converted to RGB without its colour profile")
+        if decoded is None and factor > 1:
+            im.draft("RGB", (w0 // factor, h0 // factor))
+    if decoded is not None:
+        return _orient_array(decoded, int(im.getexif().get(0x0112, 1) or 1)), damaged, notes
+    # Damaged JPEGs come here too: Pillow still refuses a truncated file.
+    im.load()
+    # Pillow applies a TIFF's orientation while reading; exif_transpose then does nothing.
+    return _to_rgb8(ImageOps.exif_transpose(im)), damaged, notes
+
+
 def load_image(
     path: str | os.PathLike[str],
     *,
@@ -319,51 +381,12 @@ def load_image(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(_bytes_io.BytesIO(data)) as im:
                 w0, h0 = im.size
-                if w0 * h0 > limit:
-                    raise ImageReadError(
-                        p,
-                        f"{w0}x{h0} is {_format_megapixels(w0 * h0 / 1e6, max_megapixels)} megapixels, over the cap "
-                        f"of {max_megapixels:g} (raise --max-megapixels if the photo is genuine)",
-                    )
-                if w0 * h0 > BOMB_MIN_PIXELS and len(data) * BOMB_PIXELS_PER_BYTE < w0 * h0:
-                    raise ImageReadError(
-                        p,
-                        f"decompression bomb: {len(data) / 1e3:.0f} kB claim a canvas of "
-                        f"{w0 * h0 / 1e6:.0f} megapixels ({w0}x{h0})",
-                    )
-                if min(w0, h0) < MIN_SIDE_PX:
-                    raise ImageReadError(p, f"{w0}x{h0} is too small (need at least {MIN_SIDE_PX} px a side)")
-                if max(w0, h0) > MAX_ASPECT_RATIO * min(w0, h0):
-                    raise ImageReadError(
-                        p,
-                        f"{w0}x{h0} is a strip ({max(w0, h0) / min(w0, h0):.0f}:1), not a face photo "
-                        f"(the limit is {MAX_ASPECT_RATIO:g}:1)",
-                    )
-                n_frames = int(getattr(im, "n_frames", 1))
-                if n_frames > 1:
-                    kind = {"MPO": "multi-picture (MPO) file", "TIFF": "multi-page TIFF"}.get(
-                        im.format or "", f"animated {im.format}" if getattr(im, "is_animated", False) else "file"
-                    )
-                    notes.append(f"{kind} with {n_frames} images: only the first was counted")
+                _check_canvas(p, w0, h0, len(data), max_megapixels)
+                notes += _frames_note(im)
                 gray = im.mode in _GRAY_MODES
-                orientation = int(im.getexif().get(0x0112, 1) or 1)
-                decoded = None
-                if im.format in ("JPEG", "MPO"):
-                    factor = _draft_factor(min(w0, h0), min_short_side_px, min_decode_scale)
-                    simple = im.mode in ("RGB", "L")
-                    decoded, damaged = _decode_jpeg(data, w0, h0, factor if simple else 8, gray)
-                    if not simple:
-                        decoded = None  # CMYK or YCCK: Pillow converts; the check above still ran
-                        notes.append(f"{im.mode} JPEG converted to RGB without its colour profile")
-                    if decoded is None and factor > 1:
-                        im.draft("RGB", (w0 // factor, h0 // factor))
-                if decoded is not None:
-                    image = _orient_array(decoded, orientation)
-                else:
-                    # Damaged JPEGs come here too: Pillow still refuses a truncated file.
-                    im.load()
-                    # Pillow applies a TIFF's orientation while reading; exif_transpose then does nothing.
-                    image = _to_rgb8(ImageOps.exif_transpose(im))
+                factor = _draft_factor(min(w0, h0), min_short_side_px, min_decode_scale)
+                image, damaged, more = _decode(im, data, factor, gray)
+                notes += more
     except ImageReadError:
         raise
     except Image.DecompressionBombError as e:
