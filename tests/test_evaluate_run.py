@@ -414,3 +414,27 @@ def test_point_labels_get_no_box_metrics(tmp_path: Path) -> None:
     m = evaluate_predictions(load_labels(tmp_path / "points.json"), pred, FAST).metrics
     assert m["groups"]["all"]["detection"]["tp"] == 1
     assert "box" not in m["groups"]["all"]["detection"] and math.isnan(m["headline"]["box_ap50"])
+
+
+def test_tolerance_sweep_ar_and_best_f1_known_answer(tmp_path: Path) -> None:
+    """Four references (radius 10) and predictions 3, 7, 12 and 18 px away, plus one far false positive."""
+    refs = tuple(_ref("inflammatory", x, y, r=10) for x, y in ((100, 100), (300, 100), (100, 300), (300, 300)))
+    labels = [ImageAnnotation("a.jpg", 640, 640, refs)]
+    preds = [
+        _les("inflammatory", 103, 100, 0.9),
+        _les("inflammatory", 307, 100, 0.8),
+        _les("inflammatory", 112, 300, 0.7),
+        _les("inflammatory", 318, 300, 0.6),
+        _les("inflammatory", 500, 500, 0.5),
+    ]
+    _write_prediction(tmp_path / "pred" / "a.json", "a.jpg", preds)
+    m = evaluate_predictions(labels, tmp_path / "pred", FAST).metrics
+    d = m["groups"]["all"]["detection"]
+    # Tolerances 5, 7.5, 10, 12.5, 15, 17.5, 20 px: 1, 2, 2, 3, 3, 3, 4 hits, each in score order.
+    expected = [0.25, 0.5, 0.5, 0.75, 0.75, 0.75, 1.0]
+    assert [row["ap"] for row in d["sweep"]] == pytest.approx(expected)
+    assert [row["recall"] for row in d["sweep"]] == pytest.approx(expected)
+    assert d["ap_sweep"] == pytest.approx(4.5 / 7) and d["ap_strict"] == pytest.approx(0.25)
+    assert d["ar"] == pytest.approx(4.5 / 7) and m["headline"]["ap_sweep"] == pytest.approx(4.5 / 7)
+    # At the default tolerance: .9 and .8 hit; the best F1 keeps exactly those two (P 1, R 0.5).
+    assert m["best_f1"] == pytest.approx({"threshold": 0.8, "f1": 2 / 3, "precision": 1.0, "recall": 0.5})

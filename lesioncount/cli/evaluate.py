@@ -199,7 +199,7 @@ def headline_table(metrics: dict[str, Any]) -> Any:
     t.add_column("95% CI", justify="right")
     ci = metrics.get("ci95", {})
     for k, v in metrics["headline"].items():
-        if k in ("ap", "box_ap50") and not metrics.get("scored"):
+        if k in ("ap", "ap_sweep", "ap_strict", "ar", "box_ap50") and not metrics.get("scored"):
             continue
         lo, hi = ci.get(k, (None, None))
         t.add_row(k, _fmt(v), f"{_fmt(lo)} – {_fmt(hi)}" if lo is not None else "–")

@@ -193,6 +193,8 @@ class GroupEval:
     ap_tp: BoolArray
     box_tp: int | None = None
     box_ap_tp: BoolArray | None = None
+    #: (len(TOLERANCE_SWEEP), n_pred): AP true positives at each tolerance of the sweep.
+    sweep_tp: BoolArray | None = None
 
     @property
     def fp(self) -> int:
@@ -237,6 +239,11 @@ class Overlay:
     n_ref: int
 
 
+#: Tolerance factors of the sweep (the point analogue of COCO's IoU 0.50:0.95): 0.5 to 2 times the
+#: reference's tolerance (its radius, and the floor), in steps of 0.25.
+TOLERANCE_SWEEP: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+
+
 def group_masks(pred: LesionSet, ref: LesionSet, cfg: EvalConfig) -> dict[str, tuple[BoolArray, BoolArray]]:
     """Which lesions of each side belong to each group: ``all`` and (unless class-agnostic) each class."""
     pc, rc = np.array(pred.cls, dtype=object), np.array(ref.cls, dtype=object)
@@ -261,9 +268,20 @@ def _evaluate_group(
     pi, ri, _ = match_centres(pred.xy, ref.xy, tol)
     pm, rm = np.zeros(len(pred), bool), np.zeros(len(ref), bool)
     pm[pi], rm[ri] = True, True
+    sweep = np.zeros((len(TOLERANCE_SWEEP), len(pred)), bool)
     if len(pred) and len(ref):
         d = np.hypot(pred.xy[:, None, 0] - ref.xy[None, :, 0], pred.xy[:, None, 1] - ref.xy[None, :, 1])
         ap_tp = greedy_match_by_score(pred.score, d <= tol[None, :], -d)
+        for k, f in enumerate(TOLERANCE_SWEEP):
+            # The whole tolerance scales, its floor too: at half the radius, half the floor.
+            tk = reference_tolerance_px(
+                ref.radius,
+                ref.wh,
+                mode=cfg.tolerance_mode,  # type: ignore[arg-type]
+                scale=cfg.tolerance_scale * f,
+                min_px=cfg.min_tolerance_px * f,
+            )
+            sweep[k] = greedy_match_by_score(pred.score, d <= tk[None, :], -d)
     else:
         ap_tp = np.zeros(len(pred), bool)
     box_tp, box_ap_tp = None, None
@@ -274,7 +292,7 @@ def _evaluate_group(
         box_ap_tp = (
             greedy_match_by_score(pred.score, iou >= cfg.iou_threshold, iou) if iou.size else np.zeros(len(pred), bool)
         )
-    g = GroupEval(len(pred), len(ref), len(pi), pred.score.copy(), ap_tp, box_tp, box_ap_tp)
+    g = GroupEval(len(pred), len(ref), len(pi), pred.score.copy(), ap_tp, box_tp, box_ap_tp, sweep)
     return g, pm, rm, tol
 
 

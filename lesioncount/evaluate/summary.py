@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lesioncount.count import HAYASHI_LABELS
-from lesioncount.evaluate.image_eval import ALL, EvalConfig, ImageEval, concat_scores
+from lesioncount.evaluate.image_eval import ALL, TOLERANCE_SWEEP, EvalConfig, ImageEval, concat_scores
 from lesioncount.evaluate.metrics import (
     average_precision,
     bootstrap_ci,
@@ -101,6 +101,7 @@ def _detection(records: Sequence[ImageEval], group: str, scored: bool) -> dict[s
     if scored:
         s, t, _ = concat_scores(records, group)
         out["ap"] = average_precision(s, t, n_ref)
+        out |= _sweep(records, group, n_ref)
     if _has_boxes(records, group):
         btp = sum(int(r.groups[group].box_tp or 0) for r in records)
         box: dict[str, Any] = {
@@ -114,6 +115,44 @@ def _detection(records: Sequence[ImageEval], group: str, scored: bool) -> dict[s
             box["ap50"] = average_precision(s, t, n_ref)
         out["box"] = box
     return out
+
+
+def _sweep(records: Sequence[ImageEval], group: str, n_ref: int) -> dict[str, Any]:
+    """AP and recall over the tolerance sweep (``TOLERANCE_SWEEP``): the point analogue of COCO's AP and AR.
+
+    ``ap_sweep`` is the mean AP over the tolerances (as COCO's AP is the mean over IoU 0.50:0.95),
+    ``ap_strict`` the AP at half the tolerance, ``ar`` the mean over the tolerances of the recall with every
+    prediction kept; ``sweep`` lists AP and recall per tolerance factor.
+    """
+    scores = [r.groups[group].scores for r in records]
+    flags = [r.groups[group].sweep_tp for r in records]
+    if not records or any(f is None for f in flags):
+        return {}
+    s = np.concatenate(scores) if scores else np.zeros(0)
+    rows = []
+    for k, factor in enumerate(TOLERANCE_SWEEP):
+        t = np.concatenate([f[k] for f in flags if f is not None]) if s.size else np.zeros(0, bool)
+        recall = float(t.sum() / n_ref) if n_ref else NAN
+        rows.append({"factor": factor, "ap": average_precision(s, t, n_ref), "recall": recall})
+    finite = lambda key: [r[key] for r in rows if np.isfinite(r[key])]  # noqa: E731
+    return {
+        "ap_sweep": float(np.mean(finite("ap"))) if finite("ap") else NAN,
+        "ap_strict": rows[0]["ap"],
+        "ar": float(np.mean(finite("recall"))) if finite("recall") else NAN,
+        "sweep": rows,
+    }
+
+
+def best_f1(records: Sequence[ImageEval]) -> dict[str, float] | None:
+    """The score threshold with the best F1 (all lesions as one class), with its precision and recall."""
+    s, t, _ = concat_scores(records, ALL)
+    n_ref = sum(r.groups[ALL].n_ref for r in records)
+    if not len(s) or not n_ref:
+        return None
+    r, p, thr = precision_recall_curve(s, t, n_ref)
+    f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
+    k = int(np.argmax(f1))
+    return {"threshold": float(thr[k]), "f1": float(f1[k]), "precision": float(p[k]), "recall": float(r[k])}
 
 
 def _pr_curve(records: Sequence[ImageEval]) -> dict[str, list[float]]:
@@ -225,6 +264,9 @@ def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
         "recall": d_all["recall"],
         "f1": d_all["f1"],
         "ap": d_all.get("ap", NAN),
+        "ap_sweep": d_all.get("ap_sweep", NAN),
+        "ap_strict": d_all.get("ap_strict", NAN),
+        "ar": d_all.get("ar", NAN),
         "box_ap50": d_all.get("box", {}).get("ap50", NAN) if "box" in d_all else NAN,
         "count_mae": c_all["mae"],
         "count_pearson_r": c_all["pearson_r"],
@@ -234,4 +276,5 @@ def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
     }
     out["ci95"] = _bootstrap(records, groups, cfg, scored) if n else {}
     out["pr_curve"] = _pr_curve(records) if scored and n else None
+    out["best_f1"] = best_f1(records) if scored and n else None
     return out

@@ -210,6 +210,12 @@ def run_facts(metrics: Mapping[str, Any]) -> list[str]:
             f"model {m.get('name')} {m.get('version')} (sha256 {str(m.get('sha256'))[:12]}...) at {at}; "
             f"{m.get('n_images')} photos"
         )
+    bf = metrics.get("best_f1")
+    if bf:
+        lines.append(
+            f"best F1 {bf['f1']:.3f} at score threshold {bf['threshold']:.3f} "
+            f"(precision {bf['precision']:.3f}, recall {bf['recall']:.3f}; all lesions as one class)"
+        )
     if metrics.get("averaging"):
         lines.append(f"averaging: {metrics['averaging']}")
     if metrics.get("grades"):
@@ -228,6 +234,9 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
         "recall": "Recall",
         "f1": "F1",
         "ap": "AP, centre matching (all lesions as one class)",
+        "ap_sweep": "AP over tolerances 0.5-2x (the point analogue of AP50-95)",
+        "ap_strict": "AP at half the tolerance",
+        "ar": "AR, recall over tolerances 0.5-2x",
         "box_ap50": "AP@0.5 IoU, boxes (all lesions as one class)",
         "count_mae": "Count MAE",
         "count_pearson_r": "Count Pearson r",
