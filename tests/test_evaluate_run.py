@@ -120,6 +120,9 @@ def test_outputs_are_written_and_valid(dataset: tuple[Path, Path], tmp_path: Pat
     assert rows[0]["tp_all"] == "2" and rows[0]["fp_all"] == "1" and rows[1]["ref_all"] == "0"
     html = paths["report"].read_text()
     assert html.count("<img") >= 5 and "Bland-Altman" in html and "Worst photos" in html
+    assert "at least 8 px" in html and "8.000 px" not in html  # settings as written, not as metrics
+    assert html.count("<div class=wide><table>") == html.count("<table>")  # wide tables scroll in the page
+    assert "model test 0 (sha256 000000000000...)" in html
 
 
 def test_prediction_in_a_larger_frame_is_rescaled(tmp_path: Path) -> None:

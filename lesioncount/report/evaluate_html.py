@@ -33,9 +33,16 @@ table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;paddin
 th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
 .plots{display:flex;flex-wrap:wrap;gap:1rem}.plots figure{margin:0}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:1rem}
-.gallery figure{margin:0}.gallery img{width:100%}figcaption{font-size:.85rem;color:#555}
+.gallery figure{margin:0;min-width:0}.gallery img{width:100%;display:block}
+figcaption{font-size:.85rem;color:#555;overflow-wrap:anywhere;line-height:1.3;margin-top:.25rem}
+.wide{overflow-x:auto;max-width:100%}.wide table{font-size:.85rem}.wide td,.wide th{padding:.2rem .4rem}
 .note{color:#8a5a00}code{background:#f4f4f4;padding:0 .2rem}
 """
+
+
+def _num(v: Any) -> str:
+    """A setting as written (8, 0.5, 1.25), not with a metric's three decimals."""
+    return f"{v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else _fmt(v)
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -172,7 +179,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else _fmt(c)}</td>" for c in r) + "</tr>" for r in rows
     )
-    return f"<table><tr>{th}</tr>{body}</table>"
+    # Wide tables scroll inside the page instead of running past it.
+    return f"<div class=wide><table><tr>{th}</tr>{body}</table></div>"
 
 
 class _Raw(str):
@@ -251,8 +259,8 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
     cfg = metrics.get("config", {})
     parts.append(
         f"<p>{_fmt(metrics['n_images'])} photos, mode <code>{_fmt(metrics.get('mode'))}</code>. Centre matching within "
-        f"the reference {_fmt(cfg.get('tolerance_mode'))} x {_fmt(cfg.get('tolerance_scale'))}, at least "
-        f"{_fmt(cfg.get('min_tolerance_px'))} px; box matching at IoU &ge; {_fmt(cfg.get('iou_threshold'))}. "
+        f"the reference {_fmt(cfg.get('tolerance_mode'))} x {_num(cfg.get('tolerance_scale'))}, at least "
+        f"{_num(cfg.get('min_tolerance_px'))} px; box matching at IoU &ge; {_num(cfg.get('iou_threshold'))}. "
         "Intervals: 95% bootstrap over photos.</p>"
     )
     for line in run_facts(metrics):
