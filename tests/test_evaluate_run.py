@@ -441,3 +441,17 @@ def test_tolerance_sweep_ar_and_best_f1_known_answer(tmp_path: Path) -> None:
     assert d["ar"] == pytest.approx(4.5 / 7) and m["headline"]["ap_sweep"] == pytest.approx(4.5 / 7)
     # At the default tolerance: .9 and .8 hit; the best F1 keeps exactly those two (P 1, R 0.5).
     assert m["best_f1"] == pytest.approx({"threshold": 0.8, "f1": 2 / 3, "precision": 1.0, "recall": 0.5})
+
+
+def test_class_confusion_with_background_known_answer(dataset: tuple[Path, Path]) -> None:
+    coco, pred = dataset
+    m = evaluate_predictions(load_labels(coco), pred, FAST).metrics
+    cc = m["class_confusion"]
+    assert cc["labels"] == ["comedone", "inflammatory", "background"]
+    at = lambda ref, got: cc["matrix"][cc["labels"].index(ref)][cc["labels"].index(got)]  # noqa: E731
+    # a.jpg: inflammatory found as inflammatory, comedone as comedone, one inflammatory missed and one
+    # false inflammatory far away; c.jpg: an inflammatory reference matched by a comedone prediction.
+    assert at("inflammatory", "inflammatory") == 1 and at("comedone", "comedone") == 1
+    assert at("inflammatory", "comedone") == 1
+    assert at("inflammatory", "background") == 1 and at("background", "inflammatory") == 1
+    assert sum(map(sum, cc["matrix"])) == 5

@@ -28,6 +28,7 @@ from lesioncount.types import CLASSES, Lesion
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.intp]
 
 #: Name of the class-agnostic group.
 ALL = "all"
@@ -215,6 +216,9 @@ class ImageEval:
     pred_grade: int
     groups: dict[str, GroupEval]
     scored: bool = True
+    #: (reference class, predicted class) -> lesions, from the class-agnostic matching; ``background``
+    #: stands for no lesion (a missed reference, or a prediction with no reference).
+    confusion: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def count_error(self) -> int:
@@ -244,6 +248,28 @@ class Overlay:
 TOLERANCE_SWEEP: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 
 
+BACKGROUND = "background"
+
+
+def class_confusion(
+    pred_cls: Sequence[str], ref_cls: Sequence[str], pred_idx: IntArray, ref_idx: IntArray
+) -> dict[tuple[str, str], int]:
+    """(reference class, predicted class) -> count over matched pairs, missed references and unmatched
+    predictions (``background`` on the empty side)."""
+    out: dict[tuple[str, str], int] = {}
+
+    def add(key: tuple[str, str]) -> None:
+        out[key] = out.get(key, 0) + 1
+
+    for i, j in zip(pred_idx, ref_idx, strict=True):
+        add((ref_cls[j], pred_cls[i]))
+    for j in sorted(set(range(len(ref_cls))) - {int(j) for j in ref_idx}):
+        add((ref_cls[j], BACKGROUND))
+    for i in sorted(set(range(len(pred_cls))) - {int(i) for i in pred_idx}):
+        add((BACKGROUND, pred_cls[i]))
+    return out
+
+
 def group_masks(pred: LesionSet, ref: LesionSet, cfg: EvalConfig) -> dict[str, tuple[BoolArray, BoolArray]]:
     """Which lesions of each side belong to each group: ``all`` and (unless class-agnostic) each class."""
     pc, rc = np.array(pred.cls, dtype=object), np.array(ref.cls, dtype=object)
@@ -257,7 +283,7 @@ def group_masks(pred: LesionSet, ref: LesionSet, cfg: EvalConfig) -> dict[str, t
 
 def _evaluate_group(
     pred: LesionSet, ref: LesionSet, cfg: EvalConfig
-) -> tuple[GroupEval, BoolArray, BoolArray, FloatArray]:
+) -> tuple[GroupEval, BoolArray, BoolArray, FloatArray, tuple[IntArray, IntArray]]:
     tol = reference_tolerance_px(
         ref.radius,
         ref.wh,
@@ -293,7 +319,7 @@ def _evaluate_group(
             greedy_match_by_score(pred.score, iou >= cfg.iou_threshold, iou) if iou.size else np.zeros(len(pred), bool)
         )
     g = GroupEval(len(pred), len(ref), len(pi), pred.score.copy(), ap_tp, box_tp, box_ap_tp, sweep)
-    return g, pm, rm, tol
+    return g, pm, rm, tol, (pi, ri)
 
 
 def evaluate_image(
@@ -324,12 +350,14 @@ def evaluate_image(
     """
     groups: dict[str, GroupEval] = {}
     overlay = None
+    confusion: dict[tuple[str, str], int] = {}
     for name, (pk, rk) in group_masks(pred, ref, cfg).items():
         p_sub, r_sub = pred.select(pk), ref.select(rk)
-        g, pm, rm, tol = _evaluate_group(p_sub, r_sub, cfg)
+        g, pm, rm, tol, (pi, ri) = _evaluate_group(p_sub, r_sub, cfg)
         groups[name] = g
         if name == ALL:
             overlay = Overlay(file_name, photo, width, height, p_sub, r_sub, pm, rm, tol, g.n_pred, g.n_ref)
+            confusion = class_confusion(p_sub.cls, r_sub.cls, pi, ri)
     assert overlay is not None
     n_ref = groups[ALL].n_ref
     if cfg.grade_from == "counts" or label_grade is None:
@@ -343,7 +371,7 @@ def evaluate_image(
         if not 0 <= int(label_grade) <= 3:
             raise EvaluateError(f"{file_name}: Hayashi grade {label_grade!r} outside 0..3")
         ref_grade, source = int(label_grade), "labels"
-    rec = ImageEval(file_name, ref_grade, source, hayashi_grade(groups[ALL].n_pred), groups, pred.scored)
+    rec = ImageEval(file_name, ref_grade, source, hayashi_grade(groups[ALL].n_pred), groups, pred.scored, confusion)
     return rec, overlay
 
 

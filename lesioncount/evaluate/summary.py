@@ -13,7 +13,14 @@ import numpy as np
 import numpy.typing as npt
 
 from lesioncount.count import HAYASHI_LABELS
-from lesioncount.evaluate.image_eval import ALL, TOLERANCE_SWEEP, EvalConfig, ImageEval, concat_scores
+from lesioncount.evaluate.image_eval import (
+    ALL,
+    BACKGROUND,
+    TOLERANCE_SWEEP,
+    EvalConfig,
+    ImageEval,
+    concat_scores,
+)
 from lesioncount.evaluate.metrics import (
     average_precision,
     bootstrap_ci,
@@ -141,6 +148,18 @@ def _sweep(records: Sequence[ImageEval], group: str, n_ref: int) -> dict[str, An
         "ar": float(np.mean(finite("recall"))) if finite("recall") else NAN,
         "sweep": rows,
     }
+
+
+def class_confusion_table(records: Sequence[ImageEval]) -> dict[str, Any]:
+    """The class confusion matrix with background, summed over photos: rows reference, columns predicted."""
+    total: dict[tuple[str, str], int] = {}
+    for r in records:
+        for key, v in r.confusion.items():
+            total[key] = total.get(key, 0) + v
+    names = sorted({k for pair in total for k in pair} - {BACKGROUND})
+    labels = [*names, BACKGROUND]
+    matrix = [[total.get((a, b), 0) for b in labels] for a in labels]
+    return {"labels": labels, "matrix": matrix, "rows": "reference", "columns": "predicted"}
 
 
 def best_f1(records: Sequence[ImageEval]) -> dict[str, float] | None:
@@ -277,4 +296,5 @@ def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
     out["ci95"] = _bootstrap(records, groups, cfg, scored) if n else {}
     out["pr_curve"] = _pr_curve(records) if scored and n else None
     out["best_f1"] = best_f1(records) if scored and n else None
+    out["class_confusion"] = class_confusion_table(records)
     return out

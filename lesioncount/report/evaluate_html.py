@@ -272,6 +272,7 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
 
     parts += _groups_section(metrics)
     parts += _grades_section(metrics)
+    parts += _confusion_section(metrics)
     parts += _plots_section(metrics, plots)
     parts += _gallery_section(worst)
     parts.append("</body></html>")
@@ -362,6 +363,20 @@ def _grades_section(metrics: Mapping[str, Any]) -> list[str]:
     )
 
     return parts
+
+
+def _confusion_section(metrics: Mapping[str, Any]) -> list[str]:
+    """The class confusion matrix with background (class-agnostic matching; rows reference)."""
+    cc = metrics.get("class_confusion")
+    if not cc or len(cc["labels"]) < 2:
+        return []
+    rows = [(f"reference {a}", *row) for a, row in zip(cc["labels"], cc["matrix"], strict=True)]
+    return [
+        "<h2>Class confusion (with background)</h2>",
+        "<p>Lesions matched whatever their class; a missed reference is predicted <i>background</i>, a "
+        "prediction with no reference is <i>background</i> in the reference.</p>",
+        _table(["", *(f"predicted {b}" for b in cc["labels"])], rows),
+    ]
 
 
 def _plots_section(metrics: Mapping[str, Any], plots: Mapping[str, Any]) -> list[str]:
