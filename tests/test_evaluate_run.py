@@ -455,3 +455,12 @@ def test_class_confusion_with_background_known_answer(dataset: tuple[Path, Path]
     assert at("inflammatory", "comedone") == 1
     assert at("inflammatory", "background") == 1 and at("background", "inflammatory") == 1
     assert sum(map(sum, cc["matrix"])) == 5
+
+
+def test_recall_by_lesion_size_known_answer(dataset: tuple[Path, Path]) -> None:
+    coco, pred = dataset
+    rows = {r["size"]: r for r in evaluate_predictions(load_labels(coco), pred, FAST).metrics["by_size"]}
+    # Radius 10 references: 3 (two found); the radius-4 one of c.jpg: found (class-agnostic, 7 px < 8 px floor).
+    assert (rows["large (>= 8 px)"]["n_ref"], rows["large (>= 8 px)"]["found"]) == (3, 2)
+    assert (rows["medium (4-8 px)"]["n_ref"], rows["medium (4-8 px)"]["recall"]) == (1, 1.0)
+    assert rows["small (radius < 4 px)"]["n_ref"] == 0 and math.isnan(rows["small (radius < 4 px)"]["recall"])

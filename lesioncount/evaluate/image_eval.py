@@ -219,6 +219,8 @@ class ImageEval:
     #: (reference class, predicted class) -> lesions, from the class-agnostic matching; ``background``
     #: stands for no lesion (a missed reference, or a prediction with no reference).
     confusion: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: per reference size bin (``SIZE_BINS``): (reference lesions, of them found), class-agnostic.
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def count_error(self) -> int:
@@ -249,6 +251,21 @@ TOLERANCE_SWEEP: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 
 
 BACKGROUND = "background"
+#: Reference lesion sizes, by radius in label pixels (ACNE04 frames: lesions are about 2-12 px across).
+SIZE_BINS: tuple[tuple[str, float, float], ...] = (
+    ("small (radius < 4 px)", 0.0, 4.0),
+    ("medium (4-8 px)", 4.0, 8.0),
+    ("large (>= 8 px)", 8.0, float("inf")),
+)
+
+
+def size_hits(radius: FloatArray, found: BoolArray) -> dict[str, tuple[int, int]]:
+    """Per size bin: how many reference lesions it holds, and how many of them were found."""
+    return {
+        name: (int(sel.sum()), int((sel & found).sum()))
+        for name, lo, hi in SIZE_BINS
+        for sel in [(radius >= lo) & (radius < hi)]
+    }
 
 
 def class_confusion(
@@ -351,6 +368,7 @@ def evaluate_image(
     groups: dict[str, GroupEval] = {}
     overlay = None
     confusion: dict[tuple[str, str], int] = {}
+    sizes: dict[str, tuple[int, int]] = {}
     for name, (pk, rk) in group_masks(pred, ref, cfg).items():
         p_sub, r_sub = pred.select(pk), ref.select(rk)
         g, pm, rm, tol, (pi, ri) = _evaluate_group(p_sub, r_sub, cfg)
@@ -358,6 +376,7 @@ def evaluate_image(
         if name == ALL:
             overlay = Overlay(file_name, photo, width, height, p_sub, r_sub, pm, rm, tol, g.n_pred, g.n_ref)
             confusion = class_confusion(p_sub.cls, r_sub.cls, pi, ri)
+            sizes = size_hits(r_sub.radius, rm)
     assert overlay is not None
     n_ref = groups[ALL].n_ref
     if cfg.grade_from == "counts" or label_grade is None:
@@ -371,7 +390,9 @@ def evaluate_image(
         if not 0 <= int(label_grade) <= 3:
             raise EvaluateError(f"{file_name}: Hayashi grade {label_grade!r} outside 0..3")
         ref_grade, source = int(label_grade), "labels"
-    rec = ImageEval(file_name, ref_grade, source, hayashi_grade(groups[ALL].n_pred), groups, pred.scored, confusion)
+    rec = ImageEval(
+        file_name, ref_grade, source, hayashi_grade(groups[ALL].n_pred), groups, pred.scored, confusion, sizes
+    )
     return rec, overlay
 
 

@@ -16,6 +16,7 @@ from lesioncount.count import HAYASHI_LABELS
 from lesioncount.evaluate.image_eval import (
     ALL,
     BACKGROUND,
+    SIZE_BINS,
     TOLERANCE_SWEEP,
     EvalConfig,
     ImageEval,
@@ -148,6 +149,16 @@ def _sweep(records: Sequence[ImageEval], group: str, n_ref: int) -> dict[str, An
         "ar": float(np.mean(finite("recall"))) if finite("recall") else NAN,
         "sweep": rows,
     }
+
+
+def by_size(records: Sequence[ImageEval]) -> list[dict[str, Any]]:
+    """Recall per reference size bin (class-agnostic): which lesion sizes the model finds."""
+    rows = []
+    for name, _, _ in SIZE_BINS:
+        n = sum(r.sizes.get(name, (0, 0))[0] for r in records)
+        hit = sum(r.sizes.get(name, (0, 0))[1] for r in records)
+        rows.append({"size": name, "n_ref": n, "found": hit, "recall": hit / n if n else NAN})
+    return rows
 
 
 def class_confusion_table(records: Sequence[ImageEval]) -> dict[str, Any]:
@@ -297,4 +308,5 @@ def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
     out["pr_curve"] = _pr_curve(records) if scored and n else None
     out["best_f1"] = best_f1(records) if scored and n else None
     out["class_confusion"] = class_confusion_table(records)
+    out["by_size"] = by_size(records)
     return out

@@ -366,17 +366,22 @@ def _grades_section(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def _confusion_section(metrics: Mapping[str, Any]) -> list[str]:
-    """The class confusion matrix with background (class-agnostic matching; rows reference)."""
+    """Recall by reference lesion size, and the class confusion matrix with background (class-agnostic
+    matching; rows reference)."""
+    parts: list[str] = []
+    size_rows = [(r["size"], r["n_ref"], r["found"], r["recall"]) for r in metrics.get("by_size") or [] if r["n_ref"]]
+    if size_rows:
+        parts += ["<h2>Recall by lesion size</h2>", _table(["reference size", "lesions", "found", "recall"], size_rows)]
     cc = metrics.get("class_confusion")
-    if not cc or len(cc["labels"]) < 2:
-        return []
-    rows = [(f"reference {a}", *row) for a, row in zip(cc["labels"], cc["matrix"], strict=True)]
-    return [
-        "<h2>Class confusion (with background)</h2>",
-        "<p>Lesions matched whatever their class; a missed reference is predicted <i>background</i>, a "
-        "prediction with no reference is <i>background</i> in the reference.</p>",
-        _table(["", *(f"predicted {b}" for b in cc["labels"])], rows),
-    ]
+    if cc and len(cc["labels"]) >= 2:
+        rows = [(f"reference {a}", *row) for a, row in zip(cc["labels"], cc["matrix"], strict=True)]
+        parts += [
+            "<h2>Class confusion (with background)</h2>",
+            "<p>Lesions matched whatever their class; a missed reference is predicted <i>background</i>, a "
+            "prediction with no reference is <i>background</i> in the reference.</p>",
+            _table(["", *(f"predicted {b}" for b in cc["labels"])], rows),
+        ]
+    return parts
 
 
 def _plots_section(metrics: Mapping[str, Any], plots: Mapping[str, Any]) -> list[str]:
