@@ -464,3 +464,16 @@ def test_recall_by_lesion_size_known_answer(dataset: tuple[Path, Path]) -> None:
     assert (rows["large (>= 8 px)"]["n_ref"], rows["large (>= 8 px)"]["found"]) == (3, 2)
     assert (rows["medium (4-8 px)"]["n_ref"], rows["medium (4-8 px)"]["recall"]) == (1, 1.0)
     assert rows["small (radius < 4 px)"]["n_ref"] == 0 and math.isnan(rows["small (radius < 4 px)"]["recall"])
+
+
+def test_speed_line_from_the_counts_timings(tmp_path: Path) -> None:
+    labels = [ImageAnnotation(f"{i}.jpg", 640, 640, (_ref("inflammatory", 100, 100),)) for i in range(3)]
+    for i, ms in enumerate((100, 200, 600)):
+        path = tmp_path / "pred" / f"{i}.json"
+        _write_prediction(path, f"{i}.jpg", [_les("inflammatory", 100, 100, 0.9)])
+        doc = json.loads(path.read_text())
+        doc["timing_s"] = {"inference": ms / 1000, "total": 2 * ms / 1000}
+        path.write_text(json.dumps(doc))
+    m = evaluate_predictions(labels, tmp_path / "pred", FAST).metrics
+    assert m["speed_ms_per_photo"]["inference"]["median_ms"] == pytest.approx(200)
+    assert m["speed_ms_per_photo"]["total"]["mean_ms"] == pytest.approx(600)

@@ -66,6 +66,7 @@ class Pair:
     pred: LesionSet
     photo: str | None = None
     model: ModelInfo | None = None
+    timing_s: dict[str, float] | None = None
 
 
 @dataclass(eq=False)
@@ -206,8 +207,11 @@ def evaluate_pairs(
     worst: list[tuple[int, int, Overlay]] = []  # min-heap on |count error|: the top ``cfg.worst`` survive
     models: dict[tuple[str, str, str], dict[str, Any]] = {}
     kept: list[tuple[ImageAnnotation, LesionSet]] = []
+    timing: dict[str, list[float]] = {}
     for k, pair in enumerate(pairs):
         kept.append((pair.ref, pair.pred))
+        for stage, sec in (pair.timing_s or {}).items():
+            timing.setdefault(stage, []).append(float(sec))
         if pair.model is not None:
             m = pair.model
             models.setdefault((m.name, m.version, m.sha256), dataclasses.asdict(m) | {"n_images": 0})
@@ -238,7 +242,19 @@ def evaluate_pairs(
     if len(models) > 1:
         notes.append(f"the predictions come from {len(models)} different models or settings (see 'models')")
     # The model and its operating point, from the predictions themselves (not from what was asked for).
-    metrics = {"mode": mode, "config": cfg.to_dict(), "models": list(models.values()), "notes": notes, **metrics}
+    # Speed, from the counts' own stage timings (as recorded when the photos were counted).
+    speed = {
+        stage: {"mean_ms": 1000 * float(np.mean(v)), "median_ms": 1000 * float(np.median(v))}
+        for stage, v in timing.items()
+    }
+    metrics = {
+        "mode": mode,
+        "config": cfg.to_dict(),
+        "models": list(models.values()),
+        "speed_ms_per_photo": speed,
+        "notes": notes,
+        **metrics,
+    }
     ordered = [o for _, _, o in sorted(worst, key=lambda t: (-t[0], -t[1]))]
     return EvalResult(records, metrics, ordered, cfg, mode, notes, kept)
 
@@ -288,7 +304,7 @@ def evaluate_predictions(
             res = read_count_json(index[_key(ann.file_name)])
             photo = photo_index.get(_key(ann.file_name)) or (res.image.path if Path(res.image.path).is_file() else None)
             pred = to_label_frame(LesionSet.from_lesions(res.lesions), (res.image.width, res.image.height), ann)
-            yield Pair(ann, pred, str(photo) if photo else None, res.model)
+            yield Pair(ann, pred, str(photo) if photo else None, res.model, res.timing_s)
 
     return evaluate_pairs(pairs(), cfg, mode="predictions", total=len(todo), progress=progress, notes=notes)
 
@@ -427,7 +443,7 @@ def evaluate_photos(
                 write_json(out_dir / (Path(path).stem + ".json"), d)
             res = CountResult.from_dict(d)
             pred = to_label_frame(LesionSet.from_lesions(res.lesions), (res.image.width, res.image.height), ann)
-            yield Pair(ann, pred, path, res.model)
+            yield Pair(ann, pred, path, res.model, res.timing_s)
 
     def run(results: Iterator[dict[str, Any]]) -> EvalResult:
         return evaluate_pairs(pairs(results), cfg, mode="photos", total=len(todo), progress=progress, notes=notes)

@@ -218,6 +218,12 @@ def run_facts(metrics: Mapping[str, Any]) -> list[str]:
             f"model {m.get('name')} {m.get('version')} (sha256 {str(m.get('sha256'))[:12]}...) at {at}; "
             f"{m.get('n_images')} photos"
         )
+    speed = metrics.get("speed_ms_per_photo") or {}
+    if speed:
+        stages = [k for k in ("decode", "face", "preprocess", "inference", "postprocess") if k in speed]
+        parts = ", ".join(f"{k} {speed[k]['median_ms']:.0f}" for k in stages)
+        total = f"; total {speed['total']['median_ms']:.0f} ms" if "total" in speed else ""
+        lines.append(f"speed, median ms per photo as counted: {parts}{total}")
     bf = metrics.get("best_f1")
     if bf:
         lines.append(
