@@ -119,7 +119,8 @@ def test_outputs_are_written_and_valid(dataset: tuple[Path, Path], tmp_path: Pat
     assert [r["file_name"] for r in rows] == ["a.jpg", "b.jpg", "c.jpg"]
     assert rows[0]["tp_all"] == "2" and rows[0]["fp_all"] == "1" and rows[1]["ref_all"] == "0"
     html = paths["report"].read_text()
-    assert html.count("<img") >= 5 and "Bland-Altman" in html and "Worst photos" in html
+    assert html.count("<img") >= 6 and "Bland-Altman" in html and "Worst photos" in html
+    assert "against the score threshold" in html
     assert "at least 8 px" in html and "8.000 px" not in html  # settings as written, not as metrics
     assert html.count("<div class=wide><table>") == html.count("<table>")  # wide tables scroll in the page
     assert "model test 0 (sha256 000000000000...)" in html

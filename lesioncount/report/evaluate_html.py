@@ -117,6 +117,24 @@ def plot_pr_curve(recall: Sequence[float], precision: Sequence[float], ap: float
     return _png(fig)
 
 
+def plot_threshold_curves(recall: Sequence[float], precision: Sequence[float], threshold: Sequence[float]) -> str:
+    """Precision, recall and F1 against the score threshold (as Ultralytics' F1 curve), best F1 marked."""
+    r, p, t = (np.asarray(v, float) for v in (recall, precision, threshold))
+    f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
+    fig = _figure()
+    ax = fig.add_subplot()
+    for y, name, colour in ((p, "precision", "#1f77b4"), (r, "recall", "#ff7f0e"), (f1, "F1", "#2ca02c")):
+        ax.plot(t, y, color=colour, lw=1.5, label=name)
+    if len(f1):
+        k = int(np.argmax(f1))
+        ax.axvline(t[k], color="#2ca02c", ls="--", lw=1)
+        ax.annotate(f"best F1 {f1[k]:.2f} at {t[k]:.2f}", (t[k], f1[k]), textcoords="offset points", xytext=(4, 6))
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="score threshold", ylabel="value", title="Against the score threshold")
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
 def plot_confusion(cm: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
     """Grade confusion matrix, rows reference, columns predicted, with counts written in."""
     a = np.asarray(cm)
@@ -407,6 +425,12 @@ def _plots_section(metrics: Mapping[str, Any], plots: Mapping[str, Any]) -> list
     pr = metrics.get("pr_curve")
     if pr and pr["recall"]:
         imgs.append(("Precision-recall", plot_pr_curve(pr["recall"], pr["precision"], metrics["headline"].get("ap"))))
+        imgs.append(
+            (
+                "Precision, recall and F1 against the score threshold",
+                plot_threshold_curves(pr["recall"], pr["precision"], pr["threshold"]),
+            )
+        )
     gr = metrics["grades"]
     imgs.append(("Hayashi grade confusion", plot_confusion(gr["confusion"], gr["labels"])))
     for cap, uri in imgs:
