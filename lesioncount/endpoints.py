@@ -30,8 +30,13 @@ REBOUND_MIN_LESIONS = 3
 TOXIN_EFFECT_DAYS: tuple[int, int] = (120, 180)
 #: Botulinum toxin is contraindicated under this age.
 TOXIN_MIN_AGE_YEARS = 18
+#: Generic names, abbreviations (BTX-A, BoNT/A, BTA, "btx") and brands (Botox, Vistabel, Dysport, Azzalure,
+#: Xeomin, Bocouture, Daxxify, Jeuveau, Nuceiva, Letybo, Relfydess, Alluzience, Meditoxin, Neuronox,
+#: Innotox, Botulax, Nabota, Hutox, Relatox, Lantox, Prosigne).
 _TOXIN = re.compile(
-    r"botul|botox|\bbont|toxin|dysport|xeomin|bocouture|azzalure|vistabel|daxxify|jeuveau|letybo|relfydess", re.I
+    r"botul|botox|\bbont|\bbtx|\bbta\b|toxin|dysport|xeomin|bocouture|azzalure|vistabel|daxxify|jeuveau|nuceiva"
+    r"|letybo|relfydess|alluzience|meditox|neuronox|innotox|botulax|nabota|hutox|relatox|lantox|prosigne",
+    re.I,
 )
 
 

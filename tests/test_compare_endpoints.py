@@ -167,3 +167,15 @@ def test_changes_within_retest_noise_are_flagged() -> None:
     assert Change(10, 12).within_retest_noise and not Change(10, 13).within_retest_noise  # max(2, 1.5)
     assert Change(40, 46).within_retest_noise and not Change(40, 47).within_retest_noise  # 15% of 40 = 6
     assert Change(0, 0).within_retest_noise and Change(0, 2).to_dict()["within_retest_noise"]
+
+
+@pytest.mark.parametrize(
+    "text", ["BTX-A 20 U", "btx", "BoNT/A", "BTA glabella", "Nuceiva", "Alluzience", "Meditoxin", "Nabota", "Letybo"]
+)
+def test_toxin_abbreviations_and_brands_are_recognised(text: str) -> None:
+    assert is_botulinum_toxin(text)
+
+
+@pytest.mark.parametrize("text", ["doxycycline", "isotretinoin", "benzoyl peroxide", "BPO 5%", "tretinoin"])
+def test_other_treatments_are_not_toxin(text: str) -> None:
+    assert not is_botulinum_toxin(text)

@@ -90,6 +90,10 @@ def create_clinic_admin(db: Session, clinic_name: str, username: str, password: 
     return user
 
 
+#: The role a new user gets when none is chosen: the least that can work with patients, never admin.
+DEFAULT_ROLE = "clinician"
+
+
 def _new_user(db: Session, clinic_id: int, username: str, password: str, role: str) -> User:
     if role not in ROLES:
         raise Invalid(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
@@ -107,8 +111,9 @@ def _new_user(db: Session, clinic_id: int, username: str, password: str, role: s
     return user
 
 
-def create_user(db: Session, actor: Actor, username: str, password: str, role: str) -> User:
+def create_user(db: Session, actor: Actor, username: str, password: str, role: str = DEFAULT_ROLE) -> User:
     require(actor, "manage_users")
+    role = role or DEFAULT_ROLE  # a new user is a clinician unless an admin chooses otherwise
     user = _new_user(db, actor.clinic_id, username, password, role)
     audit(db, actor, "create_user", "user", user.id, f"{username} ({role})")
     db.commit()
@@ -206,6 +211,11 @@ def create_visit(
     require(actor, "write")
     if units is not None and not 0 <= units <= 10000:
         raise Invalid("units must be between 0 and 10000")
+    if visit_date > dt.date.today():
+        raise Invalid(f"the visit date {visit_date.isoformat()} is in the future")
+    if patient.birth_year is not None and visit_date.year < patient.birth_year:
+        born = patient.birth_year
+        raise Invalid(f"the visit date {visit_date.isoformat()} is before the patient's birth year {born}")
     v = Visit(
         patient_id=patient.id,
         visit_date=visit_date,
