@@ -19,7 +19,7 @@ from lesioncount.web import api, pages
 from lesioncount.web import services as sv
 from lesioncount.web.counting import CountQueue
 from lesioncount.web.db import make_engine, make_sessionmaker, upgrade
-from lesioncount.web.deps import LoginRequired
+from lesioncount.web.deps import ApiActor, LoginRequired
 from lesioncount.web.regions import RegionFinder
 from lesioncount.web.security import LoginThrottle
 from lesioncount.web.settings import Settings
@@ -88,10 +88,16 @@ def create_app(settings: Settings) -> FastAPI:
         title="lesioncount",
         description="Acne lesion counts for clinics: patients, visits, photos, corrections.",
         version="1",
-        openapi_url="/api/openapi.json",
+        openapi_url=None,  # served below, to logged-in users and token holders only
         docs_url=None,  # Swagger UI loads scripts from a CDN; the schema at /api/openapi.json is enough
         redoc_url=None,
     )
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi_schema(actor: ApiActor) -> JSONResponse:
+        """The API's schema, for a logged-in user or a token holder (it maps the whole API)."""
+        return JSONResponse(app.openapi())
+
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
