@@ -483,3 +483,14 @@ def test_photos_carry_cross_origin_resource_policy_and_new_users_are_clinicians(
     assert sv.DEFAULT_ROLE == "clinician"
     page = c.get("/admin/users").text
     assert "<option selected>clinician</option>" in page
+
+
+def test_a_token_cannot_mint_tokens(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    tok = c.post("/api/v1/tokens", json={"name": "script"}, headers={"X-CSRF-Token": csrf}).json()["token"]
+    with TestClient(web.app) as script:
+        h = {"Authorization": f"Bearer {tok}"}
+        assert script.get("/api/v1/me", headers=h).status_code == 200
+        r = script.post("/api/v1/tokens", json={"name": "child"}, headers=h)
+        assert r.status_code == 403 and "logged-in session" in r.text

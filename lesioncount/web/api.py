@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
@@ -345,7 +345,10 @@ def patient_report(patient_id: int, fmt: Literal["html", "pdf"], request: Reques
 
 @router.post("/tokens", status_code=201, response_model=TokenOut)
 def new_token(body: TokenIn, actor: ApiActor, db: DB) -> dict[str, Any]:
-    """A new API token for the caller; shown once, store it safely."""
+    """A new API token for the caller; shown once, store it safely. Only a logged-in session may make one:
+    a token never mints tokens (which would outlive its own revocation)."""
+    if actor.via != "session":
+        raise HTTPException(403, "API tokens are made from a logged-in session (the Account page), not with a token")
     token, row = create_api_token(db, actor.user, body.name)
     sv.audit(db, actor, "create_token", "token", row.id, body.name)
     db.commit()
