@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from lesioncount.io import atomic_path
 from lesioncount.train.checkpoint import load_checkpoint_file
 from lesioncount.train.dataset import MEAN, STD, normalise, synthetic_skin
 from lesioncount.train.model import LesionUNet, create_model
@@ -228,9 +230,10 @@ def quantize_int8(
         feeds = {i for n in nodes if n.name in final for i in n.input}
         keep_float = sorted(final | {n.name for n in nodes if n.op_type == "Conv" and set(n.output) & feeds})
         log.info("kept in float: %s", keep_float)
+        candidate = Path(tmp) / "int8.onnx"
         quantize_static(
             str(pre),
-            str(out),
+            str(candidate),
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
@@ -238,12 +241,17 @@ def quantize_int8(
             weight_type=QuantType.QInt8,
             nodes_to_exclude=keep_float,
         )
-    m = onnx.load(str(out))
-    del m.metadata_props[:]
-    for k, v in meta.items():
-        m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    onnx.save(m, str(out))
-    return _check_int8(fp32_path, out, tiles, max_count_change)
+        m = onnx.load(str(candidate))
+        del m.metadata_props[:]
+        for k, v in meta.items():
+            m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+        onnx.save(m, str(candidate))
+        # Checked before it takes the place of ``out``: a refused model never replaces a good one.
+        check = _check_int8(fp32_path, candidate, tiles, max_count_change)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as dest:
+            shutil.copyfile(candidate, dest)
+    return check
 
 
 @dataclass(frozen=True)
