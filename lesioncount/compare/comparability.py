@@ -141,10 +141,24 @@ class Comparability:
         }
 
 
+def _srgb_lut() -> npt.NDArray[np.float32]:
+    c = np.arange(256, dtype=np.float64) / 255.0
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+#: Linear light of each sRGB code value (IEC 61966-2-1): a lookup is many times faster than the power.
+_SRGB_TO_LINEAR = _srgb_lut()
+
+
+def _within(image: npt.NDArray[np.uint8], low: int, high: int) -> npt.NDArray[np.bool_]:
+    """Pixels whose every channel lies strictly between ``low`` and ``high`` (not clipped, not black)."""
+    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    return (np.maximum(np.maximum(r, g), b) < high) & (np.minimum(np.minimum(r, g), b) > low)
+
+
 def srgb_to_linear(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     """sRGB uint8 -> linear light float32 in [0, 1] (IEC 61966-2-1)."""
-    c = image.astype(np.float32) / 255.0
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+    return _SRGB_TO_LINEAR[image]
 
 
 def linear_to_srgb(lin: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
@@ -227,7 +241,7 @@ def photo_stats(
         pad = face_mask(image.shape, (x - 0.35 * bw, yb - 0.35 * bh, 1.7 * bw, 1.9 * bh))
     else:
         pad = face
-    off = ~pad & (image.max(axis=2) < 250) & (image.min(axis=2) > 20)  # no clipped or near-black pixels
+    off = ~pad & _within(image, 20, 250)  # no clipped or near-black pixels
     source = "backdrop" if off.mean() >= 0.15 else "whole-frame"
     sel = off if source == "backdrop" else np.ones(image.shape[:2], bool)
     # Median of per-pixel chromaticity: unlike a mean it barely depends on which bright pixels clipped.
@@ -296,8 +310,7 @@ def paired_light(
     warped = cv2.warpAffine(follow, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     fskin = cv2.warpAffine(follow_skin.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
     inside = cv2.warpAffine(np.ones(follow.shape[:2], np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
-    usable = inside & (base.max(axis=2) < 250) & (base.min(axis=2) > 8)
-    usable &= (warped.max(axis=2) < 250) & (warped.min(axis=2) > 8)
+    usable = inside & _within(base, 8, 250) & _within(warped, 8, 250)
     region = "skin"
     both = cv2.erode((base_skin & fskin & usable).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     if int(both.sum()) < MIN_PAIRED_PIXELS:
