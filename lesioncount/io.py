@@ -18,6 +18,7 @@ import secrets
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -212,10 +213,8 @@ def _unidentified_reason(p: Path, data: bytes) -> str:
     factory = Image.OPEN.get(fmt, (None, None))[0]
     detail = ""
     if factory is not None:
-        import io as _bytes_io
-
         try:
-            factory(_bytes_io.BytesIO(data), str(p))
+            factory(BytesIO(data), str(p))
         except Exception as e:  # noqa: BLE001 - any parser error is the detail we want to show
             detail = str(e).splitlines()[0] if str(e) else e.__class__.__name__
     return f"corrupt {fmt} file ({detail or 'its header could not be parsed'})"
@@ -375,11 +374,9 @@ def load_image(
     notes: list[str] = []
     damaged: str | None = None
     try:
-        import io as _bytes_io
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(_bytes_io.BytesIO(data)) as im:
+            with Image.open(BytesIO(data)) as im:
                 w0, h0 = im.size
                 _check_canvas(p, w0, h0, len(data), max_megapixels)
                 notes += _frames_note(im)
