@@ -219,27 +219,20 @@ def test_checkpoints_load_without_running_pickled_code(tmp_path: Path) -> None:
         load_checkpoint_file(tmp_path / "bad.pt")
 
 
-def test_a_refused_int8_model_does_not_replace_the_file(tmp_path: Path) -> None:
-    from lesioncount.train.export import ExportError, calibration_tiles, quantize_int8
-
-    pytest.importorskip("onnxruntime.quantization")
+def test_a_refused_int8_model_does_not_replace_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from toy_model import make_toy_model
+
+    import lesioncount.train.export as export
+    from lesioncount.train.export import ExportError, calibration_tiles, quantize_int8
 
     fp32 = make_toy_model(tmp_path / "toy.onnx")
     out = tmp_path / "toy.int8.onnx"
     out.write_bytes(b"the int8 model shipped before")
-    tiles = calibration_tiles([], n_tiles=2, tile_px=64)
-    import lesioncount.train.export as export
-
-    real = export._check_int8
 
     def refuse(*args: object, **kw: object) -> None:
         raise ExportError("the int8 model counts +9% against fp32 (test)")
 
-    export._check_int8 = refuse  # type: ignore[assignment]
-    try:
-        with pytest.raises(ExportError):
-            quantize_int8(fp32, out, tiles)
-    finally:
-        export._check_int8 = real
+    monkeypatch.setattr(export, "_check_int8", refuse)
+    with pytest.raises(ExportError):
+        quantize_int8(fp32, out, calibration_tiles([], n_tiles=2, tile_px=64))
     assert out.read_bytes() == b"the int8 model shipped before"
