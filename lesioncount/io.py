@@ -2,15 +2,18 @@
 
 Pillow reads every format (with pillow-heif registered for HEIC); baseline JPEGs are decoded by
 libjpeg-turbo through simplejpeg, whose strict mode reports the corrupt scan data that Pillow passes
-over in silence. EXIF orientation is applied once, 16-bit, float, grayscale, palette and alpha images are
-reduced to 8-bit RGB, and what a reader should know about the decode (a grayscale photo, extra frames,
-damaged data) is returned beside the pixels. Every failure is an ``ImageReadError`` whose message says
-what is wrong with the file in one line.
+over in silence. An embedded colour profile other than sRGB (Display P3, Adobe RGB, a CMYK press profile)
+is converted to sRGB with LittleCMS (Pillow's ImageCms), so that the same photo stored in another colour
+space reaches the model as the same pixels. EXIF orientation is applied once, 16-bit, float, grayscale,
+palette and alpha images are reduced to 8-bit RGB, and what a reader should know about the decode (a
+grayscale photo, extra frames, damaged data) is returned beside the pixels. Every failure is an
+``ImageReadError`` whose message says what is wrong with the file in one line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import simplejpeg
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 try:  # HEIC support is optional at run time: the core works without it.
     from pillow_heif import register_heif_opener
@@ -185,6 +188,39 @@ def _to_rgb8(im: Image.Image) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
+@functools.lru_cache(maxsize=16)
+def _srgb_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """A LittleCMS transform from an embedded profile to sRGB; None for sRGB itself (nothing to do).
+
+    Raises:
+        ImageCms.PyCMSError: the profile is broken or does not fit the pixels' mode.
+    """
+    src = ImageCms.ImageCmsProfile(BytesIO(icc))
+    if mode == "RGB" and "srgb" in (ImageCms.getProfileDescription(src) or "").lower().replace(" ", ""):
+        return None
+    return ImageCms.buildTransform(
+        src, ImageCms.createProfile("sRGB"), mode, "RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL
+    )
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> Image.Image:
+    """An 8-bit RGB or CMYK image with an embedded profile, converted to sRGB through it.
+
+    A profile that LittleCMS cannot read leaves the pixels as they are, with a note.
+    """
+    if not icc or im.mode not in ("RGB", "CMYK"):
+        return im
+    try:
+        transform = _srgb_transform(icc, im.mode)
+    except (ImageCms.PyCMSError, OSError, ValueError) as e:
+        notes.append(f"colour profile could not be read ({str(e).splitlines()[0] if str(e) else 'broken'}): ignored")
+        return im
+    if transform is None:
+        return im
+    converted = ImageCms.applyTransform(im, transform)
+    return im if converted is None else converted  # None only for an in-place transform
+
+
 def looks_gray(image: npt.NDArray[np.uint8]) -> bool:
     """True when the colour channels are (almost) equal everywhere: a grayscale photo stored as RGB."""
     sub = image[:: max(1, image.shape[0] // 200), :: max(1, image.shape[1] // 200)].astype(np.int16)
@@ -312,20 +348,24 @@ def _decode(
     notes: list[str] = []
     damaged = None
     decoded = None
+    icc = im.info.get("icc_profile") or None
+    if im.mode == "CMYK" and not icc:
+        notes.append(f"CMYK {im.format} has no colour profile: converted to RGB by formula, colours may be off")
     if im.format in ("JPEG", "MPO"):
         simple = im.mode in ("RGB", "L")
         decoded, damaged = _decode_jpeg(data, w0, h0, factor if simple else 8, gray)
         if not simple:
             decoded = None  # CMYK or YCCK: Pillow converts; the check above still ran
-            notes.append(f"{im.mode} JPEG converted to RGB without its colour profile")
         if decoded is None and factor > 1:
-            im.draft("RGB", (w0 // factor, h0 // factor))
+            im.draft(im.mode if im.mode == "CMYK" else "RGB", (w0 // factor, h0 // factor))
     if decoded is not None:
+        if icc and not gray:
+            decoded = np.asarray(_to_srgb(Image.fromarray(decoded), icc, notes), dtype=np.uint8)
         return _orient_array(decoded, int(im.getexif().get(0x0112, 1) or 1)), damaged, notes
     # Damaged JPEGs come here too: Pillow still refuses a truncated file.
     im.load()
     # Pillow applies a TIFF's orientation while reading; exif_transpose then does nothing.
-    return _to_rgb8(ImageOps.exif_transpose(im)), damaged, notes
+    return _to_rgb8(_to_srgb(ImageOps.exif_transpose(im), icc, notes)), damaged, notes
 
 
 def load_image(
