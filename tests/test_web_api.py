@@ -494,3 +494,40 @@ def test_a_token_cannot_mint_tokens(web):
         assert script.get("/api/v1/me", headers=h).status_code == 200
         r = script.post("/api/v1/tokens", json={"name": "child"}, headers=h)
         assert r.status_code == 403 and "logged-in session" in r.text
+
+
+def test_a_real_onnx_model_counts_an_upload(tmp_path, astronaut):
+    """Not the fake: the toy ONNX model through LesionCounter, face stage included, as in production."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from toy_model import make_toy_model, red_blob
+
+    from lesioncount.pipeline import LesionCounter
+
+    counter = LesionCounter(make_toy_model(tmp_path / "toy.onnx"), threads=1)
+    photo = red_blob(red_blob(astronaut, 250, 140, 3), 190, 150, 3)  # two papules on her face
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="PNG")
+    app = create_app(Settings(data_dir=tmp_path / "web", counter_factory=lambda: counter))
+    add_user(app, "North", "carl", PW, "clinician")
+    with TestClient(app) as client:
+        web = SimpleNamespace(app=app, client=client)
+        csrf = login(client, "carl", PW)
+        _, vid = _patient_and_visit(client, csrf)
+        pid = _upload(web, csrf, vid, ("astronaut.png", buf.getvalue())).json()["photos"][0]["id"]
+        assert app.state.queue.wait_idle(60)
+        got = client.get(f"/api/v1/photos/{pid}").json()
+    direct = counter.count(photo)
+    assert got["status"] == "done" and direct.face.found
+    # The web app counts the upload exactly as the core counts the same pixels (the toy also takes some
+    # reddish skin for papules: 16 here), and the two planted papules are among its marks.
+    assert got["counts"] == got["model_counts"] and got["counts"]["inflammatory"] == direct.counts["inflammatory"]
+    web_xy = np.array(sorted((m["x"], m["y"]) for m in got["marks"]))
+    core_xy = np.array(sorted((les.x, les.y) for les in direct.lesions))
+    assert web_xy.shape == core_xy.shape and np.abs(web_xy - core_xy).max() < 0.5
+    for x, y in ((250, 140), (190, 150)):
+        assert np.hypot(*(web_xy - (x, y)).T).min() <= 3, (x, y)
+    for x, y in ((250, 140), (190, 150)):
+        assert any(abs(m["x"] - x) <= 3 and abs(m["y"] - y) <= 3 for m in got["marks"]), (x, y)

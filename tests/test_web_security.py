@@ -222,11 +222,15 @@ def test_wrong_password_is_refused_and_audited(web):
         assert c.get("/api/v1/me").status_code == 401
     with TestClient(web.app) as admin:
         login(admin, "alice", PW)
-        assert "login_failed" not in admin.get("/admin/audit").text  # failed logins have no clinic...
+        assert "login_failed" in admin.get("/admin/audit").text  # filed under carl's clinic, so its admin sees it
+    with TestClient(web.app) as other:
+        login(other, "sam", PW)
+        assert "login_failed" not in other.get("/admin/audit").text  # ...and no other clinic's admin does
     with web.app.state.sessions() as db:
         from lesioncount.web.models import AuditEvent
 
-        assert db.query(AuditEvent).filter(AuditEvent.action == "login_failed").count() == 1
+        row = db.query(AuditEvent).filter(AuditEvent.action == "login_failed").one()
+        assert row.username == "carl" and row.ip == "testclient" and row.clinic_id is not None
 
 
 @pytest.mark.parametrize(
@@ -377,3 +381,111 @@ def test_user_text_is_escaped_in_pages(web):
         page = web.client.get(url).text
         assert evil not in page and "<img src=x" not in page, url
     assert "&lt;script&gt;" in web.client.get("/").text
+
+
+def _try_login(app, username, password, ip):
+    with TestClient(app, client=(ip, 50000)) as c:
+        page = c.get("/login").text
+        pre = page.split('name="csrf_token" value="')[1].split('"')[0]
+        return c.post("/login", data={"csrf_token": pre, "username": username, "password": password})
+
+
+class _Clock:
+    def __init__(self, app):
+        from lesioncount.web.models import utcnow
+
+        self.t = utcnow()
+        app.state.login_throttle.now = lambda: self.t
+
+    def advance(self, seconds):
+        import datetime as dt
+
+        self.t += dt.timedelta(seconds=seconds)
+
+
+def test_login_throttle_slows_one_name_at_one_address_with_back_off(web):
+    clock = _Clock(web.app)
+    for _ in range(5):
+        assert _try_login(web.app, "carl", "wrong password", "10.0.0.7").status_code == 401
+    r = _try_login(web.app, "carl", PW, "10.0.0.7")  # even the right password waits now
+    assert r.status_code == 429 and "try again in 30 seconds" in r.text
+    # A colleague behind the same clinic address is not locked out, nor is carl at home.
+    assert _try_login(web.app, "alice", PW, "10.0.0.7").status_code == 200
+    assert _try_login(web.app, "carl", PW, "192.168.5.5").status_code == 200
+    clock.advance(31)
+    assert _try_login(web.app, "carl", "wrong again", "10.0.0.7").status_code == 401  # 6th: the wait doubles
+    r = _try_login(web.app, "carl", PW, "10.0.0.7")
+    assert r.status_code == 429 and "try again in 60 seconds" in r.text
+    clock.advance(61)
+    assert _try_login(web.app, "carl", PW, "10.0.0.7").status_code == 200  # success clears that address
+    assert _try_login(web.app, "carl", "wrong password", "10.0.0.7").status_code == 401
+    with TestClient(web.app) as admin:
+        login(admin, "alice", PW)
+        assert "login_blocked" in admin.get("/admin/audit").text
+
+
+def test_guessing_from_elsewhere_cannot_lock_a_user_out(web):
+    """Failures from addresses carl never logged in from slow those addresses only; his own ("testclient",
+    where the fixture logged him in) stays open."""
+    clock = _Clock(web.app)
+    for k in range(40):  # a botnet: two tries from each of 20 addresses
+        _try_login(web.app, "carl", f"guess {k}", f"203.0.113.{k // 2}")
+    assert _try_login(web.app, "carl", PW, "203.0.113.99").status_code == 429  # a new, unknown address waits
+    assert _try_login(web.app, "carl", PW, "testclient").status_code == 200
+    clock.advance(3600)  # failures are forgotten after an hour
+    assert _try_login(web.app, "carl", PW, "203.0.113.99").status_code == 200
+
+
+def test_login_throttle_survives_a_restart(web, tmp_path):
+    _Clock(web.app)
+    for _ in range(5):
+        _try_login(web.app, "vic", "wrong password", "10.0.0.8")
+    again = create_app(Settings(data_dir=tmp_path, counter_factory=FakeCounter))
+    assert _try_login(again, "vic", PW, "10.0.0.8").status_code == 429
+
+
+def test_api_tokens_expire_carry_scopes_and_can_be_listed_and_revoked(web):
+    import datetime as dt
+
+    from lesioncount.web.models import ApiToken
+
+    c = web.client
+    ro = c.post("/api/v1/tokens", json={"name": "dashboard", "scopes": "read", "days": 7}, headers=web.h).json()
+    rw = c.post("/api/v1/tokens", json={"name": "importer"}, headers=web.h).json()
+    assert ro["scopes"] == "read" and rw["scopes"] == "read write"
+    made = dt.datetime.fromisoformat(ro["created_at"].rstrip("Z"))
+    assert dt.datetime.fromisoformat(ro["expires_at"].rstrip("Z")) - made == pytest.approx(
+        dt.timedelta(days=7), abs=dt.timedelta(seconds=5)
+    )
+    for bad in ({"days": 0}, {"days": 400}, {"scopes": "admin"}):
+        assert c.post("/api/v1/tokens", json={"name": "x"} | bad, headers=web.h).status_code == 400
+    with TestClient(web.app) as script:
+        h_ro, h_rw = ({"Authorization": f"Bearer {t['token']}"} for t in (ro, rw))
+        assert script.get("/api/v1/patients", headers=h_ro).status_code == 200
+        assert script.post("/api/v1/patients", json={"code": "RO-1"}, headers=h_ro).status_code == 403
+        assert script.post("/api/v1/patients", json={"code": "RW-1"}, headers=h_rw).status_code == 201
+        listed = script.get("/api/v1/tokens", headers=h_ro).json()
+        assert {t["name"] for t in listed} == {"dashboard", "importer"} and all("token" not in t for t in listed)
+        assert script.delete(f"/api/v1/tokens/{rw['id']}", headers=h_ro).status_code == 204
+        assert script.get("/api/v1/me", headers=h_rw).status_code == 401
+        with web.app.state.sessions() as db:  # a week later
+            row = db.get(ApiToken, ro["id"])
+            row.expires_at = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=1)
+            db.commit()
+        assert script.get("/api/v1/me", headers=h_ro).status_code == 401
+    assert c.get("/api/v1/tokens").json() == []  # neither is listed any more
+
+
+def test_enabling_a_user_again_does_not_revive_old_tokens(web):
+    tok = web.client.post("/api/v1/tokens", json={"name": "t"}, headers=web.h).json()["token"]
+    with TestClient(web.app) as admin:
+        csrf = login(admin, "alice", PW)
+        from lesioncount.web.models import User
+
+        with web.app.state.sessions() as db:
+            carl_id = db.query(User).filter(User.username == "carl").one().id
+        admin.post(f"/admin/users/{carl_id}/active", data={"csrf_token": csrf, "active": "0"})
+        admin.post(f"/admin/users/{carl_id}/active", data={"csrf_token": csrf, "active": "1"})
+    with TestClient(web.app) as script:
+        assert script.get("/api/v1/me", headers={"Authorization": f"Bearer {tok}"}).status_code == 401
+    assert _try_login(web.app, "carl", PW, "testclient").status_code == 200  # carl himself is back

@@ -9,15 +9,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from lesioncount.web import services as sv
 from lesioncount.web.deps import DB, ApiActor, client_ip, report_download
 from lesioncount.web.marks import counts_by_region_of
-from lesioncount.web.models import Patient, Photo, Visit
-from lesioncount.web.security import create_api_token
+from lesioncount.web.models import ApiToken, Patient, Photo, Visit
+from lesioncount.web.security import TOKEN_DAYS_DEFAULT, TOKEN_DAYS_MAX
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
@@ -54,6 +54,8 @@ class CorrectionIn(BaseModel):
 
 class TokenIn(BaseModel):
     name: str = "script"
+    days: int = Field(TOKEN_DAYS_DEFAULT, description=f"lifetime in days, 1 to {TOKEN_DAYS_MAX}")
+    scopes: str = Field("read write", description="'read' (look only) or 'read write' (the role's changes too)")
 
 
 # --- response shapes (for the OpenAPI schema; routes build plain dicts that FastAPI checks against these) ---
@@ -135,9 +137,16 @@ class VersionOut(BaseModel):
     counts: dict[str, int]
 
 
-class TokenOut(BaseModel):
+class TokenInfoOut(BaseModel):
     id: int
     name: str
+    scopes: str
+    created_at: str | None
+    expires_at: str | None
+    last_used_at: str | None
+
+
+class TokenOut(TokenInfoOut):
     token: str = Field(description="shown once; store it safely")
 
 
@@ -344,12 +353,35 @@ def patient_report(patient_id: int, fmt: Literal["html", "pdf"], request: Reques
 
 
 @router.post("/tokens", status_code=201, response_model=TokenOut)
-def new_token(body: TokenIn, actor: ApiActor, db: DB) -> dict[str, Any]:
+def new_token(body: TokenIn, request: Request, actor: ApiActor, db: DB) -> dict[str, Any]:
     """A new API token for the caller; shown once, store it safely. Only a logged-in session may make one:
     a token never mints tokens (which would outlive its own revocation)."""
-    if actor.via != "session":
-        raise HTTPException(403, "API tokens are made from a logged-in session (the Account page), not with a token")
-    token, row = create_api_token(db, actor.user, body.name)
-    sv.audit(db, actor, "create_token", "token", row.id, body.name)
-    db.commit()
-    return {"id": row.id, "name": row.name, "token": token}
+    token, row = sv.new_token(db, actor, body.name, body.days, body.scopes, client_ip(request))
+    return _token_out(row) | {"token": token}
+
+
+@router.get("/tokens", response_model=list[TokenInfoOut])
+def list_tokens(actor: ApiActor, db: DB) -> list[dict[str, Any]]:
+    """The caller's tokens that still work (never the tokens themselves: only their names and dates)."""
+    return [_token_out(t) for t in sv.list_tokens(db, actor)]
+
+
+@router.delete("/tokens/{token_id}", status_code=204, response_class=Response)
+def revoke_token(token_id: int, request: Request, actor: ApiActor, db: DB) -> Response:
+    """Revoke one of the caller's tokens (a token may revoke itself)."""
+    sv.revoke_token(db, actor, token_id, client_ip(request))
+    return Response(status_code=204)
+
+
+def _token_out(row: ApiToken) -> dict[str, Any]:
+    def iso(t: dt.datetime | None) -> str | None:
+        return t.isoformat() + "Z" if t else None
+
+    return {
+        "id": row.id,
+        "name": row.name,
+        "scopes": row.scopes,
+        "created_at": iso(row.created_at),
+        "expires_at": iso(row.expires_at),
+        "last_used_at": iso(row.last_used_at),
+    }

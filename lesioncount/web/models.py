@@ -73,8 +73,21 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     revoked: Mapped[bool] = mapped_column(default=False)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    scopes: Mapped[str] = mapped_column(String(50), default="read write")  # space-separated TOKEN_SCOPES
 
     user: Mapped[User] = relationship()
+
+
+class LoginFailure(Base):
+    """One failed login, kept for the throttle in the database (a restart does not clear it)."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    username: Mapped[str] = mapped_column(String(100), index=True)  # lower case
+    ip: Mapped[str] = mapped_column(String(64), index=True)
 
 
 class AuditEvent(Base):

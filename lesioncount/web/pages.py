@@ -16,17 +16,19 @@ from lesioncount.report.overlay import CLASS_COLOURS as OVERLAY_COLOURS
 from lesioncount.types import CLASSES, TOTAL_ACNE, VIEWS
 from lesioncount.web import services as sv
 from lesioncount.web.deps import DB, PageActor, check_form_csrf, client_ip, report_download
-from lesioncount.web.models import ROLES, ApiToken
+from lesioncount.web.models import ROLES
 from lesioncount.web.security import (
     CSRF_FIELD,
     PRELOGIN_COOKIE,
     SESSION_COOKIE,
+    TOKEN_DAYS_DEFAULT,
+    TOKEN_DAYS_MAX,
     Actor,
     authenticate,
-    create_api_token,
     session_actor,
     start_session,
     tokens_equal,
+    wait_text,
 )
 
 log = logging.getLogger(__name__)
@@ -106,17 +108,18 @@ async def login(request: Request, db: DB) -> Response:
         raise HTTPException(403, "the login form has expired; reload the page and try again")
     username, ip = str(form.get("username") or "")[:100], client_ip(request)
     throttle = request.app.state.login_throttle
-    if throttle.blocked(username, ip):
-        sv.audit(db, None, "login_blocked", "user", None, username, ip)
+    wait = throttle.wait_s(db, username, ip)
+    if wait > 0:
+        sv.audit_login(db, "login_blocked", username, ip, f"wait {wait_text(wait)}")
         db.commit()
-        return _login_form(request, next_url, "Too many failed logins: wait 15 minutes and try again.", 429)
+        return _login_form(request, next_url, f"Too many failed logins: try again in {wait_text(wait)}.", 429)
     user = authenticate(db, username, str(form.get("password") or ""))
     if user is None:
-        throttle.failed(username, ip)
-        sv.audit(db, None, "login_failed", "user", None, username, ip)
+        throttle.failed(db, username, ip)
+        sv.audit_login(db, "login_failed", username, ip)
         db.commit()
         return _login_form(request, next_url, "Wrong user name or password.", 401)
-    throttle.succeeded(username)
+    throttle.succeeded(db, username, ip)
     token, _row = start_session(db, user)
     sv.audit(db, Actor(user, "session"), "login", "user", user.id, "", client_ip(request))
     db.commit()
@@ -339,29 +342,41 @@ def audit_page(request: Request, db: DB, actor: PageActor) -> Response:
 
 @router.get("/account")
 def account_page(request: Request, db: DB, actor: PageActor) -> Response:
-    tokens = db.query(ApiToken).filter(ApiToken.user_id == actor.user.id, ApiToken.revoked.is_(False)).all()
-    return render(request, "account.html", actor, tokens=tokens, new_token=None)
+    return _account(request, db, actor)
+
+
+def _account(request: Request, db: DB, actor: Actor, new_token: str | None = None, error: str = "") -> Response:
+    return render(
+        request,
+        "account.html",
+        actor,
+        tokens=sv.list_tokens(db, actor),
+        new_token=new_token,
+        error=error,
+        days_default=TOKEN_DAYS_DEFAULT,
+        days_max=TOKEN_DAYS_MAX,
+    )
 
 
 @router.post("/account/tokens")
 async def account_new_token(request: Request, db: DB, actor: PageActor) -> Response:
     form = await _form(request, actor)
-    token, row = create_api_token(db, actor.user, str(form.get("name") or "script"))
-    sv.audit(db, actor, "create_token", "token", row.id, row.name)
-    db.commit()
-    tokens = db.query(ApiToken).filter(ApiToken.user_id == actor.user.id, ApiToken.revoked.is_(False)).all()
-    return render(request, "account.html", actor, tokens=tokens, new_token=token)
+    try:
+        days = int(str(form.get("days") or TOKEN_DAYS_DEFAULT))
+    except ValueError:
+        return _account(request, db, actor, error="days must be a whole number")
+    scopes = "read write" if form.get("write") else "read"
+    try:
+        token, _row = sv.new_token(db, actor, str(form.get("name") or "script"), days, scopes, client_ip(request))
+    except sv.Invalid as e:
+        return _account(request, db, actor, error=str(e))
+    return _account(request, db, actor, new_token=token)
 
 
 @router.post("/account/tokens/{token_id}/revoke")
 async def account_revoke_token(request: Request, token_id: int, db: DB, actor: PageActor) -> Response:
     await _form(request, actor)
-    row = db.get(ApiToken, token_id)
-    if row is None or row.user_id != actor.user.id:
-        raise sv.NotFound(f"no token {token_id}")
-    row.revoked = True
-    sv.audit(db, actor, "revoke_token", "token", row.id, row.name)
-    db.commit()
+    sv.revoke_token(db, actor, token_id, client_ip(request))
     return redirect("/account")
 
 

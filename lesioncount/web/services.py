@@ -22,9 +22,9 @@ from lesioncount.types import ACNE_CLASSES, COUNT_KEYS, VIEWS
 from lesioncount.web import reports
 from lesioncount.web.counting import CountQueue
 from lesioncount.web.marks import apply_change, counts_of
-from lesioncount.web.models import ROLES, AuditEvent, Clinic, MarkVersion, Patient, Photo, User, Visit
+from lesioncount.web.models import ROLES, ApiToken, AuditEvent, Clinic, MarkVersion, Patient, Photo, User, Visit, utcnow
 from lesioncount.web.reports import ReportPhoto
-from lesioncount.web.security import Actor, hash_password
+from lesioncount.web.security import Actor, create_api_token, hash_password
 from lesioncount.web.storage import PhotoStore, StagedPhoto, UploadError
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,24 @@ def audit(
             object_type=obj,
             object_id=obj_id,
             detail=detail[:1000],
+            ip=ip[:64],
+        )
+    )
+
+
+def audit_login(db: Session, action: str, username: str, ip: str, detail: str = "") -> None:
+    """A failed or blocked login, filed under the named user's clinic when the name exists (so that its
+    admins see it in their audit log); attempts on unknown names belong to no clinic."""
+    user = db.scalar(select(User).where(User.username == username))
+    db.add(
+        AuditEvent(
+            clinic_id=user.clinic_id if user else None,
+            user_id=user.id if user else None,
+            username=username[:100],
+            action=action,
+            object_type="user",
+            object_id=user.id if user else None,
+            detail=detail,
             ip=ip[:64],
         )
     )
@@ -129,9 +147,42 @@ def set_user_active(db: Session, actor: Actor, user_id: int, active: bool) -> Us
     if user.id == actor.user.id and not active:
         raise Invalid("you cannot disable yourself")
     user.active = active
+    if not active:  # for good: enabling the user again must not bring old tokens back to life
+        for row in db.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked.is_(False))):
+            row.revoked = True
     audit(db, actor, "enable_user" if active else "disable_user", "user", user.id, user.username)
     db.commit()
     return user
+
+
+def list_tokens(db: Session, actor: Actor) -> list[ApiToken]:
+    """The actor's own tokens that still work (not revoked, not expired), newest first."""
+    now = utcnow()
+    q = select(ApiToken).where(ApiToken.user_id == actor.user.id, ApiToken.revoked.is_(False))
+    return [t for t in db.scalars(q.order_by(ApiToken.id.desc())) if t.expires_at is None or t.expires_at > now]
+
+
+def new_token(db: Session, actor: Actor, name: str, days: int, scopes: str, ip: str = "") -> tuple[str, ApiToken]:
+    """A token for the actor. Only a logged-in session may make one: a token never mints tokens (they would
+    outlive its own revocation)."""
+    if actor.via != "session":
+        raise Forbidden("API tokens are made from a logged-in session (the Account page), not with a token")
+    try:
+        token, row = create_api_token(db, actor.user, name, days=days, scopes=scopes)
+    except ValueError as e:
+        raise Invalid(str(e)) from e
+    audit(db, actor, "create_token", "token", row.id, f"{row.name} ({row.scopes}, {days} days)", ip)
+    db.commit()
+    return token, row
+
+
+def revoke_token(db: Session, actor: Actor, token_id: int, ip: str = "") -> None:
+    row = db.get(ApiToken, token_id)
+    if row is None or row.user_id != actor.user.id:
+        raise NotFound(f"no token {token_id}")
+    row.revoked = True
+    audit(db, actor, "revoke_token", "token", row.id, row.name, ip)
+    db.commit()
 
 
 def list_users(db: Session, actor: Actor) -> list[User]:
