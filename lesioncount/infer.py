@@ -54,9 +54,13 @@ class Predictor:
     Args:
         model_path: the .onnx file (its metadata must hold the ``ModelSpec``).
         threads: ONNX Runtime intra-op threads (None: ORT's default, all cores).
+        flip_average: also run the mirror image and average the two outputs (test-time flip averaging; it
+            doubles the network's time); None: as the model's contract says.
     """
 
-    def __init__(self, model_path: str | os.PathLike[str], threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: str | os.PathLike[str], threads: int | None = None, *, flip_average: bool | None = None
+    ) -> None:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -73,6 +77,7 @@ class Predictor:
         self.input_name = self.session.get_inputs()[0].name
         self._mean = np.array(self.spec.mean, np.float32)
         self._inv_std = 1.0 / np.array(self.spec.std, np.float32)
+        self.flip_average = self.spec.flip_average if flip_average is None else flip_average
 
     def _normalise(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         x = (image.astype(np.float32) * (1.0 / 255.0) - self._mean) * self._inv_std
@@ -96,6 +101,17 @@ class Predictor:
         h, w = image.shape[:2]
         s = self.spec.output_stride
         padded = pad_to_multiple(image, self.spec.input_multiple)
+        out = self._predict_padded(padded)
+        if self.flip_average:
+            # The padded width is a multiple of the stride, so output column i of the mirror is column
+            # W/s - 1 - i of the original: flipping the output back aligns the two maps exactly.
+            out = 0.5 * (out + self._predict_padded(np.ascontiguousarray(padded[:, ::-1]))[:, :, ::-1])
+        oh, ow = -(-h // s), -(-w // s)
+        nc = len(self.spec.classes)
+        return out[:nc, :oh, :ow], out[nc:, :oh, :ow]
+
+    def _predict_padded(self, padded: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        s = self.spec.output_stride
         ph, pw = padded.shape[:2]
         n_out = len(self.spec.classes) + 2
         out = np.zeros((n_out, ph // s, pw // s), np.float32)
@@ -105,6 +121,4 @@ class Predictor:
             out[:, oy : (t.y0 + t.keep_y1) // s, ox : (t.x0 + t.keep_x1) // s] = res[
                 :, t.keep_y0 // s : t.keep_y1 // s, t.keep_x0 // s : t.keep_x1 // s
             ]
-        oh, ow = -(-h // s), -(-w // s)
-        nc = len(self.spec.classes)
-        return out[:nc, :oh, :ow], out[nc:, :oh, :ow]
+        return out

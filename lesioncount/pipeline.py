@@ -167,6 +167,9 @@ class LesionCounter:
         max_megapixels: refuse photos larger than this.
         whole_frame: count everywhere in the frame at the frame's scale, with no face or skin test (for
             close-ups the user vouches for, and for tests of the counting mechanics); a warning says so.
+        flip_average: average the network's output on the photo and on its mirror image (test-time flip
+            averaging; about doubles the network's time); None: as the model's contract says (its
+            thresholds were calibrated that way).
     """
 
     def __init__(
@@ -178,10 +181,11 @@ class LesionCounter:
         threshold: float | None = None,
         max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
         whole_frame: bool = False,
+        flip_average: bool | None = None,
     ) -> None:
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
-        self.predictor = Predictor(resolve_model_path(model, int8=int8), threads=threads)
+        self.predictor = Predictor(resolve_model_path(model, int8=int8), threads=threads, flip_average=flip_average)
         self.spec = self.predictor.spec
         self.thresholds = (
             dict.fromkeys(self.spec.classes, threshold) if threshold is not None else dict(self.spec.thresholds)

@@ -147,6 +147,8 @@ class ModelSpec:
         tile_overlap_px: overlap between tiles in working pixels.
         training_data: one-line note on the data and its terms.
         input_multiple: input sides must be multiples of this (the stem stride times the U-Net's pooling).
+        flip_average: the model runs on the photo and on its mirror image and the two outputs are averaged
+            (test-time flip averaging); its thresholds were calibrated that way.
     """
 
     name: str
@@ -161,6 +163,7 @@ class ModelSpec:
     tile_overlap_px: int = 64
     training_data: str = ""
     input_multiple: int = 16
+    flip_average: bool = False
 
     #: Metadata keys every shipped model must carry.
     REQUIRED_KEYS = (
@@ -194,6 +197,7 @@ class ModelSpec:
             "lesioncount.tile_overlap_px": str(self.tile_overlap_px),
             "lesioncount.training_data": self.training_data,
             "lesioncount.input_multiple": str(self.input_multiple),
+            "lesioncount.flip_average": json.dumps(self.flip_average),
         }
 
     @classmethod
@@ -218,6 +222,7 @@ class ModelSpec:
                 tile_overlap_px=int(meta["lesioncount.tile_overlap_px"]),
                 training_data=meta["lesioncount.training_data"],
                 input_multiple=int(meta.get("lesioncount.input_multiple", "16")),
+                flip_average=bool(json.loads(meta.get("lesioncount.flip_average", "false"))),
             )
         except (ValueError, TypeError, AttributeError) as e:
             raise ValueError(f"model metadata is malformed ({e}); export the model with `lesioncount export`") from e

@@ -58,6 +58,13 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--flip-average",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="test-time flip averaging on or off (default: as the model's contract says)",
+    )
+    ap.add_argument("--acne-threshold", type=float, default=None, help="override the model's acne threshold")
     args = ap.parse_args()
     try:
         xmls = voc_files(args.valid, limit=args.limit)
@@ -65,9 +72,14 @@ def main() -> int:
         print(e, file=sys.stderr)
         return 2
     experts = {a.file_name: a for a in read_coco(args.valid / "expert_points.coco.json", {"acne": "inflammatory"})}
-    fp32 = LesionCounter(args.model, threads=args.threads)
-    whole = LesionCounter(args.model, threads=args.threads, whole_frame=True)
-    int8 = LesionCounter(args.int8, threads=args.threads) if args.int8 else None
+    opts = {"threads": args.threads, "flip_average": args.flip_average}
+    fp32 = LesionCounter(args.model, **opts)
+    whole = LesionCounter(args.model, whole_frame=True, **opts)
+    int8 = LesionCounter(args.int8, **opts) if args.int8 else None
+    if args.acne_threshold is not None:
+        for counter in (fp32, whole, int8):
+            if counter is not None:  # only the acne classes: the scar threshold stays the model's
+                counter.thresholds |= dict.fromkeys(ACNE_CLASSES, args.acne_threshold)
     rng = np.random.default_rng(args.seed)
     rows = []
     t0 = time.perf_counter()

@@ -36,6 +36,21 @@ def test_tiled_prediction_equals_whole_image(toy: Path) -> None:
     np.testing.assert_allclose(heat[:, 2:-2, 2:-2], whole[:, 2:-2, 2:-2], atol=1e-6)
 
 
+def test_flip_averaging_is_mirror_symmetric_and_keeps_lesions_in_place(toy: Path) -> None:
+    img = red_blob(red_blob(_grey(240, 320), 60, 100, 3), 250, 180, 3)  # width a multiple of 16: no padding
+    plain, flip = Predictor(toy, threads=1), Predictor(toy, threads=1, flip_average=True)
+    assert not plain.flip_average and flip.flip_average  # the toy's contract says no flip; the argument wins
+    heat, _ = flip.predict(img)
+    heat_m, _ = flip.predict(np.ascontiguousarray(img[:, ::-1]))
+    # The average of a photo and its mirror is the same whichever of the two is given.
+    np.testing.assert_allclose(heat_m[:, :, ::-1], heat, atol=1e-6)
+    a = LesionCounter(toy, threads=1, whole_frame=True).count(img)
+    b = LesionCounter(toy, threads=1, whole_frame=True, flip_average=True).count(img)
+    assert a.counts == b.counts and a.counts["inflammatory"] == 2
+    for la, lb in zip(a.lesions, b.lesions, strict=True):
+        assert abs(la.x - lb.x) <= 1.0 and abs(la.y - lb.y) <= 1.0
+
+
 @pytest.mark.parametrize("x", [96.0, 97.0, 95.0])
 def test_lesion_on_a_tile_border_is_counted_once(toy: Path, x: float) -> None:
     # Tiles of 128 with overlap 32 start at 0, 96, ...: the kept halves meet at x = 112; the tile windows

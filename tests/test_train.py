@@ -112,17 +112,29 @@ def test_tiny_training_lowers_loss_resumes_and_exports(tmp_path: Path) -> None:
 def test_shipped_models_carry_complete_contracts() -> None:
     from lesioncount.infer import DEFAULT_MODEL_STEM
 
+    specs = []
     for name in (f"{DEFAULT_MODEL_STEM}.onnx", f"{DEFAULT_MODEL_STEM}.int8.onnx"):
         path = models_dir() / name
         assert path.is_file(), f"{name} is not shipped"
         assert path.stat().st_size < 20 * 1024 * 1024
         m = onnx.load(str(path))
         meta = {p.key: p.value for p in m.metadata_props}
+        assert "lesioncount.flip_average" in meta  # how the thresholds were calibrated is stated, not implied
         spec = ModelSpec.from_metadata(meta)  # raises on a missing key
         assert spec.classes == ("inflammatory", "comedone", "scar")
         assert all(0 < t < 1 for t in spec.thresholds.values())
         assert "ACNE04" in spec.training_data
-    assert (models_dir() / "MODEL_CARD.md").is_file()
+        specs.append(spec)
+    fp32, int8 = specs
+    # The int8 twin runs as its fp32 model does; only its acne threshold may differ (matched to fp32's count).
+    assert (int8.version, int8.flip_average, int8.thresholds["scar"]) == (
+        fp32.version,
+        fp32.flip_average,
+        fp32.thresholds["scar"],
+    )
+    assert abs(int8.thresholds["inflammatory"] - fp32.thresholds["inflammatory"]) <= 0.05
+    card = (models_dir() / "MODEL_CARD.md").read_text()
+    assert f"lesioncount-unet24 {fp32.version}" in card  # the card describes the shipped version
 
 
 @pytest.mark.slow
@@ -157,6 +169,32 @@ def test_one_threshold_rule_for_both_calibrations() -> None:
     # 0.1: 3, 28, 25 -> grades 0, 2, 2 (2 right); 0.4: 2, 8, 25 -> 0, 1, 2 (3 right); 0.6: 2, 8, 0 (2 right)
     assert best == 0.4 and acc == 1.0 and [row[0] for row in table] == [2 / 3, 1.0, 2 / 3]
     assert r > 0.99
+
+
+def test_int8_threshold_matches_the_fp32_total() -> None:
+    """Known answer: int8 scores a little higher, so its threshold rises until the totals agree."""
+    from lesioncount.train.calibrate import match_threshold
+
+    fp32 = [np.array([0.50, 0.30, 0.16, 0.15]), np.array([0.12, 0.14])]  # at 0.15: 4 peaks
+    int8 = [s + 0.01 for s in fp32] + [np.array([0.151])]  # one extra weak peak on top
+    assert sum(int((s >= 0.15).sum()) for s in fp32) == 4
+    t = match_threshold(int8, 4, 0.15)
+    assert sum(int((s >= t).sum()) for s in int8) == 4 and 0.15 < t <= 0.17
+    # Nothing to change: the centre itself is kept.
+    assert match_threshold(fp32, 4, 0.15) == 0.15
+
+
+def test_set_acne_threshold_rewrites_only_the_acne_classes(tmp_path: Path) -> None:
+    from toy_model import make_toy_model
+
+    from lesioncount.train.calibrate import set_acne_threshold
+
+    path = make_toy_model(tmp_path / "toy.onnx")
+    before = ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(path)).metadata_props})
+    set_acne_threshold(path, 0.2125)
+    after = ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(path)).metadata_props})
+    assert after.thresholds == before.thresholds | {"inflammatory": 0.2125, "comedone": 0.2125}
+    assert after.thresholds["scar"] == before.thresholds["scar"]
 
 
 @pytest.mark.parametrize(

@@ -255,6 +255,14 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", help="final.pt from `lesioncount train` (rewritten in place, atomically)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    p.add_argument(
+        "--flip-average", action="store_true", help="count with test-time flip averaging (as the model will run)"
+    )
+    p.add_argument(
+        "--int8",
+        metavar="INT8_ONNX",
+        help="the int8 twin: give it the acne threshold that matches the fp32 count on the held-out faces",
+    )
     p.set_defaults(func=run_calibrate)
 
 
@@ -271,7 +279,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
         task = progress.add_task("calibrate", total=None)
         try:
             res = calibrate_checkpoint(
-                args.checkpoint, threads=args.threads, progress=lambda d, n: progress.update(task, completed=d, total=n)
+                args.checkpoint,
+                threads=args.threads,
+                flip_average=args.flip_average,
+                int8=args.int8,
+                progress=lambda d, n: progress.update(task, completed=d, total=n),
             )
         except (FileNotFoundError, ValueError) as e:
             console.print(f"[red]error:[/red] {e}")
@@ -280,6 +292,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
         f"acne threshold {res['threshold']:g} on {res['held_out_photos']} held-out faces: Hayashi accuracy "
         f"{res['hayashi_acc']:.3f}, count r {res['count_r']:.3f}; written into {args.checkpoint}"
     )
+    if args.int8:
+        print(
+            f"int8 acne threshold {res['int8_threshold']:g}: {res['int8_total']} lesions on the held-out faces "
+            f"against fp32's {res['fp32_total']}; written into {args.int8}"
+        )
     return 0
 
 

@@ -7,6 +7,7 @@ ONNX checker, and compares ONNX Runtime with torch on a fixed input (max abs dif
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -80,6 +81,7 @@ def spec_for(
         tile_overlap_px=tile_overlap_px,
         training_data=TRAINING_DATA_NOTE if not cfg.get("synthetic_only") else "synthetic lesions only (test model)",
         input_multiple=model.input_multiple,
+        flip_average=bool(state.get("flip_average", False)),  # set by `lesioncount calibrate --flip-average`
     )
 
 
@@ -91,6 +93,24 @@ def _set_metadata(path: Path, spec: ModelSpec) -> None:
     m.doc_string = f"{spec.name} {spec.version}: acne lesion heatmaps ({', '.join(spec.classes)}) + log box size"
     onnx.checker.check_model(m)
     onnx.save(m, str(path))
+
+
+def update_contract(path: str | os.PathLike[str], **changes: Any) -> ModelSpec:
+    """Rewrite fields of an exported model's contract (its metadata) atomically; the weights are untouched.
+
+    Raises:
+        ValueError: the changed contract fails ``ModelSpec.check``, or the file has no contract.
+    """
+    model = onnx.load(str(path))
+    spec = ModelSpec.from_metadata({p.key: p.value for p in model.metadata_props})
+    spec = dataclasses.replace(spec, **changes)
+    spec.check()
+    del model.metadata_props[:]
+    for k, v in spec.to_metadata().items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    return spec
 
 
 def parity(model: LesionUNet, onnx_path: Path, *, seed: int = 0, shape: tuple[int, int] = (160, 224)) -> float:
