@@ -14,6 +14,7 @@ pytest.importorskip("argon2")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from lesioncount.types import COUNT_KEYS  # noqa: E402
 from lesioncount.web import Settings, create_app  # noqa: E402
 from lesioncount.web.marks import MarkError, apply_change, counts_of  # noqa: E402
 from lesioncount.web.testing import FakeCounter, add_user, login, photo_bytes  # noqa: E402
@@ -187,6 +188,32 @@ def test_failed_count_is_reported(web):
     assert web.app.state.queue.wait_idle(30)
     p = web.client.get(f"/api/v1/visits/{vid}/progress").json()["photos"][0]
     assert p["status"] == "failed" and "fake counter failure" in p["error"]
+
+
+def test_undo_and_revert_are_new_versions_and_ids_are_never_reused(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    h = {"X-CSRF-Token": csrf}
+    _, vid = _patient_and_visit(c, csrf)
+    _upload(web, csrf, vid, ("a.jpg", photo_bytes()))
+    web.app.state.queue.wait_idle(30)
+    pid = c.get(f"/api/v1/visits/{vid}").json()["photos"][0]["id"]
+    url = f"/api/v1/photos/{pid}/marks"
+    model = c.get(f"/api/v1/photos/{pid}").json()
+    added = c.post(url, json={"op": "add", "cls": "scar", "x": 10, "y": 12}, headers=h).json()
+    new_id = added["marks"][-1]["id"]
+    c.post(url, json={"op": "remove", "id": "m1"}, headers=h)
+    undone = c.post(url, json={"op": "revert", "to_version": 2, "base_version": 3}, headers=h).json()
+    assert undone["version"] == 4 and undone["marks"] == added["marks"] and undone["counts"] == added["counts"]
+    back = c.post(url, json={"op": "revert", "to_version": 1}, headers=h).json()
+    assert back["marks"] == model["marks"] and back["counts"] == model["counts"] and back["version"] == 5
+    again = c.post(url, json={"op": "add", "cls": "scar", "x": 20, "y": 22}, headers=h).json()
+    assert again["marks"][-1]["id"] != new_id  # the undone mark's id keeps meaning that mark in the history
+    changes = [v["change"] for v in c.get(f"/api/v1/photos/{pid}/versions").json()]
+    assert changes[3:5] == ["undid v3", "reverted to v1"]
+    for bad in ({"to_version": 6}, {"to_version": 99}, {}):
+        r = c.post(url, json={"op": "revert"} | bad, headers=h)
+        assert r.status_code == 400, bad
 
 
 def test_corrections_are_versions_and_counts_follow(web):
@@ -531,3 +558,80 @@ def test_a_real_onnx_model_counts_an_upload(tmp_path, astronaut):
         assert np.hypot(*(web_xy - (x, y)).T).min() <= 3, (x, y)
     for x, y in ((250, 140), (190, 150)):
         assert any(abs(m["x"] - x) <= 3 and abs(m["y"] - y) <= 3 for m in got["marks"]), (x, y)
+
+
+def test_patient_page_chart_by_date_with_grades_regions_totals_and_warnings(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    pid, v1 = _patient_and_visit(c, csrf, when="2026-01-01")
+    _upload(web, csrf, v1, ("f.jpg", photo_bytes(seed=1)))
+    _upload(web, csrf, v1, ("l.jpg", photo_bytes(seed=2)), view="left")
+    web.app.state.queue.wait_idle(30)
+    _, v2 = _patient_and_visit_for(c, csrf, pid, "2026-01-11")
+    _, v3 = _patient_and_visit_for(c, csrf, pid, "2026-03-12")
+    web.fake.warnings = ("underexposed: 1.2 stops dark",)
+    _upload(web, csrf, v2, ("f2.jpg", photo_bytes(seed=3)))
+    _upload(web, csrf, v2, ("l2.jpg", photo_bytes(seed=4)), view="left")
+    web.app.state.queue.wait_idle(30)  # counted while the warning is on
+    web.fake.warnings = ()
+    _upload(web, csrf, v3, ("f3.jpg", photo_bytes(seed=5)))  # no left photo at the last visit
+    web.app.state.queue.wait_idle(30)
+    page = c.get(f"/patients/{pid}").text
+    # Visits are placed by date: day 10 sits a seventh of the way from baseline to day 70.
+    xs = [float(x) for x in re.findall(r'<text x="([\d.]+)" y="[\d.]+" class="tick x-tick"', page)]
+    assert len(xs) == 3 and (xs[1] - xs[0]) / (xs[2] - xs[0]) == pytest.approx(10 / 70, abs=0.01)
+    assert "day 10" in page and "day 70" in page
+    y_labels = re.findall(r'class="tick y-tick" text-anchor="end">(\d+)<', page)
+    assert y_labels[0] == "0" and len(y_labels) >= 3  # labelled in steps, not just 0 and the top
+    # The Hayashi grade of each visit (the fake's 5 acne lesions: grade 0), and the photo's warning.
+    assert re.findall(r'<td class="num grade">(\S+)</td>', page) == ["0", "0", "0"]
+    assert "underexposed" in page and page.count('class="dot warned"') == len(COUNT_KEYS)
+    assert 'id="region-table"' in page and 'data-region="forehead">1<' in page
+    # All views together: only the visits with both views (the last has no left photo).
+    every = c.get(f"/patients/{pid}?view=all views").text
+    totals = re.findall(r'data-class="total_acne"><span class="count">(\d+)<', every)
+    assert totals == ["10", "10"]
+
+
+def _patient_and_visit_for(c, csrf, pid, when):
+    v = c.post(f"/api/v1/patients/{pid}/visits", json={"visit_date": when}, headers={"X-CSRF-Token": csrf})
+    assert v.status_code == 201, v.text
+    return pid, v.json()["id"]
+
+
+def test_two_photos_of_one_view_the_clinician_chooses_and_views_can_be_corrected(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    h = {"X-CSRF-Token": csrf}
+    pid, vid = _patient_and_visit(c, csrf)
+    first = _upload(web, csrf, vid, ("a.jpg", photo_bytes(seed=1))).json()["photos"][0]["id"]
+    web.app.state.queue.wait_idle(30)
+    web.fake.counts = {"inflammatory": 9, "comedone": 0, "scar": 0}
+    second = _upload(web, csrf, vid, ("b.jpg", photo_bytes(seed=2))).json()["photos"][0]["id"]
+    web.app.state.queue.wait_idle(30)
+    page = c.get(f"/visits/{vid}").text
+    assert 'id="doubled-front"' in page and page.count(">used<") == 1
+
+    def front_inflammatory():
+        return c.get(f"/api/v1/patients/{pid}").json()["summary"]["series"]["front"][0]["counts"]["inflammatory"]
+
+    assert front_inflammatory() == 9  # the newest upload, until someone chooses
+    r = c.post(f"/photos/{first}/view", data={"csrf_token": csrf, "use": "1"})
+    assert r.status_code == 200 and front_inflammatory() == 3
+    # The second photo was really the left view: relabel it; the warning goes, both views count.
+    r = c.patch(f"/api/v1/photos/{second}", json={"view": "left"}, headers=h)
+    assert r.status_code == 200 and r.json()["view"] == "left"
+    assert 'id="doubled-front"' not in c.get(f"/visits/{vid}").text
+    series = c.get(f"/api/v1/patients/{pid}").json()["summary"]["series"]
+    assert series["front"][0]["counts"]["inflammatory"] == 3 and series["left"][0]["counts"]["inflammatory"] == 9
+    assert c.patch(f"/api/v1/photos/{second}", json={"view": "top"}, headers=h).status_code == 422
+    with TestClient(web.app) as viewer:
+        add_user(web.app, "North", "vera", PW, "viewer")
+        vcsrf = login(viewer, "vera", PW)
+        r = viewer.patch(f"/api/v1/photos/{first}", json={"view": "right"}, headers={"X-CSRF-Token": vcsrf})
+        assert r.status_code == 403
+    from lesioncount.web.models import AuditEvent
+
+    with web.app.state.sessions() as db:
+        actions = {e.action for e in db.query(AuditEvent).all()}
+    assert {"change_view", "choose_photo"} <= actions

@@ -42,7 +42,10 @@ class VisitIn(BaseModel):
 
 
 class CorrectionIn(BaseModel):
-    op: Literal["add", "remove", "reclassify"]
+    op: Literal["add", "remove", "reclassify", "revert"] = Field(
+        description="revert saves an earlier version's marks as a new version (undo: to_version = version - 1)"
+    )
+    to_version: int | None = Field(None, description="revert: the version to go back to")
     id: str | None = Field(None, description="mark id (remove, reclassify)")
     cls: str | None = Field(None, description="class (add, reclassify)")
     x: float | None = None
@@ -50,6 +53,11 @@ class CorrectionIn(BaseModel):
     region: str | None = None
     radius_px: float | None = None
     base_version: int | None = Field(None, description="the version you corrected; a stale one is refused")
+
+
+class PhotoChangeIn(BaseModel):
+    view: Literal["front", "left", "right"] | None = Field(None, description="a corrected view")
+    use_for_counts: bool = Field(False, description="use this photo for its view's counts at its visit")
 
 
 class TokenIn(BaseModel):
@@ -192,7 +200,7 @@ def photo_json(db: DB, ph: Photo) -> dict[str, Any]:
             "counts": mv.counts if mv else None,
             "counts_by_region": counts_by_region_of(mv.marks) if mv else {},
             "model_counts": (ph.result or {}).get("counts"),
-            "warnings": (ph.result or {}).get("quality", {}).get("warnings", []),
+            "warnings": sv.photo_warnings(ph.result or {}),
             "changed_by": (mv.author.username if mv and mv.author else None),
             "changed_at": (mv.created_at.isoformat() + "Z" if mv else None),
         }
@@ -207,8 +215,9 @@ def me(actor: ApiActor) -> dict[str, Any]:
 
 
 @router.get("/patients", response_model=list[PatientOut])
-def list_patients(actor: ApiActor, db: DB) -> list[dict[str, Any]]:
-    return [patient_json(p) for p in sv.list_patients(db, actor)]
+def list_patients(actor: ApiActor, db: DB, q: str = "") -> list[dict[str, Any]]:
+    """The clinic's patients; ``q`` keeps those whose ID or notes contain it."""
+    return [patient_json(p) for p in sv.list_patients(db, actor, q)]
 
 
 @router.post("/patients", status_code=201, response_model=PatientOut)
@@ -229,6 +238,33 @@ def update_patient(patient_id: int, body: PatientUpdate, actor: ApiActor, db: DB
     """Correct the birth year and notes (the patient ID stays)."""
     p = sv.get_patient(db, actor, patient_id)
     return patient_json(sv.update_patient(db, actor, p, body.birth_year, body.notes))
+
+
+@router.delete("/patients/{patient_id}", status_code=204, response_class=Response)
+def erase_patient(patient_id: int, confirm: str, request: Request, actor: ApiActor, db: DB) -> Response:
+    """An erasure request: the patient, visits, photos, marks and stored files go. ``confirm`` must be the
+    patient's ID (a deliberate act, not a slip)."""
+    p = sv.get_patient(db, actor, patient_id)
+    sv.erase_patient(db, request.app.state.store, actor, p, confirm, client_ip(request))
+    return Response(status_code=204)
+
+
+@router.put("/visits/{visit_id}", response_model=VisitOut)
+def update_visit(visit_id: int, body: VisitIn, request: Request, actor: ApiActor, db: DB) -> dict[str, Any]:
+    """Correct a visit's date, treatment, units, areas or notes."""
+    v = sv.get_visit(db, actor, visit_id)
+    sv.update_visit(
+        db, actor, v, body.visit_date, body.treatment, body.units, body.areas, body.notes, client_ip(request)
+    )
+    return visit_json(v)
+
+
+@router.delete("/visits/{visit_id}", status_code=204, response_class=Response)
+def delete_visit(visit_id: int, request: Request, actor: ApiActor, db: DB) -> Response:
+    """Delete a visit with its photos and marks."""
+    v = sv.get_visit(db, actor, visit_id)
+    sv.delete_visit(db, request.app.state.store, actor, v, client_ip(request))
+    return Response(status_code=204)
 
 
 @router.post("/patients/{patient_id}/visits", status_code=201, response_model=VisitCreatedOut)
@@ -267,7 +303,9 @@ def upload_photos(
         raise sv.Invalid(f"at most {settings.max_files_per_upload} photos per upload")
     v = sv.get_visit(db, actor, visit_id)
     ups = [sv.Upload(f.file, f.filename) for f in files]
-    photos = sv.add_photos(db, request.app.state.store, request.app.state.queue, actor, v, view, ups)
+    photos = sv.add_photos(
+        db, request.app.state.store, request.app.state.queue, actor, v, view, ups, client_ip(request)
+    )
     return {"photos": [photo_status_json(ph) for ph in photos]}
 
 
@@ -318,16 +356,27 @@ def photo_overlay(photo_id: int, request: Request, actor: ApiActor, db: DB) -> R
     return Response(buf.getvalue(), media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
+@router.patch("/photos/{photo_id}", response_model=PhotoOut)
+def change_photo(photo_id: int, body: PhotoChangeIn, request: Request, actor: ApiActor, db: DB) -> dict[str, Any]:
+    """Correct a photo's view, or choose it for its view's counts when a visit has two photos of one view."""
+    ph = sv.get_photo(db, actor, photo_id)
+    sv.update_photo(db, actor, ph, view=body.view, use_for_counts=body.use_for_counts, ip=client_ip(request))
+    return photo_json(db, ph)
+
+
 @router.post("/photos/{photo_id}/marks", response_model=PhotoOut)
 def correct_marks(photo_id: int, body: CorrectionIn, request: Request, actor: ApiActor, db: DB) -> dict[str, Any]:
-    """Add, remove or reclassify one mark; stored as a new version, the counts follow.
+    """Add, remove or reclassify one mark, or revert to an earlier version; stored as a new version, the
+    counts follow.
 
     An added mark without a ``region`` gets the facial region found at its point."""
     ph = sv.get_photo(db, actor, photo_id)
     change = body.model_dump(exclude={"base_version"}, exclude_none=True)
     st = request.app.state
     path = st.store.original_path(ph.sha256)
-    sv.correct_marks(db, actor, ph, change, body.base_version, lambda x, y: st.regions.region_at(path, x, y))
+    sv.correct_marks(
+        db, actor, ph, change, body.base_version, lambda x, y: st.regions.region_at(path, x, y), client_ip(request)
+    )
     return photo_json(db, ph)
 
 

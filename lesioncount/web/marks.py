@@ -37,6 +37,19 @@ def counts_by_region_of(marks: list[dict[str, Any]]) -> dict[str, dict[str, int]
     return count_by_region(lesions_of(marks))
 
 
+def hayashi_of(marks: list[dict[str, Any]], result: dict[str, Any] | None) -> int | None:
+    """The Hayashi grade of the marks as they now stand, by the counting core's rule for the photo's face
+    (the worse half of a frontal face, the half face of a lateral one); None where the model gave none."""
+    if not result or not (result.get("grades") or {}).get("hayashi"):
+        return None
+    from lesioncount.pipeline import grade_block
+    from lesioncount.types import CountResult
+
+    block = grade_block(lesions_of(marks), CountResult.from_dict(result).face)
+    h = block.get("hayashi")
+    return int(h["grade"]) if isinstance(h, dict) else None
+
+
 def _next_id(marks: list[dict[str, Any]]) -> str:
     used = [int(m["id"][1:]) for m in marks if str(m.get("id", "")).startswith("m") and m["id"][1:].isdigit()]
     return f"m{max(used, default=0) + 1}"
@@ -55,7 +68,12 @@ def _check_class(cls: str) -> None:
 
 
 def apply_change(
-    marks: list[dict[str, Any]], change: dict[str, Any], *, width: int, height: int
+    marks: list[dict[str, Any]],
+    change: dict[str, Any],
+    *,
+    width: int,
+    height: int,
+    used_ids: set[str] | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """Apply one correction; returns the new marks and a one-line description of the change.
 
@@ -65,6 +83,8 @@ def apply_change(
             ``{"op": "reclassify", "id", "cls"}``.
         width: photo width in pixels (an added mark must lie on the photo).
         height: photo height in pixels.
+        used_ids: ids any version of the photo has used; a new mark never takes one of them, so that an
+            id in the history always means one mark (after an undo too).
 
     Raises:
         MarkError: unknown op, class, region or mark id, or a point off the photo.
@@ -87,7 +107,7 @@ def apply_change(
         region = str(change.get("region") or "other")
         if region not in REGIONS:
             raise MarkError(f"unknown region {region!r}; choose one of {', '.join(REGIONS)}")
-        new_id = _next_id(out)
+        new_id = _next_id(out + [{"id": i} for i in used_ids or ()])
         out.append(
             {
                 **Lesion(cls, x, y, 3.14159 * r * r, (x - r, y - r, 2 * r, 2 * r), 1.0, region).to_dict(),
@@ -109,4 +129,4 @@ def apply_change(
             raise MarkError(f"mark {out[i]['id']} is already {cls}")
         out[i]["class"] = cls
         return out, f"reclassified {out[i]['id']} {old} -> {cls}"
-    raise MarkError(f"unknown correction {op!r}; use add, remove or reclassify")
+    raise MarkError(f"unknown correction {op!r}; use add, remove, reclassify or revert")

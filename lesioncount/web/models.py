@@ -118,7 +118,9 @@ class Patient(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
-    visits: Mapped[list[Visit]] = relationship(back_populates="patient", order_by="Visit.visit_date, Visit.id")
+    visits: Mapped[list[Visit]] = relationship(
+        back_populates="patient", order_by="Visit.visit_date, Visit.id", cascade="all, delete-orphan"
+    )
 
 
 class Visit(Base):
@@ -134,7 +136,9 @@ class Visit(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     patient: Mapped[Patient] = relationship(back_populates="visits")
-    photos: Mapped[list[Photo]] = relationship(back_populates="visit", order_by="Photo.id")
+    photos: Mapped[list[Photo]] = relationship(
+        back_populates="visit", order_by="Photo.id", cascade="all, delete-orphan"
+    )
 
 
 class Photo(Base):
@@ -156,6 +160,9 @@ class Photo(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the model's CountResult
     uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     uploaded_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # When a clinician chose this photo for its view's counts (two photos of one view in a visit); the
+    # most recently chosen wins, else the newest upload.
+    chosen_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
     visit: Mapped[Visit] = relationship(back_populates="photos")
     mark_versions: Mapped[list[MarkVersion]] = relationship(

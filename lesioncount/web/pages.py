@@ -148,8 +148,8 @@ async def logout(request: Request, db: DB, actor: PageActor) -> Response:
 
 
 @router.get("/")
-def home(request: Request, db: DB, actor: PageActor) -> Response:
-    return render(request, "patients.html", actor, patients=sv.list_patients(db, actor))
+def home(request: Request, db: DB, actor: PageActor, q: str = "") -> Response:
+    return render(request, "patients.html", actor, patients=sv.list_patients(db, actor, q), q=q)
 
 
 @router.post("/patients")
@@ -161,12 +161,30 @@ async def new_patient(request: Request, db: DB, actor: PageActor) -> Response:
     return redirect(f"/patients/{p.id}")
 
 
+def _nice_step(top: int, max_ticks: int = 5) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50 ... that labels 0 to ``top`` in at most ``max_ticks`` steps."""
+    step = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * step * max_ticks >= top:
+                return m * step
+        step *= 10
+
+
 def _chart(series: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
-    """Polyline points of a small counts-over-time chart (server-drawn SVG, no chart library)."""
-    w, h, pad = 560, 220, 36
-    n = len(series)
-    top = max([1] + [row["counts"][k] for row in series for k in keys])
-    xs = [pad + (w - 2 * pad) * (i / (n - 1) if n > 1 else 0.5) for i in range(n)]
+    """A small counts-over-time chart (server-drawn SVG, no chart library): visits placed by their date,
+    the count axis labelled in round steps, and a hollow marker on the visits whose photo has a warning."""
+    w, h, pad = 560, 230, 40
+    dates = [dt.date.fromisoformat(row["date"]) for row in series]
+    span = (dates[-1] - dates[0]).days
+    frac = (
+        [(d - dates[0]).days / span for d in dates]
+        if span > 0
+        else [0.5 if len(dates) == 1 else i / (len(dates) - 1) for i in range(len(dates))]
+    )
+    xs = [pad + (w - 2 * pad) * f for f in frac]
+    step = _nice_step(max([1] + [row["counts"][k] for row in series for k in keys]))
+    top = step * -(-max([1] + [row["counts"][k] for row in series for k in keys]) // step)
 
     def y(v: int) -> float:
         return h - pad - (h - 2 * pad) * v / top
@@ -177,19 +195,23 @@ def _chart(series: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
             "colour": CLASS_COLOURS[k],
             "dash": CHART_DASHES.get(k, ""),
             "points": " ".join(f"{x:.1f},{y(row['counts'][k]):.1f}" for x, row in zip(xs, series, strict=True)),
-            "dots": [(x, y(row["counts"][k]), row["counts"][k]) for x, row in zip(xs, series, strict=True)],
+            "dots": [
+                (x, y(row["counts"][k]), row["counts"][k], "; ".join(row.get("warnings") or []))
+                for x, row in zip(xs, series, strict=True)
+            ],
         }
         for k in keys
     ]
-    ticks = [(x, row["date"]) for x, row in zip(xs, series, strict=True)]
-    return {"w": w, "h": h, "pad": pad, "top": top, "lines": lines, "ticks": ticks, "y_top": y(top)}
+    ticks = [(x, row["date"], (d - dates[0]).days) for x, row, d in zip(xs, series, dates, strict=True)]
+    y_ticks = [(y(v), v) for v in range(0, top + 1, step)]
+    return {"w": w, "h": h, "pad": pad, "lines": lines, "ticks": ticks, "y_ticks": y_ticks}
 
 
 @router.get("/patients/{patient_id}")
 def patient_page(request: Request, patient_id: int, db: DB, actor: PageActor, view: str | None = None) -> Response:
     p = sv.get_patient(db, actor, patient_id)
     summary = sv.patient_summary(db, p)
-    views = summary["views"]
+    views = summary["views"] + (["all views"] if "all views" in summary["series"] else [])
     chosen = view if view in views else ("front" if "front" in views else (views[0] if views else None))
     series = summary["series"].get(chosen, []) if chosen else []
     chart = _chart(series, list(summary["classes"])) if series else None
@@ -201,6 +223,7 @@ def patient_page(request: Request, patient_id: int, db: DB, actor: PageActor, vi
         actor,
         patient=p,
         summary=summary,
+        views=views,
         view=chosen,
         series=series,
         chart=chart,
@@ -217,14 +240,55 @@ async def edit_patient(request: Request, patient_id: int, db: DB, actor: PageAct
     return redirect(f"/patients/{p.id}")
 
 
+@router.post("/patients/{patient_id}/erase")
+async def erase_patient(request: Request, patient_id: int, db: DB, actor: PageActor) -> Response:
+    """An erasure request: the patient and everything recorded about them go (the code typed to confirm)."""
+    form = await _form(request, actor)
+    p = sv.get_patient(db, actor, patient_id)
+    sv.erase_patient(db, request.app.state.store, actor, p, str(form.get("confirm") or ""), client_ip(request))
+    return redirect("/")
+
+
+@router.post("/visits/{visit_id}")
+async def edit_visit(request: Request, visit_id: int, db: DB, actor: PageActor) -> Response:
+    form = await _form(request, actor)
+    v = sv.get_visit(db, actor, visit_id)
+    sv.update_visit(
+        db,
+        actor,
+        v,
+        _form_date(form.get("visit_date")),
+        str(form.get("treatment") or ""),
+        _opt_float(form.get("units")),
+        str(form.get("areas") or ""),
+        str(form.get("notes") or ""),
+        client_ip(request),
+    )
+    return redirect(f"/visits/{v.id}")
+
+
+@router.post("/visits/{visit_id}/delete")
+async def delete_visit(request: Request, visit_id: int, db: DB, actor: PageActor) -> Response:
+    form = await _form(request, actor)
+    if not form.get("confirm"):
+        raise sv.Invalid("tick the box to confirm that the visit and its photos are to be deleted")
+    v = sv.get_visit(db, actor, visit_id)
+    pid = sv.delete_visit(db, request.app.state.store, actor, v, client_ip(request))
+    return redirect(f"/patients/{pid}")
+
+
+def _form_date(value: object) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value or ""))
+    except ValueError as e:
+        raise sv.Invalid("give the visit date as YYYY-MM-DD") from e
+
+
 @router.post("/patients/{patient_id}/visits")
 async def new_visit(request: Request, patient_id: int, db: DB, actor: PageActor) -> Response:
     form = await _form(request, actor)
     p = sv.get_patient(db, actor, patient_id)
-    try:
-        when = dt.date.fromisoformat(str(form.get("visit_date") or ""))
-    except ValueError as e:
-        raise sv.Invalid("give the visit date as YYYY-MM-DD") from e
+    when = _form_date(form.get("visit_date"))
     v = sv.create_visit(
         db,
         actor,
@@ -250,6 +314,8 @@ def patient_report(request: Request, patient_id: int, fmt: str, db: DB, actor: P
 def visit_page(request: Request, visit_id: int, db: DB, actor: PageActor) -> Response:
     v = sv.get_visit(db, actor, visit_id)
     counts = {ph.id: (sv.current_version(db, ph) or None) for ph in v.photos}
+    used = {vw: sv.counted_photo(v, vw) for vw in VIEWS}
+    doubled = [vw for vw in VIEWS if sum(ph.view == vw and ph.status == "done" for ph in v.photos) > 1]
     return render(
         request,
         "visit.html",
@@ -258,9 +324,22 @@ def visit_page(request: Request, visit_id: int, db: DB, actor: PageActor) -> Res
         patient=v.patient,
         views=VIEWS,
         counts=counts,
+        used_ids={ph.id for ph in used.values() if ph is not None},
+        doubled=doubled,
+        warnings={ph.id: sv.photo_warnings(ph.result or {}) for ph in v.photos},
         warning=sv.treatment_warning(v.patient.birth_year, v.visit_date, v.treatment),
         max_mb=request.app.state.settings.max_upload_bytes // 1_000_000,
     )
+
+
+@router.post("/photos/{photo_id}/view")
+async def photo_view_form(request: Request, photo_id: int, db: DB, actor: PageActor) -> Response:
+    """Change a photo's view, or choose it for its view's counts (``use=1``), from the visit page."""
+    form = await _form(request, actor)
+    ph = sv.get_photo(db, actor, photo_id)
+    view = str(form.get("view") or "") or None
+    sv.update_photo(db, actor, ph, view=view, use_for_counts=bool(form.get("use")), ip=client_ip(request))
+    return redirect(f"/visits/{ph.visit_id}")
 
 
 @router.post("/visits/{visit_id}/photos")
@@ -279,6 +358,7 @@ async def upload_form(request: Request, visit_id: int, db: DB, actor: PageActor)
             v,
             str(form.get("view") or "front"),
             [sv.Upload(f.file, f.filename) for f in files],
+            client_ip(request),
         )
     finally:
         await form.close()  # FastAPI closes the files it parses itself; these we parsed
@@ -328,6 +408,36 @@ async def new_user(request: Request, db: DB, actor: PageActor) -> Response:
     return redirect("/admin/users")
 
 
+@router.post("/admin/users/{user_id}/role")
+async def user_role(request: Request, user_id: int, db: DB, actor: PageActor) -> Response:
+    form = await _form(request, actor)
+    sv.set_role(db, actor, user_id, str(form.get("role") or ""), client_ip(request))
+    return redirect("/admin/users")
+
+
+@router.post("/admin/users/{user_id}/password")
+async def user_password(request: Request, user_id: int, db: DB, actor: PageActor) -> Response:
+    form = await _form(request, actor)
+    sv.reset_password(db, actor, user_id, str(form.get("password") or ""), client_ip(request))
+    return redirect("/admin/users")
+
+
+@router.post("/account/password")
+async def account_password(request: Request, db: DB, actor: PageActor) -> Response:
+    form = await _form(request, actor)
+    found = session_actor(db, request.cookies.get(SESSION_COOKIE), request.app.state.settings.session_ttl_s)
+    keep = found[1].id if found else None
+    if str(form.get("new") or "") != str(form.get("again") or ""):
+        return _account(request, db, actor, error="the two new passwords differ")
+    try:
+        sv.change_password(
+            db, actor, str(form.get("current") or ""), str(form.get("new") or ""), keep, client_ip(request)
+        )
+    except sv.Invalid as e:
+        return _account(request, db, actor, error=str(e))
+    return _account(request, db, actor, notice="Password changed; your other sessions and all your tokens ended.")
+
+
 @router.post("/admin/users/{user_id}/active")
 async def user_active(request: Request, user_id: int, db: DB, actor: PageActor) -> Response:
     form = await _form(request, actor)
@@ -335,9 +445,75 @@ async def user_active(request: Request, user_id: int, db: DB, actor: PageActor) 
     return redirect("/admin/users")
 
 
+#: Audit events per page.
+AUDIT_PAGE = 200
+
+
 @router.get("/admin/audit")
-def audit_page(request: Request, db: DB, actor: PageActor) -> Response:
-    return render(request, "audit.html", actor, events=sv.list_audit(db, actor))
+def audit_page(
+    request: Request,
+    db: DB,
+    actor: PageActor,
+    action: str = "",
+    user: str = "",
+    since: str = "",
+    until: str = "",
+    page: int = 1,
+    fmt: str = "",
+) -> Response:
+    """The clinic's audit log: filtered by action, user and dates, a page at a time, or all of it as CSV."""
+    try:
+        d0 = dt.date.fromisoformat(since) if since else None
+        d1 = dt.date.fromisoformat(until) if until else None
+    except ValueError as e:
+        raise sv.Invalid("give dates as YYYY-MM-DD") from e
+    if fmt == "csv":
+        events = sv.list_audit(db, actor, limit=None, action=action, username=user, since=d0, until=d1)
+        return Response(
+            _audit_csv(events),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="audit.csv"', "Cache-Control": "private, no-store"},
+        )
+    page = max(1, page)
+    events = sv.list_audit(
+        db,
+        actor,
+        limit=AUDIT_PAGE + 1,
+        offset=(page - 1) * AUDIT_PAGE,
+        action=action,
+        username=user,
+        since=d0,
+        until=d1,
+    )
+    query = {k: v for k, v in {"action": action, "user": user, "since": since, "until": until}.items() if v}
+    return render(
+        request,
+        "audit.html",
+        actor,
+        events=events[:AUDIT_PAGE],
+        more=len(events) > AUDIT_PAGE,
+        page=page,
+        query=query,
+        actions=sv.audit_actions(db, actor),
+    )
+
+
+def _audit_csv(events: list[Any]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["at_utc", "user", "action", "object_type", "object_id", "detail", "ip"])
+    for e in events:
+        row = [e.at.isoformat(), e.username, e.action, e.object_type, e.object_id or "", e.detail, e.ip]
+        w.writerow([_csv_safe(v) for v in row])
+    return buf.getvalue()
+
+
+def _csv_safe(value: object) -> object:
+    """A cell a spreadsheet will not run as a formula (user text starting with = + - @ gets a quote)."""
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 @router.get("/account")
@@ -345,7 +521,9 @@ def account_page(request: Request, db: DB, actor: PageActor) -> Response:
     return _account(request, db, actor)
 
 
-def _account(request: Request, db: DB, actor: Actor, new_token: str | None = None, error: str = "") -> Response:
+def _account(
+    request: Request, db: DB, actor: Actor, new_token: str | None = None, error: str = "", notice: str = ""
+) -> Response:
     return render(
         request,
         "account.html",
@@ -353,6 +531,7 @@ def _account(request: Request, db: DB, actor: Actor, new_token: str | None = Non
         tokens=sv.list_tokens(db, actor),
         new_token=new_token,
         error=error,
+        notice=notice,
         days_default=TOKEN_DAYS_DEFAULT,
         days_max=TOKEN_DAYS_MAX,
     )

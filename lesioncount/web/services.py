@@ -21,7 +21,7 @@ from lesioncount.endpoints import TOXIN_MIN_AGE_YEARS, Change, is_botulinum_toxi
 from lesioncount.types import ACNE_CLASSES, COUNT_KEYS, VIEWS
 from lesioncount.web import reports
 from lesioncount.web.counting import CountQueue
-from lesioncount.web.marks import apply_change, counts_of
+from lesioncount.web.marks import apply_change, counts_by_region_of, counts_of, hayashi_of
 from lesioncount.web.models import ROLES, ApiToken, AuditEvent, Clinic, MarkVersion, Patient, Photo, User, Visit, utcnow
 from lesioncount.web.reports import ReportPhoto
 from lesioncount.web.security import Actor, create_api_token, hash_password
@@ -155,6 +155,73 @@ def set_user_active(db: Session, actor: Actor, user_id: int, active: bool) -> Us
     return user
 
 
+def _end_sessions_and_tokens(db: Session, user: User, keep_session_id: int | None = None) -> None:
+    from lesioncount.web.models import LoginSession
+
+    for row in db.scalars(select(LoginSession).where(LoginSession.user_id == user.id)):
+        if row.id != keep_session_id:
+            db.delete(row)
+    for tok in db.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked.is_(False))):
+        tok.revoked = True
+
+
+def change_password(
+    db: Session, actor: Actor, current: str, new: str, keep_session_id: int | None = None, ip: str = ""
+) -> None:
+    """The actor's own password; the current one must be right. Other sessions and all tokens end."""
+    from lesioncount.web.security import verify_password
+
+    if actor.via != "session":
+        raise Forbidden("change your password from a logged-in session, not with a token")
+    if not verify_password(actor.user.password_hash, current):
+        raise Invalid("the current password is wrong")
+    try:
+        actor.user.password_hash = hash_password(new)
+    except ValueError as e:
+        raise Invalid(str(e)) from e
+    _end_sessions_and_tokens(db, actor.user, keep_session_id)
+    audit(db, actor, "change_password", "user", actor.user.id, "", ip)
+    db.commit()
+
+
+def reset_password(db: Session, actor: Actor, user_id: int, new: str, ip: str = "") -> User:
+    """An admin sets a new password for a user of the clinic (a forgotten one); their sessions and tokens end."""
+    require(actor, "manage_users")
+    user = db.get(User, user_id)
+    if user is None or user.clinic_id != actor.clinic_id:
+        raise NotFound(f"no user {user_id}")
+    try:
+        user.password_hash = hash_password(new)
+    except ValueError as e:
+        raise Invalid(str(e)) from e
+    _end_sessions_and_tokens(db, user)
+    audit(db, actor, "reset_password", "user", user.id, user.username, ip)
+    db.commit()
+    return user
+
+
+def set_role(db: Session, actor: Actor, user_id: int, role: str, ip: str = "") -> User:
+    """Change a user's role; the clinic always keeps an active admin."""
+    require(actor, "manage_users")
+    user = db.get(User, user_id)
+    if user is None or user.clinic_id != actor.clinic_id:
+        raise NotFound(f"no user {user_id}")
+    if role not in ROLES:
+        raise Invalid(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if user.role == "admin" and role != "admin":
+        admins = db.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.clinic_id == actor.clinic_id, User.role == "admin", User.active)
+        )
+        if (admins or 0) <= 1:
+            raise Invalid("the clinic needs at least one active admin: make another user admin first")
+    before, user.role = user.role, role
+    audit(db, actor, "set_role", "user", user.id, f"{user.username}: {before} -> {role}", ip)
+    db.commit()
+    return user
+
+
 def list_tokens(db: Session, actor: Actor) -> list[ApiToken]:
     """The actor's own tokens that still work (not revoked, not expired), newest first."""
     now = utcnow()
@@ -190,17 +257,50 @@ def list_users(db: Session, actor: Actor) -> list[User]:
     return list(db.scalars(select(User).where(User.clinic_id == actor.clinic_id).order_by(User.username)))
 
 
-def list_audit(db: Session, actor: Actor, limit: int = 200) -> list[AuditEvent]:
+def list_audit(
+    db: Session,
+    actor: Actor,
+    *,
+    limit: int | None = 200,
+    offset: int = 0,
+    action: str = "",
+    username: str = "",
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+) -> list[AuditEvent]:
+    """The clinic's audit events, newest first, filtered (action and user name exactly; dates inclusive);
+    ``limit=None`` for all of them (the CSV export)."""
     require(actor, "read_audit")
-    q = select(AuditEvent).where(AuditEvent.clinic_id == actor.clinic_id).order_by(AuditEvent.id.desc()).limit(limit)
-    return list(db.scalars(q))
+    q = select(AuditEvent).where(AuditEvent.clinic_id == actor.clinic_id)
+    if action:
+        q = q.where(AuditEvent.action == action)
+    if username:
+        q = q.where(AuditEvent.username == username)
+    if since:
+        q = q.where(AuditEvent.at >= dt.datetime.combine(since, dt.time()))
+    if until:
+        q = q.where(AuditEvent.at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time()))
+    q = q.order_by(AuditEvent.id.desc()).offset(max(0, offset))
+    return list(db.scalars(q if limit is None else q.limit(limit)))
+
+
+def audit_actions(db: Session, actor: Actor) -> list[str]:
+    require(actor, "read_audit")
+    return sorted(db.scalars(select(AuditEvent.action).where(AuditEvent.clinic_id == actor.clinic_id).distinct()))
 
 
 # --- patients and visits -----------------------------------------------------------------------------------
 
 
-def list_patients(db: Session, actor: Actor) -> list[Patient]:
-    return list(db.scalars(select(Patient).where(Patient.clinic_id == actor.clinic_id).order_by(Patient.code)))
+def list_patients(db: Session, actor: Actor, query: str = "") -> list[Patient]:
+    """The clinic's patients by code; ``query`` keeps those whose code or notes contain it (any case)."""
+    q = select(Patient).where(Patient.clinic_id == actor.clinic_id)
+    if query.strip():
+        like = "%" + query.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = q.where(
+            func.lower(Patient.code).like(like, escape="\\") | func.lower(Patient.notes).like(like, escape="\\")
+        )
+    return list(db.scalars(q.order_by(Patient.code)))
 
 
 def get_patient(db: Session, actor: Actor, patient_id: int) -> Patient:
@@ -260,13 +360,7 @@ def create_visit(
     notes: str = "",
 ) -> Visit:
     require(actor, "write")
-    if units is not None and not 0 <= units <= 10000:
-        raise Invalid("units must be between 0 and 10000")
-    if visit_date > dt.date.today():
-        raise Invalid(f"the visit date {visit_date.isoformat()} is in the future")
-    if patient.birth_year is not None and visit_date.year < patient.birth_year:
-        born = patient.birth_year
-        raise Invalid(f"the visit date {visit_date.isoformat()} is before the patient's birth year {born}")
+    _check_visit(patient, visit_date, units)
     v = Visit(
         patient_id=patient.id,
         visit_date=visit_date,
@@ -280,6 +374,82 @@ def create_visit(
     audit(db, actor, "create_visit", "visit", v.id, f"patient {patient.code} {visit_date.isoformat()} {treatment}")
     db.commit()
     return v
+
+
+def _check_visit(patient: Patient, visit_date: dt.date, units: float | None) -> None:
+    if units is not None and not 0 <= units <= 10000:
+        raise Invalid("units must be between 0 and 10000")
+    if visit_date > dt.date.today():
+        raise Invalid(f"the visit date {visit_date.isoformat()} is in the future")
+    if patient.birth_year is not None and visit_date.year < patient.birth_year:
+        born = patient.birth_year
+        raise Invalid(f"the visit date {visit_date.isoformat()} is before the patient's birth year {born}")
+
+
+def update_visit(
+    db: Session,
+    actor: Actor,
+    visit: Visit,
+    visit_date: dt.date,
+    treatment: str,
+    units: float | None,
+    areas: str,
+    notes: str,
+    ip: str = "",
+) -> Visit:
+    """Correct a visit's date, treatment, units, areas or notes."""
+    require(actor, "write")
+    _check_visit(visit.patient, visit_date, units)
+    before = f"{visit.visit_date.isoformat()} {visit.treatment}"
+    visit.visit_date, visit.treatment, visit.units = visit_date, treatment.strip()[:100], units
+    visit.areas, visit.notes = areas.strip()[:200], notes[:5000]
+    audit(db, actor, "update_visit", "visit", visit.id, f"{before} -> {visit_date.isoformat()} {visit.treatment}", ip)
+    db.commit()
+    return visit
+
+
+def _remove_files(db: Session, store: PhotoStore, shas: set[str]) -> None:
+    """After their photos' rows are gone: delete the stored files of each content hash no photo still uses."""
+    for sha in shas:
+        if db.scalar(select(func.count()).select_from(Photo).where(Photo.sha256 == sha)) == 0:
+            store.remove_original(sha)
+
+
+def delete_visit(db: Session, store: PhotoStore, actor: Actor, visit: Visit, ip: str = "") -> int:
+    """Delete a visit with its photos, marks and (unless shared) stored files; returns the patient's id."""
+    require(actor, "write")
+    shas, pid, n = {ph.sha256 for ph in visit.photos}, visit.patient_id, len(visit.photos)
+    audit(db, actor, "delete_visit", "visit", visit.id, f"{visit.visit_date.isoformat()}, {n} photos", ip)
+    db.delete(visit)
+    db.commit()
+    _remove_files(db, store, shas)
+    return pid
+
+
+def erase_patient(db: Session, store: PhotoStore, actor: Actor, patient: Patient, confirm: str, ip: str = "") -> None:
+    """An erasure request: the patient, every visit, photo, mark version and stored file go. The audit log
+    keeps that it happened (who, when, the pseudonymous code), nothing of the patient's data.
+
+    Raises:
+        Invalid: ``confirm`` is not the patient's code (typed again, so nobody erases by a slip).
+    """
+    require(actor, "write")
+    if confirm.strip() != patient.code:
+        raise Invalid(f"type the patient's code ({patient.code}) to confirm the erasure")
+    photos = [ph for v in patient.visits for ph in v.photos]
+    shas = {ph.sha256 for ph in photos}
+    audit(
+        db,
+        actor,
+        "erase_patient",
+        "patient",
+        patient.id,
+        f"{patient.code}: {len(patient.visits)} visits, {len(photos)} photos",
+        ip,
+    )
+    db.delete(patient)
+    db.commit()
+    _remove_files(db, store, shas)
 
 
 def age_warning(birth_year: int | None, visits: list[Visit]) -> str:
@@ -319,7 +489,14 @@ class Upload:
 
 
 def add_photos(
-    db: Session, store: PhotoStore, queue: CountQueue, actor: Actor, visit: Visit, view: str, uploads: list[Upload]
+    db: Session,
+    store: PhotoStore,
+    queue: CountQueue,
+    actor: Actor,
+    visit: Visit,
+    view: str,
+    uploads: list[Upload],
+    ip: str = "",
 ) -> list[Photo]:
     """Check, store and queue for counting a batch of photos; all or nothing.
 
@@ -367,7 +544,7 @@ def add_photos(
             photos.append(photo)
         db.flush()
         for photo in photos:
-            audit(db, actor, "upload_photo", "photo", photo.id, f"visit {visit.id} {view} {photo.original_name}")
+            audit(db, actor, "upload_photo", "photo", photo.id, f"visit {visit.id} {view} {photo.original_name}", ip)
         db.commit()
     except BaseException:
         db.rollback()
@@ -393,8 +570,7 @@ def delete_photo(db: Session, store: PhotoStore, actor: Actor, photo: Photo) -> 
     db.delete(photo)
     audit(db, actor, "delete_photo", "photo", pid, f"visit {visit_id} {photo.view} {photo.original_name}")
     db.commit()
-    if db.scalar(select(func.count()).select_from(Photo).where(Photo.sha256 == sha)) == 0:
-        store.remove_original(sha)
+    _remove_files(db, store, {sha})
     return visit_id
 
 
@@ -411,6 +587,19 @@ def current_version(db: Session, photo: Photo) -> MarkVersion | None:
     )
 
 
+def _reverted(photo: Photo, cur: MarkVersion, to_version: object) -> tuple[list[dict[str, Any]], str]:
+    """The marks of an earlier version, to be saved as a new one (the history keeps every version)."""
+    try:
+        n = int(str(to_version))
+    except ValueError as e:
+        raise Invalid("a revert needs to_version, the version number to go back to") from e
+    old = next((mv for mv in photo.mark_versions if mv.version == n), None)
+    if old is None or n >= cur.version:
+        raise Invalid(f"there is no earlier version {n} to go back to (now version {cur.version})")
+    what = f"undid v{cur.version}" if n == cur.version - 1 else f"reverted to v{n}"
+    return [dict(m) for m in old.marks], what
+
+
 def correct_marks(
     db: Session,
     actor: Actor,
@@ -418,6 +607,7 @@ def correct_marks(
     change: dict[str, Any],
     base_version: int | None,
     region_at: Callable[[float, float], str] | None = None,
+    ip: str = "",
 ) -> MarkVersion:
     """Apply one correction as a new mark version (who, when, what) and return it.
 
@@ -437,10 +627,14 @@ def correct_marks(
             change = {**change, "region": region_at(float(change["x"]), float(change["y"]))}
         except (KeyError, TypeError, ValueError):
             pass  # apply_change reports the bad input
-    try:
-        marks, what = apply_change(cur.marks, change, width=photo.width, height=photo.height)
-    except ValueError as e:
-        raise Invalid(str(e)) from e
+    if change.get("op") == "revert":
+        marks, what = _reverted(photo, cur, change.get("to_version"))
+    else:
+        used = {str(m.get("id")) for mv in photo.mark_versions for m in mv.marks}
+        try:
+            marks, what = apply_change(cur.marks, change, width=photo.width, height=photo.height, used_ids=used)
+        except ValueError as e:
+            raise Invalid(str(e)) from e
     mv = MarkVersion(
         photo_id=photo.id,
         version=cur.version + 1,
@@ -455,7 +649,7 @@ def correct_marks(
     except IntegrityError as e:  # someone else saved this version number first
         db.rollback()
         raise Invalid("the marks changed meanwhile; reload the photo and try again") from e
-    audit(db, actor, "correct_marks", "photo", photo.id, f"v{mv.version}: {what}")
+    audit(db, actor, "correct_marks", "photo", photo.id, f"v{mv.version}: {what}", ip)
     db.commit()
     return mv
 
@@ -463,15 +657,61 @@ def correct_marks(
 # --- the patient's course ----------------------------------------------------------------------------------
 
 
+def counted_photo(visit: Visit, view: str) -> Photo | None:
+    """The photo whose counts stand for ``view`` at this visit: the one a clinician chose last, else the
+    newest counted upload."""
+    done = [ph for ph in visit.photos if ph.view == view and ph.status == "done"]
+    return max(done, key=lambda ph: (ph.chosen_at or dt.datetime.min, ph.id), default=None)
+
+
 def visit_counts(db: Session, visit: Visit) -> dict[str, dict[str, Any]]:
-    """Per view: the current counts of the visit's newest counted photo of that view."""
+    """Per view: the current counts of the visit's photo of that view (``counted_photo``), and how many
+    counted photos of that view the visit has."""
     out: dict[str, dict[str, Any]] = {}
-    for photo in visit.photos:
-        if photo.status != "done":
+    for view in VIEWS:
+        photo = counted_photo(visit, view)
+        if photo is None:
             continue
         mv = current_version(db, photo)
         if mv is not None:
-            out[photo.view] = {"photo_id": photo.id, "counts": dict(mv.counts), "version": mv.version}
+            result = photo.result or {}
+            out[photo.view] = {
+                "photo_id": photo.id,
+                "counts": dict(mv.counts),
+                "version": mv.version,
+                "grade": hayashi_of(mv.marks, result),
+                "regions": {
+                    r: c.get("inflammatory", 0) + c.get("comedone", 0) for r, c in counts_by_region_of(mv.marks).items()
+                },
+                "warnings": photo_warnings(result),
+                "n_photos": sum(ph.view == view and ph.status == "done" for ph in visit.photos),
+            }
+    return out
+
+
+def update_photo(
+    db: Session, actor: Actor, photo: Photo, *, view: str | None = None, use_for_counts: bool = False, ip: str = ""
+) -> Photo:
+    """Change a photo's view (a wrong label at upload), or choose it for its view's counts."""
+    require(actor, "write")
+    if view is not None and view != photo.view:
+        if view not in VIEWS:
+            raise Invalid(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
+        audit(db, actor, "change_view", "photo", photo.id, f"{photo.view} -> {view}", ip)
+        photo.view = view
+    if use_for_counts:
+        photo.chosen_at = utcnow()
+        audit(db, actor, "choose_photo", "photo", photo.id, f"used for the {photo.view} counts", ip)
+    db.commit()
+    return photo
+
+
+def photo_warnings(result: dict[str, Any]) -> list[str]:
+    """What a clinician must know before trusting a photo's counts: no face, damage, exposure, grayscale."""
+    out = list((result.get("quality") or {}).get("warnings") or [])
+    face = result.get("face") or {}
+    if result and not face.get("found") and not any("face" in w.lower() for w in out):
+        out.insert(0, "no face found")
     return out
 
 
@@ -507,9 +747,14 @@ def patient_summary(db: Session, patient: Patient) -> dict[str, Any]:
                 "photo_id": x["views"][vw]["photo_id"],
                 "counts": {k: x["views"][vw]["counts"].get(k, 0) for k in SUMMARY_KEYS},
                 "change": {k: change(base.get(k, 0), x["views"][vw]["counts"].get(k, 0)) for k in SUMMARY_KEYS},
+                "grade": x["views"][vw]["grade"],
+                "regions": x["views"][vw]["regions"],
+                "warnings": x["views"][vw]["warnings"],
             }
             for x in rows
         ]
+    if len(views) > 1:
+        series["all views"] = _all_views(visits, views)
     return {
         "patient": {"id": patient.id, "code": patient.code, "birth_year": patient.birth_year},
         "visits": visits,
@@ -519,6 +764,29 @@ def patient_summary(db: Session, patient: Patient) -> dict[str, Any]:
         "acne_classes": list(ACNE_CLASSES),
         "warning": age_warning(patient.birth_year, list(patient.visits)),
     }
+
+
+def _all_views(visits: list[dict[str, Any]], views: list[str]) -> list[dict[str, Any]]:
+    """Counts summed over the views, for the visits photographed in every view the baseline was (a visit
+    missing one would look like an improvement)."""
+    first = next(x for x in visits if x["views"])
+    needed = set(first["views"])
+    rows = [x for x in visits if needed <= set(x["views"])]
+    total = {id(x): {k: sum(x["views"][vw]["counts"].get(k, 0) for vw in needed) for k in SUMMARY_KEYS} for x in rows}
+    base = total[id(rows[0])]
+    return [
+        {
+            "visit_id": x["visit_id"],
+            "date": x["date"],
+            "photo_id": x["views"][sorted(needed, key=views.index)[0]]["photo_id"],
+            "counts": total[id(x)],
+            "change": {k: change(base[k], total[id(x)][k]) for k in SUMMARY_KEYS},
+            "grade": None,
+            "regions": {},
+            "warnings": [w for vw in sorted(needed) for w in x["views"][vw]["warnings"]],
+        }
+        for x in rows
+    ]
 
 
 def treatment_label(v: Visit) -> str:

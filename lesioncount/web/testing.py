@@ -18,15 +18,21 @@ class FakeCounter:
     """Places a fixed pattern of lesions on any photo (``counts`` per class), no model needed.
 
     The marks sit on a grid inside the photo so that tests and the browser can click them. ``fail`` makes
-    every count raise; ``gate`` (a threading.Event) holds counting until set, to observe progress.
+    every count raise; ``gate`` (a threading.Event) holds counting until set, to observe progress;
+    ``warnings`` go into every result (as the counter's quality warnings would).
     """
 
     def __init__(
-        self, counts: dict[str, int] | None = None, fail: bool = False, gate: threading.Event | None = None
+        self,
+        counts: dict[str, int] | None = None,
+        fail: bool = False,
+        gate: threading.Event | None = None,
+        warnings: tuple[str, ...] = (),
     ) -> None:
         self.counts = counts or {"inflammatory": 3, "comedone": 2, "scar": 1}
         self.fail = fail
         self.gate = gate
+        self.warnings = warnings
         self.calls: list[str] = []
 
     def count(self, image_or_path: str) -> CountResult:
@@ -57,6 +63,7 @@ class FakeCounter:
             counts=count_by_class(lesions),
             counts_by_region=count_by_region(lesions),
             grades=grades(lesions, regions_known=True),
+            warnings=self.warnings,
         )
 
 

@@ -170,3 +170,73 @@ def test_clinic_round_trip(server, browser, visit_photos, tmp_path):
     assert "E2E-001" in text and "2026-03-10" in text
     assert not errors, errors
     ctx.close()
+
+
+def _login(page, server):
+    page.goto(server.url + "/login")
+    page.fill("input[name=username]", "doc")
+    page.fill("input[name=password]", "e2e password 123")
+    page.click("button[type=submit]")
+    page.wait_for_selector("h1:text-is('Patients')")
+
+
+def _version(page) -> int:
+    m = re.search(r"version (\d+)", page.locator("#version-line").inner_text())
+    return int(m.group(1)) if m else 0
+
+
+def test_corrections_by_click_inside_a_ring_keys_undo_and_revert(server, browser, visit_photos):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    _login(page, server)
+    page.fill("#new-patient input[name=code]", "E2E-KEYS")
+    page.click("#new-patient button[type=submit]")
+    page.wait_for_selector("h1:text-is('Patient E2E-KEYS')")
+    visit = _upload_visit(page, server, page.url, "2026-02-01", visit_photos[0])
+    page.goto(visit)
+    page.click("#photos a")
+    page.wait_for_selector("#photo-app[data-ready='1']")
+    n0 = page.locator("#overlay circle.mark").count()
+    assert n0 >= 2, "the baseline photo has planted lesions"
+    # The list shows the marks' own ids, the ones the history uses.
+    ids = [page.locator("#overlay circle.mark").nth(i).get_attribute("data-id") for i in range(n0)]
+    assert [page.locator("#lesion-list tbody tr").nth(i).locator("td").first.inner_text() for i in range(n0)] == ids
+
+    # Add mode by key; a click in the middle of an existing ring selects it instead of adding a duplicate.
+    page.keyboard.press("1")
+    assert page.locator("#add-class").input_value() == "inflammatory"
+    ring = page.locator("#overlay circle.mark").first
+    box = ring.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#overlay circle.mark.selected")
+    assert page.locator("#overlay circle.mark").count() == n0 and _version(page) == 1
+    page.keyboard.press("Escape")
+    assert page.locator("#add-class").input_value() == "" and page.locator("circle.selected").count() == 0
+
+    # n selects the next mark, Delete removes it, u undoes, c reclassifies.
+    page.keyboard.press("n")
+    gone = page.locator("#overlay circle.mark.selected").get_attribute("data-id")
+    page.keyboard.press("Delete")
+    page.wait_for_selector("#status-line:has-text('Saved as version 2')")
+    assert page.locator(f"#overlay circle.mark[data-id='{gone}']").count() == 0
+    page.keyboard.press("u")
+    page.wait_for_selector("#status-line:has-text('Saved as version 3')")
+    assert page.locator(f"#overlay circle.mark[data-id='{gone}']").count() == 1
+    assert "undid v2" in page.locator("#history").inner_text()
+    page.locator(f"#lesion-list tbody tr[data-id='{gone}']").click()
+    cls = page.locator(f"#overlay circle.mark[data-id='{gone}']").get_attribute("data-cls")
+    page.keyboard.press("s" if cls != "scar" else "c")
+    page.wait_for_selector("#status-line:has-text('Saved as version 4')")
+    assert page.locator(f"#overlay circle.mark[data-id='{gone}']").get_attribute("data-cls") != cls
+
+    # Revert to the model's marks from the history.
+    page.locator("#history button.revert[data-version='1']").click()
+    page.wait_for_selector("#status-line:has-text('Saved as version 5')")
+    assert page.locator(f"#overlay circle.mark[data-id='{gone}']").get_attribute("data-cls") == cls
+    assert page.locator("#overlay circle.mark").count() == n0
+    assert "reverted to v1" in page.locator("#history").inner_text()
+    assert not errors, errors
+    ctx.close()

@@ -1,6 +1,7 @@
 // Photo page: the marks drawn as SVG circles over the EXIF-free photo, per-class toggles, zoom (wheel or
 // buttons) and pan (drag), the lesion list, and corrections (add, remove, reclassify) sent to the API;
-// every correction comes back as a new version with the counts recomputed from the marks.
+// every correction comes back as a new version with the counts recomputed from the marks. Undo and
+// "revert to" save an earlier version's marks as a new version; keyboard shortcuts are listed on the page.
 (function () {
   "use strict";
   const app = document.getElementById("photo-app");
@@ -39,7 +40,7 @@
     svg.replaceChildren();
     const tbody = document.querySelector("#lesion-list tbody");
     tbody.replaceChildren();
-    data.marks.forEach((m, i) => {
+    data.marks.forEach((m) => {
       const r = Math.max(6, Math.max(m.bbox[2], m.bbox[3]) / 2 + 4);
       const c = document.createElementNS(SVGNS, "circle");
       c.setAttribute("cx", m.x); c.setAttribute("cy", m.y); c.setAttribute("r", r);
@@ -55,7 +56,7 @@
       const tr = document.createElement("tr");
       tr.dataset.id = m.id;
       if (m.id === selected) tr.className = "selected";
-      [String(i + 1), m.class, m.region, m.score.toFixed(2), m.source].forEach((v, j) => {
+      [m.id, m.class, m.region, m.score.toFixed(2), m.source].forEach((v, j) => {
         const td = document.createElement("td");
         if (j === 1) {
           const key = document.createElement("span");
@@ -89,7 +90,26 @@
       }));
     document.getElementById("version-line").textContent = data.version
       ? `Marks version ${data.version}` + (data.changed_by ? `, last changed by ${data.changed_by}` : " (model)") : "";
+    const undo = document.getElementById("undo-btn");
+    if (undo) undo.disabled = !(data.version > 1);
     updateSelection();
+  }
+
+  function loadHistory() {
+    return api(`/api/v1/photos/${photoId}/versions`).then((vs) => {
+      const ol = document.getElementById("history");
+      ol.replaceChildren(...vs.slice().reverse().map((v) => {
+        const li = document.createElement("li");
+        li.textContent = `v${v.version} ${v.change} — ${v.by}, ${v.at.slice(0, 16).replace("T", " ")} UTC `;
+        if (canCorrect && v.version < data.version) {
+          const b = document.createElement("button");
+          b.type = "button"; b.className = "small revert"; b.dataset.version = v.version;
+          b.textContent = `revert to v${v.version}`;
+          li.append(b);
+        }
+        return li;
+      }));
+    });
   }
 
   function updateSelection() {
@@ -118,16 +138,12 @@
       if (!data.marks.some((m) => m.id === selected)) selected = null;
       status.textContent = `Saved as version ${j.version}.`;
       render();
-      return api(`/api/v1/photos/${photoId}/versions`).then((vs) => {
-        const ol = document.getElementById("history");
-        ol.replaceChildren(...vs.slice().reverse().map((v) => {
-          const li = document.createElement("li");
-          li.textContent = `v${v.version} ${v.change} — ${v.by}, ${v.at.slice(0, 16).replace("T", " ")} UTC`;
-          return li;
-        }));
-      });
+      return loadHistory();
     }).catch((e) => { status.textContent = e.message; });
   }
+
+  function revert(to) { return correct({ op: "revert", to_version: to }); }
+  function undo() { if (data && data.version > 1) revert(data.version - 1); }
 
   // --- zoom and pan -------------------------------------------------------------------------------------
   function apply() { stage.style.transform = `translate(${tx}px, ${ty}px) scale(${scale})`; }
@@ -178,12 +194,54 @@
     const tr = e.target.closest("tr");
     if (tr) select(tr.dataset.id);
   });
+  function setAddMode(cls) {
+    addClass.value = cls;
+    viewer.classList.toggle("adding", !!cls);
+  }
+  function reclassify(cls) {
+    const m = data.marks.find((x) => x.id === selected);
+    if (m && m.class !== cls) correct({ op: "reclassify", id: selected, cls });
+  }
+  function step(delta) {
+    const shown = data.marks.filter((m) => visibleClasses().has(m.class));
+    if (!shown.length) return;
+    const i = shown.findIndex((m) => m.id === selected);
+    selected = shown[(i + delta + shown.length) % shown.length].id;
+    render();
+  }
   if (canCorrect) {
-    addClass.addEventListener("change", () => viewer.classList.toggle("adding", !!addClass.value));
+    addClass.addEventListener("change", () => setAddMode(addClass.value));
     document.getElementById("remove-btn").onclick = () => selected && correct({ op: "remove", id: selected });
     document.getElementById("reclass-btn").onclick = () =>
       selected && correct({ op: "reclassify", id: selected, cls: document.getElementById("reclass-to").value });
+    document.getElementById("undo-btn").onclick = undo;
+    document.getElementById("history").addEventListener("click", (e) => {
+      const b = e.target.closest("button.revert");
+      if (b) revert(Number(b.dataset.version));
+    });
   }
+  // Keyboard shortcuts (not while typing in a field): see the list under the viewer.
+  const ADD_KEYS = { 1: "inflammatory", 2: "comedone", 3: "scar" };
+  const CLASS_KEYS = { i: "inflammatory", c: "comedone", s: "scar" };
+  document.addEventListener("keydown", (e) => {
+    if (!data || e.altKey || e.target.closest("input, select, textarea")) return;
+    const k = e.key;
+    const mid = () => [viewer.clientWidth / 2, viewer.clientHeight / 2];
+    if (k === "+" || k === "=") zoomAt(1.5, ...mid());
+    else if (k === "-") zoomAt(1 / 1.5, ...mid());
+    else if (k === "f") fitView();
+    else if (k === "n") step(1);
+    else if (k === "p") step(-1);
+    else if (!canCorrect) { if (k === "Escape") { selected = null; render(); } return; }
+    else if ((k === "z" && (e.ctrlKey || e.metaKey)) || k === "u") undo();
+    else if (k === "Delete" || k === "Backspace") { if (selected) correct({ op: "remove", id: selected }); }
+    else if (ADD_KEYS[k]) setAddMode(ADD_KEYS[k]);
+    else if (k === "0") setAddMode("");
+    else if (k === "Escape") { setAddMode(""); selected = null; render(); }
+    else if (CLASS_KEYS[k] && !e.ctrlKey && !e.metaKey) reclassify(CLASS_KEYS[k]);
+    else return;
+    e.preventDefault();
+  });
 
   if (img.complete) fitView(); else img.addEventListener("load", fitView);
   window.addEventListener("resize", fitView);
@@ -191,6 +249,7 @@
     const ul = document.getElementById("photo-warnings");
     ul.replaceChildren(...(data.warnings || []).map((w) => Object.assign(document.createElement("li"), { textContent: w })));
   }
-  api(`/api/v1/photos/${photoId}`).then((j) => { data = j; render(); showWarnings(); app.dataset.ready = "1"; })
+  api(`/api/v1/photos/${photoId}`).then((j) => { data = j; render(); showWarnings(); return loadHistory(); })
+    .then(() => { app.dataset.ready = "1"; })
     .catch((e) => { status.textContent = e.message; });
 })();

@@ -1,5 +1,7 @@
-// Drag-and-drop upload: each file goes to the JSON API with its own progress bar, then the visit's
-// counting progress is polled until every photo is counted, and the page reloads to show the counts.
+// Drag-and-drop upload: each file goes to the JSON API in its own request, with its own progress bar (a
+// request is all or nothing, so a bad file is refused alone, with its reason, and the others are counted).
+// The visit's counting progress is polled until every photo is counted; then the page reloads to show the
+// counts, unless a file was refused: its reason stays on screen beside a link to the counts.
 (function () {
   "use strict";
   const form = document.getElementById("upload-form");
@@ -60,8 +62,15 @@
         bar.max = Math.max(1, p.total);
         bar.value = p.finished;
         text.textContent = `${p.finished} of ${p.total} photos counted`;
-        if (p.finished < p.total) setTimeout(poll, 1000);
-        else if (!list.querySelector("li.failed")) window.location.reload();
+        if (p.finished < p.total) { setTimeout(poll, 1000); return; }
+        const failed = list.querySelectorAll("li.failed").length;
+        if (!failed) { window.location.reload(); return; }
+        list.querySelectorAll("li.ok .state").forEach((s) => { s.textContent = "counted"; });
+        const done = list.querySelectorAll("li.ok").length;
+        text.textContent = `${done} photo${done === 1 ? "" : "s"} counted, ${failed} refused (reasons above). `;
+        const a = Object.assign(document.createElement("a"), { href: window.location.href, id: "show-counts" });
+        a.textContent = "Show the counts";
+        text.append(a);
       });
   }
 
