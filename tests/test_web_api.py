@@ -635,3 +635,137 @@ def test_two_photos_of_one_view_the_clinician_chooses_and_views_can_be_corrected
     with web.app.state.sessions() as db:
         actions = {e.action for e in db.query(AuditEvent).all()}
     assert {"change_view", "choose_photo"} <= actions
+
+
+def test_patient_search_and_visit_edit_and_delete(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    h = {"X-CSRF-Token": csrf}
+    pid, vid = _patient_and_visit(c, csrf, code="ACN-017")
+    _patient_and_visit(c, csrf, code="ROS-002")
+    c.put(f"/api/v1/patients/{pid}", json={"birth_year": 1990, "notes": "Trial 100%_arm"}, headers=h)
+    assert [p["code"] for p in c.get("/api/v1/patients", params={"q": "acn"}).json()] == ["ACN-017"]
+    assert [p["code"] for p in c.get("/api/v1/patients", params={"q": "100%_"}).json()] == ["ACN-017"]
+    # Wildcards are literal: "%" finds the notes holding a "%", not every patient.
+    assert [p["code"] for p in c.get("/api/v1/patients", params={"q": "%"}).json()] == ["ACN-017"]
+    page = c.get("/", params={"q": "ros"}).text
+    assert "ROS-002" in page and "ACN-017" not in page
+    assert 'No patient matches "zzz"' in c.get("/", params={"q": "zzz"}).text
+
+    r = c.post(
+        f"/visits/{vid}", data={"csrf_token": csrf, "visit_date": "2026-01-12", "treatment": "none", "units": ""}
+    )
+    assert r.status_code == 200 and "Visit 2026-01-12" in r.text
+    future = (dt.date.today() + dt.timedelta(days=3)).isoformat()
+    assert c.put(f"/api/v1/visits/{vid}", json={"visit_date": future}, headers=h).status_code == 400
+    _upload(web, csrf, vid, ("a.jpg", photo_bytes(seed=31)))
+    web.app.state.queue.wait_idle(30)
+    sha = c.get(f"/api/v1/photos/{c.get(f'/api/v1/visits/{vid}').json()['photos'][0]['id']}").json()["sha256"]
+    assert web.app.state.store.original_path(sha).exists()
+    assert c.post(f"/visits/{vid}/delete", data={"csrf_token": csrf}).status_code == 400  # not confirmed
+    r = c.post(f"/visits/{vid}/delete", data={"csrf_token": csrf, "confirm": "on"})
+    assert r.status_code == 200 and f"/patients/{pid}" in str(r.url)
+    assert c.get(f"/api/v1/visits/{vid}").status_code == 404 and not web.app.state.store.original_path(sha).exists()
+
+
+def test_erasure_removes_the_patient_and_every_file(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    h = {"X-CSRF-Token": csrf}
+    pid, vid = _patient_and_visit(c, csrf, code="ERASE-1")
+    _upload(web, csrf, vid, ("a.jpg", photo_bytes(seed=41)), ("b.jpg", photo_bytes(seed=42)))
+    web.app.state.queue.wait_idle(30)
+    photos = c.get(f"/api/v1/visits/{vid}").json()["photos"]
+    c.get(f"/api/v1/photos/{photos[0]['id']}/image.jpg")  # a display copy exists too
+    shas = [c.get(f"/api/v1/photos/{p['id']}").json()["sha256"] for p in photos]
+    store = web.app.state.store
+    assert c.delete(f"/api/v1/patients/{pid}", params={"confirm": "ERASE"}, headers=h).status_code == 400
+    r = c.post(f"/patients/{pid}/erase", data={"csrf_token": csrf, "confirm": "ERASE-1"})
+    assert r.status_code == 200
+    assert c.get(f"/api/v1/patients/{pid}").status_code == 404
+    assert all(not store.original_path(s).exists() and not store.display_path(s).exists() for s in shas)
+    from lesioncount.web.models import MarkVersion, Photo, Visit
+
+    with web.app.state.sessions() as db:
+        assert db.query(Photo).count() == db.query(Visit).count() == db.query(MarkVersion).count() == 0
+    with TestClient(web.app) as admin:
+        login(admin, "alice", PW)
+        assert "erase_patient" in admin.get("/admin/audit").text
+
+
+def test_password_change_reset_and_roles(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    tok = c.post("/api/v1/tokens", json={"name": "t"}, headers={"X-CSRF-Token": csrf}).json()["token"]
+    with TestClient(web.app) as other:  # carl's second session, on another computer
+        login(other, "carl", PW)
+        bad = c.post(
+            "/account/password",
+            data={"csrf_token": csrf, "current": "wrong", "new": "n3w password", "again": "n3w password"},
+        )
+        assert "current password is wrong" in bad.text
+        r = c.post(
+            "/account/password",
+            data={"csrf_token": csrf, "current": PW, "new": "n3w password", "again": "n3w password"},
+        )
+        assert "Password changed" in r.text
+        assert c.get("/api/v1/me").status_code == 200  # this session stays
+        assert other.get("/api/v1/me").status_code == 401  # the other one ended
+        assert other.get("/api/v1/me", headers={"Authorization": f"Bearer {tok}"}).status_code == 401
+    with TestClient(web.app) as admin:
+        acsrf = login(admin, "alice", PW)
+        from lesioncount.web.models import User
+
+        with web.app.state.sessions() as db:
+            ids = {u.username: u.id for u in db.query(User).all()}
+        admin.post(f"/admin/users/{ids['carl']}/password", data={"csrf_token": acsrf, "password": "reset by alice"})
+        assert c.get("/api/v1/me").status_code == 401  # the reset ends carl's sessions
+        with TestClient(web.app) as carl:
+            login(carl, "carl", "reset by alice")
+        admin.post(f"/admin/users/{ids['carl']}/role", data={"csrf_token": acsrf, "role": "viewer"})
+        assert "<option selected>viewer</option>" in admin.get("/admin/users").text.split('data-user="carl"')[1][:600]
+        last = admin.post(f"/admin/users/{ids['alice']}/role", data={"csrf_token": acsrf, "role": "clinician"})
+        assert last.status_code == 400 and "at least one active admin" in last.text
+        events = admin.get("/admin/audit").text
+        assert "reset_password" in events and "set_role" in events and "change_password" in events
+
+
+def test_audit_filters_pages_csv_and_addresses(web):
+    c = web.client
+    csrf = login(c, "alice", PW)
+    h = {"X-CSRF-Token": csrf}
+    pid, vid = _patient_and_visit(c, csrf, code="AUD-1")
+    c.put(f"/api/v1/patients/{pid}", json={"birth_year": 1990, "notes": "=HYPERLINK(1)"}, headers=h)
+    r = _upload(web, csrf, vid, ("a.jpg", photo_bytes(seed=51)))
+    web.app.state.queue.wait_idle(30)
+    photo = r.json()["photos"][0]["id"]
+    c.post(f"/api/v1/photos/{photo}/marks", json={"op": "remove", "id": "m1"}, headers=h)
+    with web.app.state.sessions() as db:
+        from lesioncount.web.models import AuditEvent
+
+        by_action = {e.action: e for e in db.query(AuditEvent).all()}
+        assert by_action["upload_photo"].ip == by_action["correct_marks"].ip == "testclient"
+        clinic = by_action["upload_photo"].clinic_id
+        for _ in range(230):  # a busy clinic: more than one page
+            db.add(
+                AuditEvent(
+                    clinic_id=clinic, username="alice", action="view_patient", object_type="patient", object_id=pid
+                )
+            )
+        db.add(AuditEvent(clinic_id=clinic, username="alice", action="update_patient", detail="=cmd|' /C calc'!A0"))
+        db.commit()
+    page1 = c.get("/admin/audit", params={"action": "view_patient"}).text
+    assert page1.count("<td>view_patient</td>") == 200 and 'id="audit-older"' in page1
+    page2 = c.get("/admin/audit", params={"action": "view_patient", "page": 2}).text
+    assert page2.count("<td>view_patient</td>") >= 30 and 'id="audit-older"' not in page2
+    assert "<td>upload_photo</td>" in c.get("/admin/audit", params={"user": "alice", "action": "upload_photo"}).text
+    tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    assert "<td>" not in c.get("/admin/audit", params={"since": tomorrow}).text.split("<tbody>")[1].split("</tbody>")[0]
+    csv_text = c.get("/admin/audit", params={"fmt": "csv"}).text
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    assert len(rows) >= 234 and {"at_utc", "user", "action", "ip"} <= set(rows[0])
+    assert not any(r["detail"].startswith("=") for r in rows)  # no formula reaches a spreadsheet
+    assert any(r["detail"].startswith("'=cmd") for r in rows)
