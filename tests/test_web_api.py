@@ -769,3 +769,70 @@ def test_audit_filters_pages_csv_and_addresses(web):
     assert len(rows) >= 234 and {"at_utc", "user", "action", "ip"} <= set(rows[0])
     assert not any(r["detail"].startswith("=") for r in rows)  # no formula reaches a spreadsheet
     assert any(r["detail"].startswith("'=cmd") for r in rows)
+
+
+def test_aligned_before_and_after(web, astronaut):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    c = web.client
+    csrf = login(c, "carl", PW)
+    pid, v1 = _patient_and_visit(c, csrf, when="2026-01-01")
+    _, v2 = _patient_and_visit_for(c, csrf, pid, "2026-02-01")
+    shifted = np.roll(astronaut, (12, -20), axis=(0, 1))  # the follow-up framed a little differently
+
+    def jpeg(a):
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="JPEG", quality=92)
+        return buf.getvalue()
+
+    before = _upload(web, csrf, v1, ("b.jpg", jpeg(astronaut))).json()["photos"][0]["id"]
+    after = _upload(web, csrf, v2, ("a.jpg", jpeg(shifted))).json()["photos"][0]["id"]
+    left = _upload(web, csrf, v2, ("l.jpg", jpeg(astronaut)), view="left").json()["photos"][0]["id"]
+    web.app.state.queue.wait_idle(30)
+    url = f"/api/v1/photos/{after}/aligned.jpg"
+    sides = {}
+    for side in ("before", "after"):
+        r = c.get(url, params={"to": before, "side": side})
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg", r.text[:200]
+        assert "quality" in r.headers["x-registration"]
+        sides[side] = np.asarray(Image.open(io.BytesIO(r.content)).convert("L"), float)
+    assert sides["before"].shape == sides["after"].shape  # one frame, one crop
+    # Aligned, the two sides match far better than the unaligned photos do.
+    raw = np.abs(
+        np.asarray(Image.fromarray(astronaut).convert("L"), float)
+        - np.asarray(Image.fromarray(shifted).convert("L"), float)
+    )
+    assert np.abs(sides["before"] - sides["after"]).mean() < 0.5 * raw.mean()
+    assert c.get(url, params={"to": left, "side": "after"}).status_code == 400  # another view
+    assert 'id="before-after"' in c.get(f"/patients/{pid}").text
+
+
+def test_reports_are_built_in_the_background_with_progress(web):
+    import time
+
+    c = web.client
+    csrf = login(c, "carl", PW)
+    h = {"X-CSRF-Token": csrf}
+    pid, vid = _patient_and_visit(c, csrf, code="REP-9")
+    _upload(web, csrf, vid, ("a.jpg", photo_bytes(seed=61)))
+    web.app.state.queue.wait_idle(30)
+    r = c.post(f"/api/v1/patients/{pid}/report-jobs", params={"fmt": "html"}, headers=h)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] in ("queued", "running", "done") and job["stage"]
+    deadline = time.monotonic() + 60
+    while job["status"] not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = c.get(f"/api/v1/report-jobs/{job['id']}").json()
+    assert job["status"] == "done", job
+    got = c.get(job["download"])
+    assert got.status_code == 200 and "REP-9" in got.text and "attachment" in got.headers["content-disposition"]
+    with TestClient(web.app) as other:  # another user of the same clinic cannot fetch it
+        login(other, "alice", PW)
+        assert other.get(f"/api/v1/report-jobs/{job['id']}").status_code == 404
+        assert other.get(job["download"]).status_code == 404
+    assert c.post("/api/v1/patients/9999/report-jobs", params={"fmt": "html"}, headers=h).status_code == 404
+    assert c.post(f"/api/v1/patients/{pid}/report-jobs", params={"fmt": "doc"}, headers=h).status_code == 422

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
@@ -330,6 +330,20 @@ def photo_image(photo_id: int, request: Request, actor: ApiActor, db: DB) -> Res
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
+@router.get("/photos/{photo_id}/aligned.jpg", response_class=Response)
+def photo_aligned(
+    photo_id: int, to: int, side: Literal["before", "after"], request: Request, actor: ApiActor, db: DB
+) -> Response:
+    """One side of an aligned before/after pair: this follow-up photo resampled onto the baseline photo
+    ``to`` (compare's registration), both cropped to the baseline's face, each with its marks."""
+    after, before = sv.get_photo(db, actor, photo_id), sv.get_photo(db, actor, to)
+    st = request.app.state
+    data, how = sv.aligned_pair(db, st.store, actor, before, after, st.settings.max_megapixels, side)
+    return Response(
+        data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store", "X-Registration": how}
+    )
+
+
 @router.get("/photos/{photo_id}/overlay.jpg", response_class=Response)
 def photo_overlay(photo_id: int, request: Request, actor: ApiActor, db: DB) -> Response:
     """The photo with its current marks drawn and a legend of the counts (no metadata)."""
@@ -399,6 +413,40 @@ def mark_versions(photo_id: int, actor: ApiActor, db: DB) -> list[dict[str, Any]
 def patient_report(patient_id: int, fmt: Literal["html", "pdf"], request: Request, actor: ApiActor, db: DB) -> Response:
     """The patient's treatment-response report (HTML or PDF), built from the corrected marks."""
     return report_download(request, db, actor, patient_id, fmt)
+
+
+class ReportJobOut(BaseModel):
+    id: str
+    status: str = Field(description="queued, running, done or failed")
+    stage: str = Field(description="what the builder is doing now")
+    elapsed_s: float
+    error: str
+    download: str | None = Field(description="where to fetch the report once done")
+
+
+@router.post("/patients/{patient_id}/report-jobs", status_code=202, response_model=ReportJobOut)
+def start_report(
+    patient_id: int, fmt: Literal["html", "pdf"], request: Request, actor: ApiActor, db: DB
+) -> dict[str, Any]:
+    """Build the patient's report in the background; poll ``GET /report-jobs/{id}``, then download it."""
+    return request.app.state.reports.start(db, actor, patient_id, fmt, client_ip(request)).public()
+
+
+@router.get("/report-jobs/{job_id}", response_model=ReportJobOut)
+def report_job(job_id: str, request: Request, actor: ApiActor) -> dict[str, Any]:
+    return request.app.state.reports.get(actor, job_id).public()
+
+
+@router.get("/report-jobs/{job_id}/download", response_class=Response)
+def report_job_download(job_id: str, request: Request, actor: ApiActor) -> Response:
+    job = request.app.state.reports.get(actor, job_id)
+    if job.status != "done":
+        raise HTTPException(409, f"the report is not ready ({job.status}: {job.error or job.stage})")
+    return Response(
+        job.content,
+        media_type=job.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{job.filename}"', "Cache-Control": "private, no-store"},
+    )
 
 
 @router.post("/tokens", status_code=201, response_model=TokenOut)

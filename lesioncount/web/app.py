@@ -21,6 +21,7 @@ from lesioncount.web.counting import CountQueue
 from lesioncount.web.db import make_engine, make_sessionmaker, upgrade
 from lesioncount.web.deps import ApiActor, LoginRequired
 from lesioncount.web.regions import RegionFinder
+from lesioncount.web.reportjobs import ReportJobs
 from lesioncount.web.security import LoginThrottle
 from lesioncount.web.settings import Settings
 from lesioncount.web.storage import PhotoStore
@@ -76,11 +77,13 @@ def create_app(settings: Settings) -> FastAPI:
         settings.data_dir / "photos", max_bytes=settings.max_upload_bytes, max_megapixels=settings.max_megapixels
     )
     queue = CountQueue(sessions, store, settings.counter_factory, settings.count_workers)
+    reports = ReportJobs(sessions, store)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         queue.shutdown()
+        reports.shutdown()
         engine.dispose()
 
     app = FastAPI(
@@ -104,6 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.store = store
     app.state.queue = queue
     app.state.login_throttle = LoginThrottle()
+    app.state.reports = reports
     app.state.regions = RegionFinder(max_megapixels=settings.max_megapixels)
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -829,19 +830,28 @@ REPORT_FORMATS = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
 
 
 def patient_report(
-    db: Session, store: PhotoStore, actor: Actor, patient: Patient, fmt: str, ip: str = ""
+    db: Session,
+    store: PhotoStore,
+    actor: Actor,
+    patient: Patient,
+    fmt: str,
+    ip: str = "",
+    stage: Callable[[str], None] | None = None,
 ) -> tuple[bytes, str, str]:
     """The patient's report as ``(content, media type, file name)``.
 
     The compare helper's treatment-response report over the corrected marks; when that comparison cannot
-    be made, the counts-only report, which says why.
+    be made, the counts-only report, which says why. ``stage`` hears what is being done, for progress.
     """
     if fmt not in REPORT_FORMATS:
         raise Invalid(f"unknown report format {fmt!r}; choose html or pdf")
     title = f"Patient {patient.code}"
+    say = stage or (lambda _what: None)
     try:
+        say("reading the photos and their marks")
         photos = report_photos(db, store, patient)
         who = (actor.user.clinic.name, actor.user.username)
+        say("aligning the visits and comparing the lesions, then writing the " + fmt.upper())
         content = (
             reports.comparison_report_pdf(photos, title, *who)
             if fmt == "pdf"
@@ -855,3 +865,107 @@ def patient_report(
     audit(db, actor, "download_report", "patient", patient.id, fmt, ip)
     db.commit()
     return content, REPORT_FORMATS[fmt], f"lesioncount-{patient.code}-report.{fmt}"
+
+
+# --- aligned before/after ----------------------------------------------------------------------------------
+
+
+#: Registrations already computed, by (baseline sha256, follow-up sha256): the pair is aligned once.
+_REGISTRATIONS: dict[tuple[str, str], Any] = {}
+_REGISTRATIONS_MAX = 64
+_REGISTRATIONS_LOCK = threading.Lock()
+
+
+def aligned_pair(
+    db: Session, store: PhotoStore, actor: Actor, before: Photo, after: Photo, max_megapixels: float, side: str
+) -> tuple[bytes, str]:
+    """One side of an aligned before/after pair as a JPEG: the follow-up resampled into the baseline's frame
+    through compare's registration (landmarks first, then the image), both cropped to the baseline's face,
+    each with its current marks (the follow-up's mapped through the same registration).
+
+    Returns:
+        ``(jpeg bytes, registration method and quality)``.
+
+    Raises:
+        Invalid: the photos are of different patients or views, or not both counted.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from lesioncount.compare.register import register, warp_to_base
+    from lesioncount.io import read_image
+    from lesioncount.report.overlay import draw_overlay
+    from lesioncount.types import CountResult, Lesion
+
+    if before.visit.patient_id != after.visit.patient_id or before.view != after.view:
+        raise Invalid("an aligned pair needs two photos of one view of one patient")
+    mb, ma = current_version(db, before), current_version(db, after)
+    if mb is None or ma is None or before.result is None or after.result is None:
+        raise Invalid("both photos must be counted first")
+    base = read_image(store.original_path(before.sha256), max_megapixels=max_megapixels)
+    fb = CountResult.from_dict(before.result).face
+    key = (before.sha256, after.sha256)
+    follow = read_image(store.original_path(after.sha256), max_megapixels=max_megapixels)
+    with _REGISTRATIONS_LOCK:
+        reg = _REGISTRATIONS.get(key)
+    if reg is None:
+        fa = CountResult.from_dict(after.result).face
+        reg = register(
+            base,
+            follow,
+            base_box=fb.box if fb.found else None,
+            follow_box=fa.box if fa.found else None,
+            base_landmarks=fb.landmarks,
+            follow_landmarks=fa.landmarks,
+            local=False,
+        )
+        with _REGISTRATIONS_LOCK:
+            if len(_REGISTRATIONS) >= _REGISTRATIONS_MAX:
+                _REGISTRATIONS.pop(next(iter(_REGISTRATIONS)))
+            _REGISTRATIONS[key] = reg
+    if side == "before":
+        image, lesions = base, [Lesion.from_dict(m) for m in mb.marks]
+    else:
+        image, _valid = warp_to_base(follow, reg, base.shape)
+        lesions = []
+        for m in ma.marks:
+            les = Lesion.from_dict(m)
+            ((x, y),) = reg.to_base([(les.x, les.y)])
+            lesions.append(
+                Lesion(
+                    les.cls,
+                    float(x),
+                    float(y),
+                    les.area_px,
+                    (x - les.bbox[2] / 2, y - les.bbox[3] / 2, les.bbox[2], les.bbox[3]),
+                    les.score,
+                    les.region,
+                )
+            )
+    h, w = base.shape[:2]
+    if fb.found and fb.box is not None:  # the baseline's face with a margin: both sides crop the same pixels
+        bx, by, bw, bh = fb.box
+        x0, y0 = max(0, int(bx - 0.15 * bw)), max(0, int(by - 0.15 * bh))
+        x1, y1 = min(w, int(bx + 1.15 * bw)), min(h, int(by + 1.15 * bh))
+    else:
+        x0, y0, x1, y1 = 0, 0, w, h
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    moved = [
+        Lesion(
+            les.cls,
+            les.x - x0,
+            les.y - y0,
+            les.area_px,
+            (les.bbox[0] - x0, les.bbox[1] - y0, les.bbox[2], les.bbox[3]),
+            les.score,
+            les.region,
+        )
+        for les in lesions
+        if x0 <= les.x < x1 and y0 <= les.y < y1
+    ]
+    marked = draw_overlay(crop, moved, counts=(mb if side == "before" else ma).counts, max_side_px=1200)
+    buf = io.BytesIO()
+    Image.fromarray(marked).save(buf, format="JPEG", quality=88)
+    return buf.getvalue(), f"{reg.method}, alignment quality {reg.quality:.2f}"

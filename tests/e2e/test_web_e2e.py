@@ -240,3 +240,92 @@ def test_corrections_by_click_inside_a_ring_keys_undo_and_revert(server, browser
     assert "reverted to v1" in page.locator("#history").inner_text()
     assert not errors, errors
     ctx.close()
+
+
+def test_patient_page_visits_and_records_in_the_browser(server, browser, visit_photos, tmp_path):
+    """Issue 14 items 1, 2, 4-8: warnings where decisions are made, the aligned before/after, the chart by
+    date, two photos of one view, a mixed upload, the report in the background, search, edit, erase."""
+    ctx = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    _login(page, server)
+    page.fill("#new-patient input[name=code]", "E2E-REC")
+    page.fill("#new-patient input[name=birth_year]", "1990")
+    page.click("#new-patient button[type=submit]")
+    patient_url = page.url
+    _upload_visit(page, server, patient_url, "2026-01-05", visit_photos[0])
+    visit2 = _upload_visit(page, server, patient_url, "2026-02-04", visit_photos[1])
+
+    # A mixed upload: the good photo is counted, the bad file is refused with its reason, nothing hangs.
+    page.goto(visit2)
+    page.select_option("#upload-view", "front")
+    bad = tmp_path / "notes.jpg"
+    bad.write_bytes(b"this is not a photo at all" * 20)
+    noface = tmp_path / "wall.jpg"
+    noface.write_bytes(photo_bytes(640, 480, seed=5))
+    page.set_input_files("#file-input", [str(noface), str(bad)])
+    page.wait_for_selector("#show-counts", timeout=TIMEOUT_MS)
+    assert page.locator("#upload-list li.failed").count() == 1
+    assert "notes.jpg" in page.locator("#upload-list").inner_text()
+    assert page.locator("#upload-list li.ok .state").inner_text() == "counted"
+    page.click("#show-counts")
+
+    # Two front photos at one visit: a warning, and the clinician chooses; the photo without a face is flagged.
+    page.wait_for_selector("#doubled-front")
+    row = page.locator("#photos tr", has_text="wall.jpg")
+    assert "no face" in row.locator("td.quality").inner_text().lower()
+    used_before = page.locator("#photos tr", has=page.locator("td.used:text-is('used')")).inner_text()
+    page.locator("#photos tr", has_text=visit_photos[1].name).locator(".use-btn").click()
+    page.wait_for_selector("#doubled-front")
+    used_after = page.locator("#photos tr", has=page.locator("td.used:text-is('used')")).inner_text()
+    assert used_before != used_after and visit_photos[1].name in used_after
+    # ... and the wrong one relabelled: the warning goes.
+    wall = page.locator("#photos tr", has_text="wall.jpg")
+    wall.locator("select[name=view]").select_option("left")
+    wall.locator(".view-form button").click()
+    page.wait_for_selector("#photos")
+    assert page.locator("#doubled-front").count() == 0
+
+    # The patient page: visits placed by date, a labelled count axis, grades, regions, the aligned pair.
+    page.goto(patient_url)
+    assert page.locator("svg.chart text.y-tick").count() >= 3
+    assert "day 30" in page.locator("svg.chart").inner_html()
+    assert page.locator("#counts-table td.grade").count() == 2
+    assert page.locator("#region-table").count() == 1
+    page.wait_for_function(
+        "document.getElementById('ba-after').complete && document.getElementById('ba-after').naturalWidth > 0"
+    )
+    page.locator("#ba-range").fill("20")
+    assert "80%" in page.locator("#ba-after").evaluate("e => e.style.clipPath")
+    page.click("#ba-blink")
+    page.wait_for_function("() => document.getElementById('ba-after').style.clipPath.includes('100%')")
+    page.click("#ba-blink")
+    _snap(page, "patient-records")
+
+    # The report, built in the background with its progress shown, then downloaded.
+    with page.expect_download(timeout=TIMEOUT_MS) as dl:
+        page.click("#report-link")
+        page.wait_for_selector("#report-progress:has-text('Building the report')")
+    dl.value.save_as(tmp_path / "r.html")
+    assert "E2E-REC" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+    # Edit a visit, find the patient, erase the patient.
+    page.goto(visit2)
+    page.click("details.edit summary")
+    page.fill("#edit-visit input[name=treatment]", "topical retinoid")
+    page.click("#edit-visit button[type=submit]")
+    page.wait_for_selector("text=topical retinoid")
+    page.goto(server.url + "/")
+    page.fill("#search input[name=q]", "e2e-rec")
+    page.click("#search button")
+    assert page.locator("table.list tbody tr").count() == 1
+    page.goto(patient_url)
+    page.locator("details.edit summary", has_text="Erase").click()
+    page.fill("#erase-patient input[name=confirm]", "E2E-REC")
+    page.click("#erase-patient button[type=submit]")
+    page.wait_for_selector("h1:text-is('Patients')")
+    assert "E2E-REC" not in page.content()
+    assert not errors, errors
+    ctx.close()
