@@ -110,6 +110,7 @@ def main() -> int:
             _save(root / "photo.png", args.out / "web_photo.jpg", 1300)
             page.goto(patient_url)
             page.wait_for_function("() => document.getElementById('ba-after').naturalWidth > 0")
+            page.wait_for_function("() => document.querySelector('td.comparable[data-comparable]') !== null")
             page.screenshot(path=str(root / "patient.png"), full_page=True)
             _save(root / "patient.png", args.out / "web_patient.jpg", 2200)
             report = page.context.request.get(patient_url + "/report.html")

@@ -836,3 +836,34 @@ def test_reports_are_built_in_the_background_with_progress(web):
         assert other.get(job["download"]).status_code == 404
     assert c.post("/api/v1/patients/9999/report-jobs", params={"fmt": "html"}, headers=h).status_code == 404
     assert c.post(f"/api/v1/patients/{pid}/report-jobs", params={"fmt": "doc"}, headers=h).status_code == 422
+
+
+def test_comparability_with_the_baseline_is_the_reports_verdict(web, astronaut):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    c = web.client
+    csrf = login(c, "carl", PW)
+    pid, v1 = _patient_and_visit(c, csrf, when="2026-01-01")
+    _, v2 = _patient_and_visit_for(c, csrf, pid, "2026-02-01")
+    _, v3 = _patient_and_visit_for(c, csrf, pid, "2026-03-01")
+
+    def jpeg(a):
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="JPEG", quality=92)
+        return buf.getvalue()
+
+    dark = (astronaut.astype(float) * 0.35).astype(np.uint8)  # about 1.5 stops darker: not comparable
+    base = _upload(web, csrf, v1, ("b.jpg", jpeg(astronaut))).json()["photos"][0]["id"]
+    same = _upload(web, csrf, v2, ("s.jpg", jpeg(np.roll(astronaut, 6, axis=1)))).json()["photos"][0]["id"]
+    darker = _upload(web, csrf, v3, ("d.jpg", jpeg(dark))).json()["photos"][0]["id"]
+    web.app.state.queue.wait_idle(30)
+    ok = c.get(f"/api/v1/photos/{same}/comparability", params={"to": base}).json()
+    bad = c.get(f"/api/v1/photos/{darker}/comparability", params={"to": base}).json()
+    assert ok["comparable"] and ok["score"] > bad["score"]
+    assert not bad["comparable"] and any("darker" in w or "exposure" in w for w in bad["warnings"]), bad
+    assert c.get(f"/api/v1/photos/{base}/comparability", params={"to": base}).status_code == 400
+    page = c.get(f"/patients/{pid}").text
+    assert page.count('class="comparable" data-url=') == 2  # each follow-up is checked from the page

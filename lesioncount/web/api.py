@@ -344,6 +344,19 @@ def photo_aligned(
     )
 
 
+class ComparabilityOut(BaseModel):
+    comparable: bool
+    score: float = Field(description="1 fully comparable, 0 not at all")
+    warnings: list[str]
+
+
+@router.get("/photos/{photo_id}/comparability", response_model=ComparabilityOut)
+def photo_comparability(photo_id: int, to: int, request: Request, actor: ApiActor, db: DB) -> dict[str, Any]:
+    """Whether this follow-up photo can be compared with the baseline photo ``to``: the report's verdict."""
+    after, before = sv.get_photo(db, actor, photo_id), sv.get_photo(db, actor, to)
+    return sv.pair_comparability(db, request.app.state.store, after.visit.patient, before, after)
+
+
 @router.get("/photos/{photo_id}/overlay.jpg", response_class=Response)
 def photo_overlay(photo_id: int, request: Request, actor: ApiActor, db: DB) -> Response:
     """The photo with its current marks drawn and a legend of the counts (no metadata)."""

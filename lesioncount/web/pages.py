@@ -196,7 +196,7 @@ def _chart(series: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
             "dash": CHART_DASHES.get(k, ""),
             "points": " ".join(f"{x:.1f},{y(row['counts'][k]):.1f}" for x, row in zip(xs, series, strict=True)),
             "dots": [
-                (x, y(row["counts"][k]), row["counts"][k], "; ".join(row.get("warnings") or []))
+                (x, y(row["counts"][k]), row["counts"][k], "; ".join(row.get("warnings") or []), row["visit_id"])
                 for x, row in zip(xs, series, strict=True)
             ],
         }

@@ -829,6 +829,61 @@ def report_photos(db: Session, store: PhotoStore, patient: Patient) -> list[Repo
 REPORT_FORMATS = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
 
 
+#: Registrations already computed, by (baseline sha256, follow-up sha256): the pair is aligned once.
+_REGISTRATIONS: dict[tuple[str, str], Any] = {}
+_REGISTRATIONS_MAX = 64
+_REGISTRATIONS_LOCK = threading.Lock()
+#: Comparability verdicts already made, by (baseline sha256, follow-up sha256).
+_COMPARABILITY: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def pair_comparability(db: Session, store: PhotoStore, patient: Patient, before: Photo, after: Photo) -> dict[str, Any]:
+    """Whether a follow-up photo can be compared with the baseline photo of its view: the very verdict the
+    report gives (``lesioncount.compare``: registration, exposure and white balance on the shared skin,
+    scale, pose, sharpness, faces found), as ``{comparable, score, warnings}``.
+
+    Raises:
+        Invalid: the photos are of different patients or views, or not both counted.
+    """
+    if before.visit.patient_id != after.visit.patient_id or before.view != after.view or before.id == after.id:
+        raise Invalid("comparability needs two photos of one view of one patient")
+    key = (before.sha256, after.sha256)
+    with _REGISTRATIONS_LOCK:
+        known = _COMPARABILITY.get(key)
+    if known is not None:
+        return known
+    pair = []
+    for ph in (before, after):
+        mv = current_version(db, ph)
+        if mv is None or ph.result is None:
+            raise Invalid("both photos must be counted first")
+        v = ph.visit
+        age = v.visit_date.year - patient.birth_year - 0.5 if patient.birth_year is not None else None
+        pair.append(
+            ReportPhoto(
+                store.original_path(ph.sha256),
+                ph.result,
+                mv.marks,
+                v.visit_date,
+                ph.view,
+                treatment_label(v),
+                age,
+                v.visit_date.isoformat(),
+            )
+        )
+    comp = reports.build_comparison(pair).pairs[0].comparability
+    out = {
+        "comparable": bool(comp.comparable) if comp is not None else False,
+        "score": round(comp.score, 3) if comp is not None else 0.0,
+        "warnings": list(comp.warnings) if comp is not None else ["no photo to compare"],
+    }
+    with _REGISTRATIONS_LOCK:
+        if len(_COMPARABILITY) >= _REGISTRATIONS_MAX:
+            _COMPARABILITY.pop(next(iter(_COMPARABILITY)))
+        _COMPARABILITY[key] = out
+    return out
+
+
 def patient_report(
     db: Session,
     store: PhotoStore,
@@ -868,12 +923,6 @@ def patient_report(
 
 
 # --- aligned before/after ----------------------------------------------------------------------------------
-
-
-#: Registrations already computed, by (baseline sha256, follow-up sha256): the pair is aligned once.
-_REGISTRATIONS: dict[tuple[str, str], Any] = {}
-_REGISTRATIONS_MAX = 64
-_REGISTRATIONS_LOCK = threading.Lock()
 
 
 def aligned_pair(

@@ -288,11 +288,26 @@ def test_patient_page_visits_and_records_in_the_browser(server, browser, visit_p
     page.wait_for_selector("#photos")
     assert page.locator("#doubled-front").count() == 0
 
+    # A third visit photographed far too dark: not comparable, and the page says so where the change is.
+    dark = tmp_path / "2026-03-06_front.jpg"
+    Image.fromarray((np.asarray(Image.open(visit_photos[0])).astype(float) * 0.3).astype(np.uint8)).save(
+        dark, quality=92
+    )
+    _upload_visit(page, server, patient_url, "2026-03-06", dark)
+
     # The patient page: visits placed by date, a labelled count axis, grades, regions, the aligned pair.
     page.goto(patient_url)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('td.comparable[data-url]')].every((td) => td.dataset.comparable)",
+        timeout=TIMEOUT_MS,
+    )
+    verdicts = page.locator("td.comparable[data-url]").all_inner_texts()
+    assert verdicts[0] == "yes" and verdicts[1].startswith("NO"), verdicts
+    assert page.locator("#counts-table tr.not-comparable").count() == 1
+    assert page.locator("svg.chart circle.not-comparable").count() == 4  # one per line at that visit
     assert page.locator("svg.chart text.y-tick").count() >= 3
     assert "day 30" in page.locator("svg.chart").inner_html()
-    assert page.locator("#counts-table td.grade").count() == 2
+    assert page.locator("#counts-table td.grade").count() == 3
     assert page.locator("#region-table").count() == 1
     page.wait_for_function(
         "document.getElementById('ba-after').complete && document.getElementById('ba-after').naturalWidth > 0"

@@ -4,6 +4,24 @@
 // JavaScript too, building the report inside the request).
 (function () {
   "use strict";
+  // Comparability with the baseline, the report's own verdict, fetched per follow-up (it registers the
+  // photos, so it is not computed while the page is built): the table says yes or why not, and a visit
+  // that is not comparable gets its change struck through and a red ring on the chart.
+  document.querySelectorAll("td.comparable[data-url]").forEach((td) => {
+    fetch(td.dataset.url, { credentials: "same-origin" }).then((r) => r.json().then((j) => {
+      if (!r.ok) throw new Error(j.detail || r.statusText);
+      td.textContent = j.comparable ? "yes" : `NO: ${j.warnings[0] || "see the report"}`;
+      td.title = j.warnings.join("; ");
+      td.dataset.comparable = j.comparable ? "1" : "0";
+      if (!j.comparable) {
+        td.closest("tr").classList.add("not-comparable");
+        document.querySelectorAll(`svg.chart circle[data-visit="${td.dataset.visit}"]`).forEach((c) => {
+          c.classList.add("not-comparable");
+          c.querySelector("title").textContent += ". Not comparable with the baseline: " + j.warnings.join("; ");
+        });
+      }
+    })).catch((e) => { td.textContent = `unknown (${e.message})`; });
+  });
   const reports = document.getElementById("reports");
   if (reports) {
     const csrf = document.querySelector('meta[name="csrf-token"]').content;
