@@ -315,6 +315,12 @@ def visit_page(request: Request, visit_id: int, db: DB, actor: PageActor) -> Res
     v = sv.get_visit(db, actor, visit_id)
     counts = {ph.id: (sv.current_version(db, ph) or None) for ph in v.photos}
     used = {vw: sv.counted_photo(v, vw) for vw in VIEWS}
+    # The baseline photo of each view (the patient's first counted visit of it), for comparability.
+    baselines = {}
+    for vw in VIEWS:
+        first = next((x for x in v.patient.visits if sv.counted_photo(x, vw) is not None), None)
+        if first is not None and first.id != v.id:
+            baselines[vw] = sv.counted_photo(first, vw)
     doubled = [vw for vw in VIEWS if sum(ph.view == vw and ph.status == "done" for ph in v.photos) > 1]
     return render(
         request,
@@ -325,6 +331,7 @@ def visit_page(request: Request, visit_id: int, db: DB, actor: PageActor) -> Res
         views=VIEWS,
         counts=counts,
         used_ids={ph.id for ph in used.values() if ph is not None},
+        baselines=baselines,
         doubled=doubled,
         warnings={ph.id: sv.photo_warnings(ph.result or {}) for ph in v.photos},
         warning=sv.treatment_warning(v.patient.birth_year, v.visit_date, v.treatment),

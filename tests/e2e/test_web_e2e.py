@@ -326,6 +326,15 @@ def test_patient_page_visits_and_records_in_the_browser(server, browser, visit_p
     dl.value.save_as(tmp_path / "r.html")
     assert "E2E-REC" in (tmp_path / "r.html").read_text(encoding="utf-8")
 
+    # The visit page says the same about its photo.
+    page.goto(visit2)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('td.comparable[data-url]')].every((td) => td.dataset.comparable)",
+        timeout=TIMEOUT_MS,
+    )
+    used = page.locator("#photos tr", has=page.locator("td.used:text-is('used')"))
+    assert used.first.locator("td.comparable").inner_text() == "yes"
+
     # Edit a visit, find the patient, erase the patient.
     page.goto(visit2)
     page.click("details.edit summary")

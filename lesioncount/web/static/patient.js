@@ -1,4 +1,4 @@
-// Patient page: the aligned before/after view (the latest photo lies over the baseline; the slider shows
+// Patient and visit pages: comparability with the baseline; the aligned before/after view (the latest photo lies over the baseline; the slider shows
 // it from the left edge up to its value, and Blink switches between the two twice a second), and the
 // report built in the background with its progress shown, then downloaded (the links work without
 // JavaScript too, building the report inside the request).
@@ -15,6 +15,7 @@
       td.dataset.comparable = j.comparable ? "1" : "0";
       if (!j.comparable) {
         td.closest("tr").classList.add("not-comparable");
+        if (!td.dataset.visit) return;
         document.querySelectorAll(`svg.chart circle[data-visit="${td.dataset.visit}"]`).forEach((c) => {
           c.classList.add("not-comparable");
           c.querySelector("title").textContent += ". Not comparable with the baseline: " + j.warnings.join("; ");
