@@ -173,7 +173,9 @@ def read_coco(
     class_map: Mapping[str, str] = DEFAULT_CLASS_MAP,
     unknown: Literal["error", "skip"] = "error",
 ) -> list[ImageAnnotation]:
-    """Read COCO JSON with boxes, polygons or point + radius lesions (``point: [x, y]``, ``radius``).
+    """Read COCO JSON with boxes, polygons, point + radius lesions (``point: [x, y]``, ``radius``) or COCO
+    keypoints (one visible keypoint per lesion, as CVAT's "COCO Keypoints 1.0" and Label Studio's COCO
+    export of key points write them; the radius is half the annotation's box when it has one).
 
     Extra per-image keys (such as ``hayashi_grade``) are kept in ``attributes``.
     """
@@ -223,6 +225,13 @@ def _coco_lesion(a: dict[str, object], cls: str, where: str) -> RefLesion:
             # A point label: any bbox beside it is the circle's box (for viewers), not a drawn box, so it is
             # not used as one (no box metrics against points).
             return RefLesion(cls, x, y, None, r)
+        if a.get("keypoints"):
+            kp = [float(v) for v in a["keypoints"]]  # type: ignore[attr-defined]
+            seen = [(kp[i], kp[i + 1]) for i in range(0, len(kp) - 2, 3) if kp[i + 2] > 0]
+            if len(seen) != 1:
+                raise AnnotationError(f"{where}: a lesion needs exactly one visible keypoint, found {len(seen)}")
+            box = [float(v) for v in a.get("bbox") or (0, 0, 0, 0)]  # type: ignore[attr-defined]
+            return RefLesion(cls, seen[0][0], seen[0][1], None, max(box[2], box[3]) / 2 if len(box) == 4 else 0.0)
         if "bbox" in a:
             x0, y0, w, h = (float(v) for v in a["bbox"])  # type: ignore[attr-defined]
             if w <= 0 or h <= 0:

@@ -85,6 +85,128 @@ def test_coco_points_boxes_polygons(tmp_path: Path) -> None:
     assert (a.lesions[2].x, a.lesions[2].y) == (4, 3)
 
 
+# The shapes CVAT and Label Studio write when asked for COCO (each tool's own export; no converter library).
+CVAT_COCO = {
+    "licenses": [{"name": "", "id": 0, "url": ""}],
+    "info": {"contributor": "", "date_created": "", "description": "", "url": "", "version": "", "year": ""},
+    "categories": [
+        {"id": 1, "name": "papules", "supercategory": ""},
+        {"id": 2, "name": "whitehead and blackhead", "supercategory": ""},
+    ],
+    "images": [
+        {
+            "id": 1,
+            "width": 640,
+            "height": 480,
+            "file_name": "face_01.jpg",
+            "license": 0,
+            "flickr_url": "",
+            "coco_url": "",
+            "date_captured": 0,
+        }
+    ],
+    "annotations": [
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": [],
+            "area": 120.0,
+            "bbox": [100.0, 120.0, 12.0, 10.0],
+            "iscrowd": 0,
+            "attributes": {"occluded": False, "rotation": 0.0},
+        },
+        {
+            "id": 2,
+            "image_id": 1,
+            "category_id": 2,
+            "segmentation": [],
+            "area": 16.0,
+            "bbox": [300.0, 200.0, 4.0, 4.0],
+            "iscrowd": 0,
+            "attributes": {"occluded": False, "rotation": 0.0},
+        },
+    ],
+}
+CVAT_COCO_KEYPOINTS = {
+    "categories": [{"id": 1, "name": "acne", "supercategory": "", "keypoints": ["1"], "skeleton": []}],
+    "images": [{"id": 1, "width": 640, "height": 480, "file_name": "face_02.jpg"}],
+    "annotations": [
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 1,
+            "keypoints": [210.5, 140.0, 2],
+            "num_keypoints": 1,
+            "bbox": [204.5, 134.0, 12.0, 12.0],
+            "area": 144.0,
+            "iscrowd": 0,
+            "segmentation": [],
+        },
+        {
+            "id": 2,
+            "image_id": 1,
+            "category_id": 1,
+            "keypoints": [50.0, 60.0, 2],
+            "num_keypoints": 1,
+            "bbox": [50.0, 60.0, 0.0, 0.0],
+            "area": 0.0,
+            "iscrowd": 0,
+            "segmentation": [],
+        },
+    ],
+}
+LABEL_STUDIO_COCO = {  # ids from 0, file names under images/
+    "images": [{"width": 640, "height": 480, "id": 0, "file_name": "images/face_03.jpg"}],
+    "categories": [{"id": 0, "name": "pustules"}, {"id": 1, "name": "comedone"}],
+    "annotations": [
+        {
+            "id": 0,
+            "image_id": 0,
+            "category_id": 0,
+            "segmentation": [],
+            "bbox": [10.0, 20.0, 8.0, 6.0],
+            "ignore": 0,
+            "iscrowd": 0,
+            "area": 48.0,
+        },
+        {
+            "id": 1,
+            "image_id": 0,
+            "category_id": 1,
+            "segmentation": [],
+            "bbox": [60.0, 80.0, 4.0, 4.0],
+            "ignore": 0,
+            "iscrowd": 0,
+            "area": 16.0,
+        },
+    ],
+    "info": {"year": 2026, "version": "1.0", "description": "", "contributor": "Label Studio", "url": ""},
+}
+
+
+def test_cvat_and_label_studio_coco_exports_are_read(tmp_path: Path) -> None:
+    for name, doc in (("cvat", CVAT_COCO), ("kp", CVAT_COCO_KEYPOINTS), ("ls", LABEL_STUDIO_COCO)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    (cvat,) = read_coco(tmp_path / "cvat.json")
+    assert [(les.cls, les.x, les.y) for les in cvat.lesions] == [
+        ("inflammatory", 106.0, 125.0),
+        ("comedone", 302.0, 202.0),
+    ]
+    (kp,) = read_coco(tmp_path / "kp.json")
+    # Key points are point labels (no box metrics); the radius is half the box CVAT drew around the point.
+    assert kp.lesions == (RefLesion("lesion", 210.5, 140.0, None, 6.0), RefLesion("lesion", 50.0, 60.0, None, 0.0))
+    (ls,) = read_coco(tmp_path / "ls.json")
+    assert ls.file_name == "images/face_03.jpg" and [les.cls for les in ls.lesions] == ["inflammatory", "comedone"]
+    assert ls.lesions[0].bbox is not None and (ls.lesions[0].x, ls.lesions[0].y) == (14.0, 23.0)
+    bad = dict(
+        CVAT_COCO_KEYPOINTS, annotations=[dict(CVAT_COCO_KEYPOINTS["annotations"][0], keypoints=[1, 2, 2, 5, 6, 2])]
+    )
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(AnnotationError, match="exactly one visible keypoint, found 2"):
+        read_coco(tmp_path / "bad.json")
+
+
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
