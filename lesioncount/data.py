@@ -174,8 +174,8 @@ def read_coco(
     unknown: Literal["error", "skip"] = "error",
 ) -> list[ImageAnnotation]:
     """Read COCO JSON with boxes, polygons, point + radius lesions (``point: [x, y]``, ``radius``) or COCO
-    keypoints (one visible keypoint per lesion, as CVAT's "COCO Keypoints 1.0" and Label Studio's COCO
-    export of key points write them; the radius is half the annotation's box when it has one).
+    keypoints (one visible keypoint per lesion, as CVAT's "COCO Keypoints 1.0" export writes them; the
+    radius is half the annotation's box when it has one).
 
     Extra per-image keys (such as ``hayashi_grade``) are kept in ``attributes``.
     """
