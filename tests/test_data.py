@@ -85,7 +85,8 @@ def test_coco_points_boxes_polygons(tmp_path: Path) -> None:
     assert (a.lesions[2].x, a.lesions[2].y) == (4, 3)
 
 
-# The shapes CVAT and Label Studio write when asked for COCO (each tool's own export; no converter library).
+# The fields CVAT's and Label Studio's COCO exports carry beside the standard ones (per their documentation);
+# each tool writes COCO itself, so no converter library is needed.
 CVAT_COCO = {
     "licenses": [{"name": "", "id": 0, "url": ""}],
     "info": {"contributor": "", "date_created": "", "description": "", "url": "", "version": "", "year": ""},
