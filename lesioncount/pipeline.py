@@ -24,7 +24,16 @@ from lesioncount.infer import Predictor, resolve_model_path
 from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, LoadedImage, load_image, looks_gray
 from lesioncount.landmarks import BETWEEN_EYES, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from lesioncount.preprocess import CountingFrame, counting_frame, working_scale
-from lesioncount.types import ACNE_CLASSES, REGIONS, CountResult, FaceInfo, ImageInfo, Lesion, ModelInfo
+from lesioncount.types import (
+    ACNE_CLASSES,
+    NEAR_THRESHOLD_FRACTION,
+    REGIONS,
+    CountResult,
+    FaceInfo,
+    ImageInfo,
+    Lesion,
+    ModelInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +240,7 @@ class LesionCounter:
         loaded, face, scale = self._face_stage(loaded, path, timing)
         scale, warnings = self._checks(loaded, face, scale)
         lesions: list[Lesion] = []
+        near: list[Lesion] = []
         frame = None
         with _timed(timing, "preprocess"):
             if face.skin.any():
@@ -239,7 +249,8 @@ class LesionCounter:
             with _timed(timing, "inference"):
                 heat, log_size = self.predictor.predict(work)
             with _timed(timing, "postprocess"):
-                lesions = self._lesions(heat, log_size, frame, area, face)
+                lesions = self._lesions(heat, log_size, frame, area, face, self.thresholds)
+                near = self._near_threshold(heat, log_size, frame, area, face, lesions)
         face_info = _face_info(face, loaded.decode_scale, frame.scale if frame else scale * loaded.decode_scale)
         timing["total"] = sum(timing.values())
         return CountResult(
@@ -252,7 +263,29 @@ class LesionCounter:
             grades=grade_block(lesions, face_info, gradable=loaded.gradable),
             warnings=tuple(warnings),
             timing_s=timing,
+            near_threshold=tuple(near),
         )
+
+    def _near_threshold(
+        self,
+        heat: npt.NDArray[np.float32],
+        log_size: npt.NDArray[np.float32],
+        frame: CountingFrame,
+        area: npt.NDArray[np.bool_],
+        face: FaceAnalysis,
+        counted: list[Lesion],
+    ) -> list[Lesion]:
+        """Peaks scoring at least ``NEAR_THRESHOLD_FRACTION`` of their class threshold but under it, away from
+        the counted lesions: not counted, kept for visit comparison's hysteresis."""
+        low = {k: v * NEAR_THRESHOLD_FRACTION for k, v in self.thresholds.items()}
+        out = []
+        for les in self._lesions(heat, log_size, frame, area, face, low):
+            if les.score >= self.thresholds[les.cls]:
+                continue
+            if any(abs(les.x - c.x) <= c.bbox[2] / 2 and abs(les.y - c.y) <= c.bbox[3] / 2 for c in counted):
+                continue  # the same place as a counted lesion (its peak in another class)
+            out.append(les)
+        return out
 
     def _face_stage(
         self, loaded: LoadedImage, path: Path | None, timing: dict[str, float]
@@ -300,9 +333,10 @@ class LesionCounter:
         frame: CountingFrame,
         area: npt.NDArray[np.bool_],
         face: FaceAnalysis,
+        thresholds: dict[str, float],
     ) -> list[Lesion]:
         """Peaks -> lesions in photo pixels, through the counting frame's inverse; off-area peaks dropped."""
-        found = decode_lesions(heat, log_size, self.thresholds, self.spec.classes, stride=self.spec.output_stride)
+        found = decode_lesions(heat, log_size, thresholds, self.spec.classes, stride=self.spec.output_stride)
         if not found:
             return []
         centres = np.array([(xw, yw) for _, xw, yw, *_ in found])

@@ -252,6 +252,10 @@ class ModelSpec:
             raise ValueError("model contract: " + "; ".join(problems))
 
 
+#: A peak scoring at least this share of its class threshold (but under it) is kept as near the threshold.
+NEAR_THRESHOLD_FRACTION = 0.5
+
+
 @dataclass(frozen=True)
 class CountResult:
     """Everything ``count_lesions`` finds in one photo (schema v1)."""
@@ -266,6 +270,10 @@ class CountResult:
     warnings: tuple[str, ...] = ()
     timing_s: dict[str, float] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
+    #: Peaks scoring at least ``NEAR_THRESHOLD_FRACTION`` of their class threshold but under it: never
+    #: counted; visit comparison uses them as hysteresis (a lesion just under the threshold in one photo
+    #: is not called resolved or new).
+    near_threshold: tuple[Lesion, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         face = asdict(self.face)
@@ -282,6 +290,7 @@ class CountResult:
             "grades": self.grades,
             "quality": {"warnings": list(self.warnings)},
             "timing_s": {k: round(v, 4) for k, v in self.timing_s.items()},
+            "near_threshold": [lesion.to_dict() for lesion in self.near_threshold],
         }
 
     @classmethod
@@ -301,4 +310,5 @@ class CountResult:
             grades=d["grades"],
             warnings=tuple(d.get("quality", {}).get("warnings", [])),
             timing_s=dict(d.get("timing_s", {})),
+            near_threshold=tuple(Lesion.from_dict(x) for x in d.get("near_threshold", [])),
         )

@@ -64,6 +64,10 @@ def main() -> int:
                 "resolved": len(m.resolved) if m else None,
                 "new": len(m.new) if m else None,
                 "persisting": len(m.pairs) if m else None,
+                "uncertain": len(m.base_uncertain) + len(m.follow_uncertain) if m else None,
+                "by_class": {c: {k: v for k, v in t.items() if k in ("resolved", "new")} for c, t in m.tally().items()}
+                if m
+                else None,
                 "comparable": bool(pair.comparability and pair.comparability.comparable),
                 "quality": pair.registration.quality if pair.registration else None,
             }
@@ -87,6 +91,11 @@ def main() -> int:
         "baseline_lesions": sum(r["n_base"] for r in ok),
         "resolved": sum(r["resolved"] for r in ok),
         "new": sum(r["new"] for r in ok),
+        "uncertain": sum(r["uncertain"] for r in ok),
+        "by_class": {
+            c: {k: sum(r["by_class"][c][k] for r in ok) for k in ("resolved", "new")}
+            for c in ("inflammatory", "comedone", "scar")
+        },
         "seconds": round(elapsed, 1),
     }
     print(json.dumps(out, indent=1))

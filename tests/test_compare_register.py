@@ -111,8 +111,30 @@ def test_hungarian_beats_greedy_and_respects_tolerance_and_class() -> None:
     m = match_lesions(base, follow, tolerance_px=4.0)
     assert m.pairs == ((0, 1), (1, 0))
     assert m.distances_px == (3.0, 3.0)
-    assert m.resolved == (2,) and m.new == (2,)  # class changed: not the same lesion
+    # Class changed: never paired as the same lesion, and not called resolved and new either (the model saw
+    # something there in both photos): uncertain; the counts per class still show the change.
+    assert m.resolved == () and m.new == () and m.base_uncertain == (2,) and m.follow_uncertain == (2,)
     assert match_lesions(base, follow, tolerance_px=2.0).pairs == ((0, 0),)
+
+
+def test_hysteresis_a_lesion_just_under_the_threshold_is_neither_resolved_nor_new() -> None:
+    base = [_les("inflammatory", 10, 10), _les("inflammatory", 60, 60)]
+    follow = [_les("inflammatory", 100, 100)]
+    plain = match_lesions(base, follow, tolerance_px=4.0)
+    assert plain.resolved == (0, 1) and plain.new == (0,)
+    # The follow-up's model saw the first lesion just under its threshold (3 px away), the baseline's saw
+    # the follow-up's lesion so; the second baseline lesion has nothing near it: it resolved.
+    m = match_lesions(
+        base,
+        follow,
+        tolerance_px=4.0,
+        follow_near=[_les("comedone", 13, 10), _les("inflammatory", 60, 66)],  # 6 px: beyond the tolerance
+        base_near=[_les("inflammatory", 101, 99)],
+    )
+    assert m.resolved == (1,) and m.new == () and m.base_uncertain == (0,) and m.follow_uncertain == (0,)
+    assert m.status_of_base() == ["uncertain", "resolved"] and m.status_of_follow() == ["uncertain"]
+    t = m.tally()["total_acne"]
+    assert (t["resolved"], t["new"], t["uncertain"], t["persisting"]) == (1, 0, 2, 0)
 
 
 def test_empty_and_bad_inputs() -> None:

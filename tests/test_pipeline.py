@@ -99,6 +99,22 @@ def test_exif_rotation_gives_rotated_coordinates(toy: Path, tmp_path: Path, orie
         assert gx == pytest.approx(ex, abs=1.5) and gy == pytest.approx(ey, abs=1.5)
 
 
+def test_peaks_just_under_the_threshold_are_kept_apart_and_never_counted(toy: Path) -> None:
+    img = red_blob(_grey(200, 320), 80, 100, 3)
+    faint = img.copy()
+    # A paler spot: the toy's score there lies between half its threshold (0.25) and the threshold (0.5).
+    faint[90:111, 210:231] = np.clip(
+        img[90:111, 210:231].astype(int) + (red_blob(_grey(21, 21), 10, 10, 3).astype(int) - GREY) // 5, 0, 255
+    )
+    r = LesionCounter(toy, threads=1, whole_frame=True).count(faint)
+    assert r.counts["inflammatory"] == 1 and abs(r.lesions[0].x - 80) <= 1.5
+    assert len(r.near_threshold) == 1 and abs(r.near_threshold[0].x - 220) <= 1.5
+    assert 0.25 <= r.near_threshold[0].score < 0.5
+    doc = r.to_dict()
+    validate_count_result(doc)
+    assert CountResult.from_dict(doc).to_dict() == doc and len(doc["near_threshold"]) == 1
+
+
 def test_result_is_valid_schema_and_round_trips(toy: Path, astronaut: np.ndarray) -> None:
     r = LesionCounter(toy, threads=1).count(red_blob(astronaut, 250, 140, 3), name="astronaut.png")
     doc = r.to_dict()

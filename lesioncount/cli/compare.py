@@ -129,7 +129,16 @@ def _write_outputs(args: argparse.Namespace, comparison: VisitComparison, consol
         (out / "report.pdf").write_bytes(render_visits_pdf(comparison, title=args.title))
 
     table = Table(title="change from baseline")
-    cols = ("follow-up", "view", "days", "inflammatory", "comedone", "total acne", "resolved/persist/new", "comparable")
+    cols = (
+        "follow-up",
+        "view",
+        "days",
+        "inflammatory",
+        "comedone",
+        "total acne",
+        "resolved/persist/new/uncertain",
+        "comparable",
+    )
     for col in cols:
         table.add_column(col, justify="left" if col in ("follow-up", "view", "comparable") else "right")
     for pair in comparison.pairs:
@@ -140,7 +149,7 @@ def _write_outputs(args: argparse.Namespace, comparison: VisitComparison, consol
         fates = "-"
         if pair.match is not None:
             t = pair.match.tally()[TOTAL_ACNE]
-            fates = f"{t['resolved']}/{t['persisting']}/{t['new']}"
+            fates = f"{t['resolved']}/{t['persisting']}/{t['new']}/{t['uncertain']}"
         comp = pair.comparability
         verdict = "-" if comp is None else f"{'yes' if comp.comparable else 'NO'} ({comp.score:.2f})"
         days = "" if pair.days is None else f"{pair.days:.0f}"

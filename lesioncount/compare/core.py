@@ -420,6 +420,8 @@ def _compare_pair(
             tolerance_px=tol,
             base_shape=base.image.shape,
             follow_shape=follow.image.shape,
+            base_near=base.result.near_threshold,
+            follow_near=follow.result.near_threshold,
         )
         secondary = compare_measures(measured.measures[b], measured.measures[f], comp)
     change = count_change(base.result.counts, follow.result.counts)

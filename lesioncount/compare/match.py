@@ -2,10 +2,16 @@
 
 Follow-up lesion centres are mapped into the baseline frame with the registration, then each class is
 matched on its own with the project's one centre matcher (``lesioncount.matching.match_centres``:
-Hungarian, the most pairs within the tolerance, then the least total distance). A matched pair is a *persisting* lesion,
-an unmatched baseline lesion has *resolved*, an unmatched follow-up lesion is *new*. Lesions that fall
-outside the other photo's frame cannot be judged and are reported apart (``out_of_view``). A lesion that
-changed class (an inflammatory papule that left a scar) counts as resolved in one class and new in the other.
+Hungarian, the most pairs within the tolerance, then the least total distance). A matched pair is a
+*persisting* lesion, an unmatched baseline lesion has *resolved*, an unmatched follow-up lesion is *new*.
+Lesions that fall outside the other photo's frame cannot be judged and are reported apart (``out_of_view``).
+
+**Hysteresis.** A lesion counted in one photo whose place in the other shows a peak just under the counting
+threshold (at least half of it: the count result's ``near_threshold`` peaks), or a lesion counted as another
+class, has neither resolved nor appeared: the model saw something there in both photos, once on the other
+side of its threshold or under another name. Such a lesion is *uncertain*, apart from resolved and new (a
+change of class still shows in the counts per class). Measured on no-change re-takes of real photos in
+``docs/compare.md``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ TOLERANCE_FRAC = 0.02
 #: Floor on the tolerance, photo pixels.
 MIN_TOLERANCE_PX = 3.0
 #: Statuses a lesion can have.
-STATUSES = ("resolved", "persisting", "new")
+STATUSES = ("resolved", "persisting", "new", "uncertain")
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class LesionMatch:
     base_out_of_view: tuple[int, ...]
     follow_out_of_view: tuple[int, ...]
     tolerance_px: float
+    base_uncertain: tuple[int, ...] = ()
+    follow_uncertain: tuple[int, ...] = ()
 
     def _rows(self) -> list[tuple[Lesion, str]]:
         rows = [(self.base_lesions[i], "resolved") for i in self.resolved]
@@ -62,10 +70,12 @@ class LesionMatch:
         rows += [(self.follow_lesions[j], "new") for j in self.new]
         rows += [(self.base_lesions[i], "out_of_view") for i in self.base_out_of_view]
         rows += [(self.follow_lesions[j], "out_of_view") for j in self.follow_out_of_view]
+        rows += [(self.base_lesions[i], "uncertain") for i in self.base_uncertain]
+        rows += [(self.follow_lesions[j], "uncertain") for j in self.follow_uncertain]
         return rows
 
     def tally(self) -> dict[str, dict[str, int]]:
-        """Per class (plus ``total_acne``): counts of resolved, persisting, new and out_of_view lesions."""
+        """Per class (plus ``total_acne``): counts of resolved, persisting, new, uncertain and out_of_view lesions."""
         out = _empty_tally()
         for les, status in self._rows():
             _add(out, les.cls, status)
@@ -79,21 +89,25 @@ class LesionMatch:
         return out
 
     def status_of_base(self) -> list[str]:
-        """Status of each baseline lesion: resolved, persisting or out_of_view."""
+        """Status of each baseline lesion: resolved, persisting, uncertain or out_of_view."""
         st = ["resolved"] * len(self.base_lesions)
         for i, _ in self.pairs:
             st[i] = "persisting"
         for i in self.base_out_of_view:
             st[i] = "out_of_view"
+        for i in self.base_uncertain:
+            st[i] = "uncertain"
         return st
 
     def status_of_follow(self) -> list[str]:
-        """Status of each follow-up lesion: new, persisting or out_of_view."""
+        """Status of each follow-up lesion: new, persisting, uncertain or out_of_view."""
         st = ["new"] * len(self.follow_lesions)
         for _, j in self.pairs:
             st[j] = "persisting"
         for j in self.follow_out_of_view:
             st[j] = "out_of_view"
+        for j in self.follow_uncertain:
+            st[j] = "uncertain"
         return st
 
     def to_dict(self) -> dict[str, object]:
@@ -105,17 +119,19 @@ class LesionMatch:
             "new": list(self.new),
             "base_out_of_view": list(self.base_out_of_view),
             "follow_out_of_view": list(self.follow_out_of_view),
+            "base_uncertain": list(self.base_uncertain),
+            "follow_uncertain": list(self.follow_uncertain),
             "by_class": self.tally(),
             "by_region": self.tally_by_region(),
         }
 
 
 def _empty_tally() -> dict[str, dict[str, int]]:
-    return {c: {"resolved": 0, "persisting": 0, "new": 0, "out_of_view": 0} for c in COUNT_KEYS}
+    return {c: {"resolved": 0, "persisting": 0, "new": 0, "uncertain": 0, "out_of_view": 0} for c in COUNT_KEYS}
 
 
 def _add(tally: dict[str, dict[str, int]], cls: str, status: str) -> None:
-    tally.setdefault(cls, {"resolved": 0, "persisting": 0, "new": 0, "out_of_view": 0})[status] += 1
+    tally.setdefault(cls, {"resolved": 0, "persisting": 0, "new": 0, "uncertain": 0, "out_of_view": 0})[status] += 1
     if cls in ACNE_CLASSES:
         tally[TOTAL_ACNE][status] += 1
 
@@ -144,6 +160,8 @@ def match_lesions(
     tolerance_px: float = 10.0,
     base_shape: tuple[int, ...] | None = None,
     follow_shape: tuple[int, ...] | None = None,
+    base_near: Sequence[Lesion] = (),
+    follow_near: Sequence[Lesion] = (),
 ) -> LesionMatch:
     """Pair baseline and follow-up lesions after registration.
 
@@ -155,9 +173,13 @@ def match_lesions(
         tolerance_px: largest centre distance (baseline pixels) for a persisting pair; > 0.
         base_shape: baseline photo shape; follow-up lesions that map outside it are ``out_of_view``.
         follow_shape: follow-up photo shape; baseline lesions that map outside it are ``out_of_view``.
+        base_near, follow_near: each photo's peaks just under the threshold (``CountResult.near_threshold``);
+            an unpaired lesion with one of these, or an unpaired counted lesion of another class, within the
+            tolerance in the other photo is ``uncertain`` rather than resolved or new.
 
     Returns:
-        The lesion match. Every input lesion lands in exactly one of pairs, resolved/new or out_of_view.
+        The lesion match. Every input lesion lands in exactly one of pairs, resolved/new, uncertain or
+        out_of_view.
     """
     if tolerance_px <= 0:
         raise ValueError(f"tolerance_px must be positive, got {tolerance_px}")
@@ -186,15 +208,33 @@ def match_lesions(
     pairs.sort()
     paired_b = {i for i, _, _ in pairs}
     paired_f = {j for _, j, _ in pairs}
+    resolved = [i for i in range(len(base)) if base_in[i] and i not in paired_b]
+    new = [j for j in range(len(follow)) if follow_in[j] and j not in paired_f]
+    # Hysteresis: what the other photo shows near an unpaired lesion, in baseline pixels.
+    near_f = np.array([[les.x, les.y] for les in follow_near], np.float64).reshape(-1, 2)
+    near_f = to_base(near_f) if to_base is not None and len(near_f) else map_points(m, near_f)
+    near_b = np.array([[les.x, les.y] for les in base_near], np.float64).reshape(-1, 2)
+    # Evidence in the other photo: its peaks just under the threshold, and its unpaired counted lesions (of
+    # another class: one of the same class that close would have been paired).
+    follow_seen = np.vstack([near_f, fxy[new]]) if new else near_f
+    base_seen = np.vstack([near_b, bxy[resolved]]) if resolved else near_b
+    base_unc = [i for i in resolved if _near(bxy[i], follow_seen, tolerance_px)]
+    follow_unc = [j for j in new if _near(fxy[j], base_seen, tolerance_px)]
     return LesionMatch(
         base_lesions=base,
         follow_lesions=follow,
         follow_xy_in_base=tuple((float(x), float(y)) for x, y in fxy),
         pairs=tuple((i, j) for i, j, _ in pairs),
         distances_px=tuple(d for _, _, d in pairs),
-        resolved=tuple(i for i in range(len(base)) if base_in[i] and i not in paired_b),
-        new=tuple(j for j in range(len(follow)) if follow_in[j] and j not in paired_f),
+        resolved=tuple(i for i in resolved if i not in base_unc),
+        new=tuple(j for j in new if j not in follow_unc),
         base_out_of_view=tuple(i for i in range(len(base)) if not base_in[i]),
         follow_out_of_view=tuple(j for j in range(len(follow)) if not follow_in[j]),
         tolerance_px=float(tolerance_px),
+        base_uncertain=tuple(base_unc),
+        follow_uncertain=tuple(follow_unc),
     )
+
+
+def _near(xy: npt.NDArray[np.float64], others: npt.NDArray[np.float64], tolerance_px: float) -> bool:
+    return bool(len(others)) and float(np.min(np.hypot(*(others - xy).T))) <= tolerance_px

@@ -31,7 +31,7 @@ _TALLY = {
     "type": "object",
     "additionalProperties": {
         "type": "object",
-        "required": ["resolved", "persisting", "new", "out_of_view"],
+        "required": ["resolved", "persisting", "new", "uncertain", "out_of_view"],
         "additionalProperties": {"type": "integer", "minimum": 0},
     },
 }
@@ -137,6 +137,8 @@ VISIT_COMPARISON_SCHEMA: dict[str, Any] = {
                             "new": _INDEX_LIST,
                             "base_out_of_view": _INDEX_LIST,
                             "follow_out_of_view": _INDEX_LIST,
+                            "base_uncertain": _INDEX_LIST,
+                            "follow_uncertain": _INDEX_LIST,
                             "by_class": _TALLY,
                             "by_region": {"type": "object", "additionalProperties": _TALLY},
                         },

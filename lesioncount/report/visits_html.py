@@ -29,6 +29,7 @@ STATUS_COLOURS: dict[str, tuple[int, int, int]] = {
     "resolved": (0, 158, 115),
     "persisting": (230, 159, 0),
     "new": (213, 94, 0),
+    "uncertain": (86, 180, 233),
     "out_of_view": (150, 150, 150),
 }
 #: Line colour per class in the timeline chart.
@@ -111,6 +112,9 @@ def _mark(
         colour = STATUS_COLOURS[status]
         if status == "new":  # a square: new lesions stand out by shape as well as colour
             cv2.rectangle(out, (cx - rr, cy - rr), (cx + rr, cy + rr), colour, t, cv2.LINE_AA)
+        elif status == "uncertain":  # a diamond: seen in both photos, once just under the threshold
+            pts = np.array([(cx, cy - rr), (cx + rr, cy), (cx, cy + rr), (cx - rr, cy)], np.int32)
+            cv2.polylines(out, [pts], True, colour, t, cv2.LINE_AA)
         else:
             cv2.circle(out, (cx, cy), rr, colour, t, cv2.LINE_AA)
             if status == "persisting":
@@ -279,12 +283,14 @@ def _fate_table(pair: PairComparison) -> str:
     t = pair.match.tally()
     rows = "".join(
         f"<tr><td class=l>{_e(c.replace('_', ' '))}</td><td>{t[c]['resolved']}</td><td>{t[c]['persisting']}</td>"
-        f"<td>{t[c]['new']}</td><td>{t[c]['out_of_view']}</td></tr>"
+        f"<td>{t[c]['new']}</td><td>{t[c]['uncertain']}</td><td>{t[c]['out_of_view']}</td></tr>"
         for c in COUNT_KEYS
     )
     return (
-        "<table><tr><th class=l>lesions</th><th>resolved</th><th>persisting</th><th>new</th><th>not in both photos</th>"
-        f"</tr>{rows}</table><p class=small>matched within {pair.match.tolerance_px:.0f} px of the aligned position</p>"
+        "<table><tr><th class=l>lesions</th><th>resolved</th><th>persisting</th><th>new</th><th>uncertain</th>"
+        f"<th>not in both photos</th></tr>{rows}</table><p class=small>matched within "
+        f"{pair.match.tolerance_px:.0f} px of the aligned position; uncertain: counted in one photo and just "
+        "under the counting threshold in the other (neither resolved nor new)</p>"
     )
 
 
@@ -368,6 +374,7 @@ def _pair_html(comparison: VisitComparison, pair: PairComparison, crop_px: int) 
                     ("resolved", "resolved (circle, baseline)"),
                     ("persisting", "persisting (double circle)"),
                     ("new", "new (square, follow-up)"),
+                    ("uncertain", "uncertain (diamond)"),
                     ("out_of_view", "not in both photos"),
                 )
             )
