@@ -6,8 +6,9 @@ changed (issue 13's goal: resolved plus new at most 10% of the baseline's lesion
 Each photo is counted, then a simulated re-take of it (rotation up to 3 degrees, zoom 1.04-1.12x, +-0.3 stop,
 JPEG 90; seeded, as ``scripts/model_goals.py`` does) is counted, and the two are compared as two visits of
 one view with ``lesioncount.compare.compare_visits`` (registration, lesion matching). Reported: the share
-(resolved + new) / baseline lesions over all photos, its 95% bootstrap interval, the share of pairs called
-comparable, and the median registration quality. Nothing here is a test: it needs the real photos.
+(resolved + new) / baseline lesions over all pairs and over the pairs the tool calls comparable (the
+others it tells the user not to trust), with 95% bootstrap intervals, the share called comparable, and the
+median registration quality. Nothing here is a test: it needs the real photos.
 """
 
 from __future__ import annotations
@@ -82,11 +83,15 @@ def main() -> int:
 
     figs = share(np.arange(len(ok)))
     cis = bootstrap_ci(len(ok), share, n_boot=1000, rng=args.seed)
+    comp_idx = np.array([i for i, r in enumerate(ok) if r["comparable"]], int)
+    comp_ci = bootstrap_ci(len(comp_idx), lambda idx: share(comp_idx[idx]), n_boot=1000, rng=args.seed)
     out = {
         "pairs": len(rows),
         "fates_share": figs["fates_share"],
         "fates_share_ci": cis["fates_share"],
         "comparable_share": float(np.mean([r["comparable"] for r in rows])) if rows else 0.0,
+        "fates_share_comparable": share(comp_idx)["fates_share"],
+        "fates_share_comparable_ci": comp_ci["fates_share"],
         "median_quality": float(np.median([r["quality"] for r in ok if r["quality"] is not None])) if ok else None,
         "baseline_lesions": sum(r["n_base"] for r in ok),
         "resolved": sum(r["resolved"] for r in ok),

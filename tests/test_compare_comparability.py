@@ -70,6 +70,24 @@ def test_rescaled_follow_up(pair_maker) -> None:
     assert any("30% smaller in the follow-up" in w for w in comp.warnings)
 
 
+def test_counted_at_different_face_scales_is_not_comparable() -> None:
+    """A re-take zoomed 1.2x is counted at a working scale 1/1.2 as large: consistent, comparable. Counted at
+    the baseline's scale instead (its face measured 15% too small), it is not."""
+    clean = data.astronaut()
+    base, planted = demo.baseline(clean, 1)
+    fu = demo.follow_up(clean, planted, 2, matrix=demo.similarity((512, 512, 3), scale=1.2))
+    reg = register(base, fu.image)
+    assert reg.scale == pytest.approx(1 / 1.2, abs=0.02)
+    b, f = photo_stats(base), photo_stats(fu.image)
+    ok = assess_comparability(b, f, reg, counting_scales=(1.0, 1 / 1.2))
+    assert not any("counted at different scales" in w for w in ok.warnings)
+    bad = assess_comparability(b, f, reg, counting_scales=(1.0, 1 / 1.2 * 1.15))
+    assert not bad.comparable and bad.score == 0.0
+    assert any(
+        "measured 15% smaller in the follow-up" in w and "counted at different scales" in w for w in bad.warnings
+    )
+
+
 def test_colour_cast_and_view_mismatch() -> None:
     clean = data.astronaut()
     warm = linear_to_srgb(srgb_to_linear(clean) * np.array([1.25, 1.0, 0.8], np.float32))

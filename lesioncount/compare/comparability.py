@@ -39,6 +39,8 @@ SHARPNESS_FACE_PX = 320
 WARN_STOPS = 0.5
 WARN_WB_LOG2 = 0.2
 WARN_SHARPNESS_RATIO = 0.6
+#: Working scales may disagree with the registration by this factor before a pair is not comparable.
+MAX_COUNTING_SCALE_MISMATCH = 1.10
 WARN_SCALE_RATIO = 1.25
 WARN_ROTATION_DEG = 5.0
 WARN_ANISOTROPY = 1.08
@@ -354,6 +356,7 @@ class _Pair:
     sharpness_ratio: float
     scale_ratio: float | None
     faces_found: tuple[bool, bool] | None
+    counting_scales: tuple[float, float] | None = None
 
     @property
     def wb_mag(self) -> float:
@@ -379,6 +382,24 @@ def _rule_faces(p: _Pair) -> _Verdict:
         return 1.0, None
     which = "follow-up" if p.faces_found[0] else "baseline"
     return 0.0, (0.9, f"the face was not found in the {which}: the photos were counted at different scales")
+
+
+def _rule_counting_scale(p: _Pair) -> _Verdict:
+    """Both photos must be counted at the same scale of the face: the working scales (from each photo's own
+    face measurement) must differ as the registration says the photos do. When the face was measured
+    differently in one (a re-take whose landmarks were fitted worse), the model saw the lesions at different
+    sizes and the lesion fates cannot be trusted."""
+    if p.counting_scales is None or p.reg is None or min(p.counting_scales) <= 0 or p.reg.scale <= 0:
+        return 1.0, None
+    mismatch = (p.counting_scales[1] / p.counting_scales[0]) / p.reg.scale
+    if 1 / MAX_COUNTING_SCALE_MISMATCH <= mismatch <= MAX_COUNTING_SCALE_MISMATCH:
+        return 1.0, None
+    pct = abs(mismatch - 1) * 100
+    return 0.0, (
+        0.85,
+        f"the face was measured {pct:.0f}% {'larger' if mismatch < 1 else 'smaller'} in the follow-up than the "
+        "alignment shows: the photos were counted at different scales",
+    )
 
 
 def _rule_exposure(p: _Pair) -> _Verdict:
@@ -482,6 +503,7 @@ def _rule_alignment(p: _Pair) -> _Verdict:
 RULES: tuple[Callable[[_Pair], _Verdict], ...] = (
     _rule_view,
     _rule_faces,
+    _rule_counting_scale,
     _rule_exposure,
     _rule_clipping,
     _rule_white_balance,
@@ -501,6 +523,7 @@ def assess_comparability(
     registration: Registration | None = None,
     light: PairedLight | None = None,
     faces_found: tuple[bool, bool] | None = None,
+    counting_scales: tuple[float, float] | None = None,
 ) -> Comparability:
     """Score how comparable a follow-up is with its baseline, with plain warnings.
 
@@ -516,6 +539,9 @@ def assess_comparability(
             replaces the comparison of the photos' own measures.
         faces_found: whether the counter found the face in the baseline and in the follow-up; a face found in
             one only means the two were counted at different scales and on different skin: not comparable.
+        counting_scales: each photo's working scale (``FaceInfo.scale``); with the registration, a mismatch
+            over ``MAX_COUNTING_SCALE_MISMATCH`` means the two were counted at different face scales: not
+            comparable.
 
     Returns:
         The comparability verdict.
@@ -537,6 +563,7 @@ def assess_comparability(
         sharpness_ratio=follow.sharpness / base.sharpness if base.sharpness > 0 else 1.0,
         scale_ratio=scale_ratio,
         faces_found=faces_found,
+        counting_scales=counting_scales,
     )
     score = 1.0
     warnings: list[tuple[float, str]] = []  # (severity, text)

@@ -411,7 +411,8 @@ def _compare_pair(
         )
         light = measured.light(visits, b, f, reg)
         found = (base.result.face.found, follow.result.face.found)
-        comp = assess_comparability(measured.stats[b], measured.stats[f], reg, light, found)  # type: ignore[arg-type]
+        scales = (base.result.face.scale, follow.result.face.scale)
+        comp = assess_comparability(measured.stats[b], measured.stats[f], reg, light, found, scales)  # type: ignore[arg-type]
         tol = tolerance_px or default_tolerance_px(base.result.face.box, base.image.shape)
         match = match_lesions(
             base.result.lesions,
