@@ -489,3 +489,26 @@ def test_enabling_a_user_again_does_not_revive_old_tokens(web):
     with TestClient(web.app) as script:
         assert script.get("/api/v1/me", headers={"Authorization": f"Bearer {tok}"}).status_code == 401
     assert _try_login(web.app, "carl", PW, "testclient").status_code == 200  # carl himself is back
+
+
+def test_user_names_do_not_leak_across_clinics(web):
+    """Two clinics may each have a "drlee": creating one says nothing about the other, and each logs in to
+    their own clinic with their own password."""
+    with TestClient(web.app) as north, TestClient(web.app) as south:
+        ncsrf, scsrf = login(north, "alice", PW), login(south, "sam", PW)
+        r = north.post("/admin/users", data={"csrf_token": ncsrf, "username": "drlee", "password": "north password"})
+        assert r.status_code == 200
+        r = south.post("/admin/users", data={"csrf_token": scsrf, "username": "drlee", "password": "south password"})
+        assert r.status_code == 200 and "taken" not in r.text  # nothing says North has a drlee
+        again = north.post("/admin/users", data={"csrf_token": ncsrf, "username": "drlee", "password": "other pw 123"})
+        assert again.status_code == 400 and "this clinic already has a user" in again.text
+    for password, clinic in (("north password", "North"), ("south password", "South")):
+        with TestClient(web.app) as c:
+            login(c, "drlee", password)
+            assert c.get("/api/v1/me").json()["clinic"] == clinic
+    assert _try_login(web.app, "drlee", "wrong password", "10.1.1.1").status_code == 401
+    from lesioncount.web.models import AuditEvent
+
+    with web.app.state.sessions() as db:  # the failed login reaches both clinics' audit logs
+        failed = db.query(AuditEvent).filter(AuditEvent.action == "login_failed", AuditEvent.username == "drlee").all()
+        assert len({e.clinic_id for e in failed}) == 2

@@ -33,11 +33,15 @@ class Clinic(Base):
 
 
 class User(Base):
+    """A person who logs in. User names are unique within a clinic only: no clinic learns another's names
+    (two clinics may each have a "drlee"; the password tells them apart at login)."""
+
     __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("clinic_id", "username", name="uq_users_clinic_username"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
-    username: Mapped[str] = mapped_column(String(100), unique=True)
+    username: Mapped[str] = mapped_column(String(100), index=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20))
     active: Mapped[bool] = mapped_column(default=True)

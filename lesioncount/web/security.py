@@ -88,13 +88,17 @@ class Actor:
 
 
 def authenticate(db: Session, username: str, password: str) -> User | None:
-    user = db.scalar(select(User).where(User.username == username))
+    """The active user with this name whose password this is. Names are unique per clinic only, so the
+    password tells apart two clinics' users of one name; should it fit both, nobody is logged in."""
+    users = [u for u in db.scalars(select(User).where(User.username == username)) if u.active]
     # Verify against a dummy hash for unknown users too, so timing does not reveal which names exist.
-    if user is None:
+    if not users:
         verify_password(_DUMMY_HASH, password)
         return None
-    if not user.active or not verify_password(user.password_hash, password):
+    fits = [u for u in users if verify_password(u.password_hash, password)]
+    if len(fits) != 1:
         return None
+    user = fits[0]
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     return user

@@ -71,21 +71,22 @@ def audit(
 
 
 def audit_login(db: Session, action: str, username: str, ip: str, detail: str = "") -> None:
-    """A failed or blocked login, filed under the named user's clinic when the name exists (so that its
-    admins see it in their audit log); attempts on unknown names belong to no clinic."""
-    user = db.scalar(select(User).where(User.username == username))
-    db.add(
-        AuditEvent(
-            clinic_id=user.clinic_id if user else None,
-            user_id=user.id if user else None,
-            username=username[:100],
-            action=action,
-            object_type="user",
-            object_id=user.id if user else None,
-            detail=detail,
-            ip=ip[:64],
+    """A failed or blocked login, filed under the clinic of every user of that name (so that their admins
+    see it in their audit logs); attempts on unknown names belong to no clinic."""
+    users: list[User | None] = list(db.scalars(select(User).where(User.username == username))) or [None]
+    for user in users:
+        db.add(
+            AuditEvent(
+                clinic_id=user.clinic_id if user else None,
+                user_id=user.id if user else None,
+                username=username[:100],
+                action=action,
+                object_type="user",
+                object_id=user.id if user else None,
+                detail=detail,
+                ip=ip[:64],
+            )
         )
-    )
 
 
 def require(actor: Actor, right: str) -> None:
@@ -118,8 +119,9 @@ def _new_user(db: Session, clinic_id: int, username: str, password: str, role: s
         raise Invalid(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{2,100}", username or ""):
         raise Invalid("a user name has 2-100 letters, digits or _ . @ -")
-    if db.scalar(select(User).where(User.username == username)) is not None:
-        raise Invalid(f"the user name {username!r} is taken")
+    taken = select(User).where(User.clinic_id == clinic_id, User.username == username)
+    if db.scalar(taken) is not None:  # this clinic's own names only: other clinics' stay unknown
+        raise Invalid(f"this clinic already has a user {username!r}")
     try:
         pw = hash_password(password)
     except ValueError as e:
