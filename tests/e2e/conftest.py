@@ -68,6 +68,7 @@ def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("web-e2e")
     app = create_app(Settings(data_dir=data, counter_factory=_counter_factory()))
     add_user(app, "E2E Clinic", "doc", PASSWORD, "clinician")
+    add_user(app, "E2E Clinic", "boss", PASSWORD, "admin")
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="on")
     srv = uvicorn.Server(config)

@@ -225,7 +225,7 @@ def test_corrections_by_click_inside_a_ring_keys_undo_and_revert(server, browser
     page.keyboard.press("u")
     page.wait_for_selector("#status-line:has-text('Saved as version 3')")
     assert page.locator(f"#overlay circle.mark[data-id='{gone}']").count() == 1
-    assert "undid v2" in page.locator("#history").inner_text()
+    page.wait_for_selector("#history:has-text('undid v2')")  # the history reloads after the save
     page.locator(f"#lesion-list tbody tr[data-id='{gone}']").click()
     cls = page.locator(f"#overlay circle.mark[data-id='{gone}']").get_attribute("data-cls")
     page.keyboard.press("s" if cls != "scar" else "c")
@@ -237,7 +237,7 @@ def test_corrections_by_click_inside_a_ring_keys_undo_and_revert(server, browser
     page.wait_for_selector("#status-line:has-text('Saved as version 5')")
     assert page.locator(f"#overlay circle.mark[data-id='{gone}']").get_attribute("data-cls") == cls
     assert page.locator("#overlay circle.mark").count() == n0
-    assert "reverted to v1" in page.locator("#history").inner_text()
+    page.wait_for_selector("#history:has-text('reverted to v1')")
     assert not errors, errors
     ctx.close()
 
@@ -277,14 +277,16 @@ def test_patient_page_visits_and_records_in_the_browser(server, browser, visit_p
     row = page.locator("#photos tr", has_text="wall.jpg")
     assert "no face" in row.locator("td.quality").inner_text().lower()
     used_before = page.locator("#photos tr", has=page.locator("td.used:text-is('used')")).inner_text()
-    page.locator("#photos tr", has_text=visit_photos[1].name).locator(".use-btn").click()
+    with page.expect_navigation():  # the form posts, then the visit page comes back
+        page.locator("#photos tr", has_text=visit_photos[1].name).locator(".use-btn").click()
     page.wait_for_selector("#doubled-front")
     used_after = page.locator("#photos tr", has=page.locator("td.used:text-is('used')")).inner_text()
     assert used_before != used_after and visit_photos[1].name in used_after
     # ... and the wrong one relabelled: the warning goes.
     wall = page.locator("#photos tr", has_text="wall.jpg")
     wall.locator("select[name=view]").select_option("left")
-    wall.locator(".view-form button").click()
+    with page.expect_navigation():
+        wall.locator(".view-form button").click()
     page.wait_for_selector("#photos")
     assert page.locator("#doubled-front").count() == 0
 
@@ -339,11 +341,13 @@ def test_patient_page_visits_and_records_in_the_browser(server, browser, visit_p
     page.goto(visit2)
     page.click("details.edit summary")
     page.fill("#edit-visit input[name=treatment]", "topical retinoid")
-    page.click("#edit-visit button[type=submit]")
+    with page.expect_navigation():
+        page.click("#edit-visit button[type=submit]")
     page.wait_for_selector("text=topical retinoid")
     page.goto(server.url + "/")
     page.fill("#search input[name=q]", "e2e-rec")
-    page.click("#search button")
+    with page.expect_navigation():
+        page.click("#search button")
     assert page.locator("table.list tbody tr").count() == 1
     page.goto(patient_url)
     page.locator("details.edit summary", has_text="Erase").click()
@@ -351,5 +355,58 @@ def test_patient_page_visits_and_records_in_the_browser(server, browser, visit_p
     page.click("#erase-patient button[type=submit]")
     page.wait_for_selector("h1:text-is('Patients')")
     assert "E2E-REC" not in page.content()
+    assert not errors, errors
+    ctx.close()
+
+
+def test_accounts_roles_and_the_audit_log_in_the_browser(server, browser, tmp_path):
+    """Issue 14 item 8, the account side: an admin creates a user, changes the role, resets the password,
+    filters the audit log and downloads it; the user changes their own password."""
+    ctx = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url + "/login")
+    page.fill("input[name=username]", "boss")
+    page.fill("input[name=password]", "e2e password 123")
+    page.click("button[type=submit]")
+    page.goto(server.url + "/admin/users")
+    page.fill("form[action='/admin/users'] input[name=username]", "nurse")
+    page.fill("form[action='/admin/users'] input[name=password]", "first nurse pw")
+    with page.expect_navigation():
+        page.click("form[action='/admin/users'] button[type=submit]")
+    row = page.locator("tr[data-user='nurse']")
+    assert row.locator("select[name=role]").input_value() == "clinician"  # the default, not admin
+    row.locator("select[name=role]").select_option("viewer")
+    with page.expect_navigation():
+        row.locator(".role-form button").click()
+    assert page.locator("tr[data-user='nurse'] select[name=role]").input_value() == "viewer"
+    page.locator("tr[data-user='nurse'] .reset-form input[name=password]").fill("reset nurse pw")
+    with page.expect_navigation():
+        page.locator("tr[data-user='nurse'] .reset-form button").click()
+    page.goto(server.url + "/admin/audit")
+    page.select_option("#audit-filter select[name=action]", "set_role")
+    with page.expect_navigation():
+        page.click("#audit-filter button[type=submit]")
+    assert "nurse: clinician -> viewer" in page.locator("table.list").inner_text()
+    with page.expect_download() as dl:
+        page.click("#audit-csv")
+    dl.value.save_as(tmp_path / "audit.csv")
+    assert "set_role" in (tmp_path / "audit.csv").read_text(encoding="utf-8")
+    ctx.close()
+
+    ctx = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = ctx.new_page()
+    page.goto(server.url + "/login")
+    page.fill("input[name=username]", "nurse")
+    page.fill("input[name=password]", "reset nurse pw")
+    page.click("button[type=submit]")
+    page.goto(server.url + "/account")
+    page.fill("#password-form input[name=current]", "reset nurse pw")
+    page.fill("#password-form input[name=new]", "own nurse pw 1")
+    page.fill("#password-form input[name=again]", "own nurse pw 1")
+    page.click("#password-form button[type=submit]")
+    page.wait_for_selector("text=Password changed")
     assert not errors, errors
     ctx.close()
