@@ -354,7 +354,7 @@ class ComparabilityOut(BaseModel):
 def photo_comparability(photo_id: int, to: int, request: Request, actor: ApiActor, db: DB) -> dict[str, Any]:
     """Whether this follow-up photo can be compared with the baseline photo ``to``: the report's verdict."""
     after, before = sv.get_photo(db, actor, photo_id), sv.get_photo(db, actor, to)
-    return sv.pair_comparability(db, request.app.state.store, after.visit.patient, before, after)
+    return sv.pair_comparability(db, request.app.state.store, before, after)
 
 
 @router.get("/photos/{photo_id}/overlay.jpg", response_class=Response)

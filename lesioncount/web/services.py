@@ -6,6 +6,7 @@ Routes stay thin: they parse the request, call one function here and render or s
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -19,10 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lesioncount.endpoints import TOXIN_MIN_AGE_YEARS, Change, is_botulinum_toxin
-from lesioncount.types import ACNE_CLASSES, COUNT_KEYS, VIEWS
+from lesioncount.types import ACNE_CLASSES, COUNT_KEYS, VIEWS, Lesion
 from lesioncount.web import reports
 from lesioncount.web.counting import CountQueue
-from lesioncount.web.marks import apply_change, counts_by_region_of, counts_of, hayashi_of
+from lesioncount.web.marks import apply_change, counts_by_region_of, counts_of, hayashi_of, lesions_of
 from lesioncount.web.models import ROLES, ApiToken, AuditEvent, Clinic, MarkVersion, Patient, Photo, User, Visit, utcnow
 from lesioncount.web.reports import ReportPhoto
 from lesioncount.web.security import Actor, create_api_token, hash_password
@@ -772,23 +773,21 @@ def patient_summary(db: Session, patient: Patient) -> dict[str, Any]:
 def _all_views(visits: list[dict[str, Any]], views: list[str]) -> list[dict[str, Any]]:
     """Counts summed over the views, for the visits photographed in every view the baseline was (a visit
     missing one would look like an improvement)."""
-    first = next(x for x in visits if x["views"])
-    needed = set(first["views"])
-    rows = [x for x in visits if needed <= set(x["views"])]
-    total = {id(x): {k: sum(x["views"][vw]["counts"].get(k, 0) for vw in needed) for k in SUMMARY_KEYS} for x in rows}
-    base = total[id(rows[0])]
+    needed = [vw for vw in views if vw in next(x for x in visits if x["views"])["views"]]
+    rows = [x for x in visits if all(vw in x["views"] for vw in needed)]
+    totals = [{k: sum(x["views"][vw]["counts"].get(k, 0) for vw in needed) for k in SUMMARY_KEYS} for x in rows]
     return [
         {
             "visit_id": x["visit_id"],
             "date": x["date"],
-            "photo_id": x["views"][sorted(needed, key=views.index)[0]]["photo_id"],
-            "counts": total[id(x)],
-            "change": {k: change(base[k], total[id(x)][k]) for k in SUMMARY_KEYS},
+            "photo_id": x["views"][needed[0]]["photo_id"],
+            "counts": total,
+            "change": {k: change(totals[0][k], total[k]) for k in SUMMARY_KEYS},
             "grade": None,
             "regions": {},
-            "warnings": [w for vw in sorted(needed) for w in x["views"][vw]["warnings"]],
+            "warnings": [w for vw in needed for w in x["views"][vw]["warnings"]],
         }
-        for x in rows
+        for x, total in zip(rows, totals, strict=True)
     ]
 
 
@@ -805,41 +804,63 @@ def report_photos(db: Session, store: PhotoStore, patient: Patient) -> list[Repo
     """Each visit's newest counted photo per view, with its current (corrected) marks, for the report."""
     out = []
     for v in patient.visits:
-        for view, info in visit_counts(db, v).items():
+        for info in visit_counts(db, v).values():
             photo = db.get(Photo, info["photo_id"])
-            mv = current_version(db, photo) if photo is not None else None
-            if photo is None or mv is None or photo.result is None:
-                continue
-            # Birth year only: the age is known to within a year; take the middle so 18-year-olds are flagged.
-            age = v.visit_date.year - patient.birth_year - 0.5 if patient.birth_year is not None else None
-            out.append(
-                ReportPhoto(
-                    path=store.original_path(photo.sha256),
-                    result=photo.result,
-                    marks=mv.marks,
-                    date=v.visit_date,
-                    view=view,
-                    treatment=treatment_label(v),
-                    age_years=age,
-                    label=v.visit_date.isoformat(),
-                )
-            )
+            rp = _report_photo(db, store, photo) if photo is not None else None
+            if rp is not None:
+                out.append(rp)
     return out
+
+
+def _report_photo(db: Session, store: PhotoStore, photo: Photo) -> ReportPhoto | None:
+    """A counted photo with its current marks, as the report (and compare) take it; None if not counted."""
+    mv = current_version(db, photo)
+    if mv is None or photo.result is None:
+        return None
+    v, born = photo.visit, photo.visit.patient.birth_year
+    # Birth year only: the age is known to within a year; take the middle so 18-year-olds are flagged.
+    age = v.visit_date.year - born - 0.5 if born is not None else None
+    return ReportPhoto(
+        path=store.original_path(photo.sha256),
+        result=photo.result,
+        marks=mv.marks,
+        date=v.visit_date,
+        view=photo.view,
+        treatment=treatment_label(v),
+        age_years=age,
+        label=v.visit_date.isoformat(),
+    )
 
 
 #: Report formats: media type of each.
 REPORT_FORMATS = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
 
 
-#: Registrations already computed, by (baseline sha256, follow-up sha256): the pair is aligned once.
-_REGISTRATIONS: dict[tuple[str, str], Any] = {}
-_REGISTRATIONS_MAX = 64
-_REGISTRATIONS_LOCK = threading.Lock()
-#: Comparability verdicts already made, by (baseline sha256, follow-up sha256).
-_COMPARABILITY: dict[tuple[str, str], dict[str, Any]] = {}
+class _PairCache:
+    """What was worked out for a (baseline sha256, follow-up sha256) photo pair, the oldest forgotten first
+    beyond ``size``; shared by the request threads."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._items: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Any:
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: tuple[str, str], value: Any) -> None:
+        with self._lock:
+            if key not in self._items and len(self._items) >= self.size:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = value
 
 
-def pair_comparability(db: Session, store: PhotoStore, patient: Patient, before: Photo, after: Photo) -> dict[str, Any]:
+#: Registrations (a pair is aligned once) and comparability verdicts already made.
+_REGISTRATIONS, _COMPARABILITY = _PairCache(), _PairCache()
+
+
+def pair_comparability(db: Session, store: PhotoStore, before: Photo, after: Photo) -> dict[str, Any]:
     """Whether a follow-up photo can be compared with the baseline photo of its view: the very verdict the
     report gives (``lesioncount.compare``: registration, exposure and white balance on the shared skin,
     scale, pose, sharpness, faces found), as ``{comparable, score, warnings}``.
@@ -850,40 +871,20 @@ def pair_comparability(db: Session, store: PhotoStore, patient: Patient, before:
     if before.visit.patient_id != after.visit.patient_id or before.view != after.view or before.id == after.id:
         raise Invalid("comparability needs two photos of one view of one patient")
     key = (before.sha256, after.sha256)
-    with _REGISTRATIONS_LOCK:
-        known = _COMPARABILITY.get(key)
+    known = _COMPARABILITY.get(key)
     if known is not None:
-        return known
-    pair = []
-    for ph in (before, after):
-        mv = current_version(db, ph)
-        if mv is None or ph.result is None:
-            raise Invalid("both photos must be counted first")
-        v = ph.visit
-        age = v.visit_date.year - patient.birth_year - 0.5 if patient.birth_year is not None else None
-        pair.append(
-            ReportPhoto(
-                store.original_path(ph.sha256),
-                ph.result,
-                mv.marks,
-                v.visit_date,
-                ph.view,
-                treatment_label(v),
-                age,
-                v.visit_date.isoformat(),
-            )
-        )
-    comp = reports.build_comparison(pair).pairs[0].comparability
+        return dict(known)
+    pair = [_report_photo(db, store, ph) for ph in (before, after)]
+    if pair[0] is None or pair[1] is None:
+        raise Invalid("both photos must be counted first")
+    comp = reports.build_comparison([rp for rp in pair if rp is not None]).pairs[0].comparability
     out = {
         "comparable": bool(comp.comparable) if comp is not None else False,
         "score": round(comp.score, 3) if comp is not None else 0.0,
         "warnings": list(comp.warnings) if comp is not None else ["no photo to compare"],
     }
-    with _REGISTRATIONS_LOCK:
-        if len(_COMPARABILITY) >= _REGISTRATIONS_MAX:
-            _COMPARABILITY.pop(next(iter(_COMPARABILITY)))
-        _COMPARABILITY[key] = out
-    return out
+    _COMPARABILITY.put(key, out)
+    return dict(out)
 
 
 def patient_report(
@@ -948,7 +949,7 @@ def aligned_pair(
     from lesioncount.compare.register import register, warp_to_base
     from lesioncount.io import read_image
     from lesioncount.report.overlay import draw_overlay
-    from lesioncount.types import CountResult, Lesion
+    from lesioncount.types import CountResult
 
     if before.visit.patient_id != after.visit.patient_id or before.view != after.view:
         raise Invalid("an aligned pair needs two photos of one view of one patient")
@@ -958,10 +959,12 @@ def aligned_pair(
     base = read_image(store.original_path(before.sha256), max_megapixels=max_megapixels)
     fb = CountResult.from_dict(before.result).face
     key = (before.sha256, after.sha256)
-    follow = read_image(store.original_path(after.sha256), max_megapixels=max_megapixels)
-    with _REGISTRATIONS_LOCK:
-        reg = _REGISTRATIONS.get(key)
+    reg = _REGISTRATIONS.get(key)
+    follow = None
+    if reg is None or side == "after":  # the baseline side of a pair already aligned needs no follow-up
+        follow = read_image(store.original_path(after.sha256), max_megapixels=max_megapixels)
     if reg is None:
+        assert follow is not None
         fa = CountResult.from_dict(after.result).face
         reg = register(
             base,
@@ -972,29 +975,15 @@ def aligned_pair(
             follow_landmarks=fa.landmarks,
             local=False,
         )
-        with _REGISTRATIONS_LOCK:
-            if len(_REGISTRATIONS) >= _REGISTRATIONS_MAX:
-                _REGISTRATIONS.pop(next(iter(_REGISTRATIONS)))
-            _REGISTRATIONS[key] = reg
+        _REGISTRATIONS.put(key, reg)
     if side == "before":
-        image, lesions = base, [Lesion.from_dict(m) for m in mb.marks]
+        image, lesions = base, lesions_of(mb.marks)
     else:
+        assert follow is not None
         image, _valid = warp_to_base(follow, reg, base.shape)
-        lesions = []
-        for m in ma.marks:
-            les = Lesion.from_dict(m)
-            ((x, y),) = reg.to_base([(les.x, les.y)])
-            lesions.append(
-                Lesion(
-                    les.cls,
-                    float(x),
-                    float(y),
-                    les.area_px,
-                    (x - les.bbox[2] / 2, y - les.bbox[3] / 2, les.bbox[2], les.bbox[3]),
-                    les.score,
-                    les.region,
-                )
-            )
+        follow_lesions = lesions_of(ma.marks)
+        xy = reg.to_base([(les.x, les.y) for les in follow_lesions])  # into the baseline's frame
+        lesions = [_moved(les, x - les.x, y - les.y) for les, (x, y) in zip(follow_lesions, xy, strict=True)]
     h, w = base.shape[:2]
     if fb.found and fb.box is not None:  # the baseline's face with a margin: both sides crop the same pixels
         bx, by, bw, bh = fb.box
@@ -1003,20 +992,14 @@ def aligned_pair(
     else:
         x0, y0, x1, y1 = 0, 0, w, h
     crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-    moved = [
-        Lesion(
-            les.cls,
-            les.x - x0,
-            les.y - y0,
-            les.area_px,
-            (les.bbox[0] - x0, les.bbox[1] - y0, les.bbox[2], les.bbox[3]),
-            les.score,
-            les.region,
-        )
-        for les in lesions
-        if x0 <= les.x < x1 and y0 <= les.y < y1
-    ]
+    moved = [_moved(les, -x0, -y0) for les in lesions if x0 <= les.x < x1 and y0 <= les.y < y1]
     marked = draw_overlay(crop, moved, counts=(mb if side == "before" else ma).counts, max_side_px=1200)
     buf = io.BytesIO()
     Image.fromarray(marked).save(buf, format="JPEG", quality=88)
     return buf.getvalue(), f"{reg.method}, alignment quality {reg.quality:.2f}"
+
+
+def _moved(les: Lesion, dx: float, dy: float) -> Lesion:
+    """A lesion shifted by (dx, dy), its box with it."""
+    x0, y0, bw, bh = les.bbox
+    return dataclasses.replace(les, x=float(les.x + dx), y=float(les.y + dy), bbox=(x0 + dx, y0 + dy, bw, bh))
