@@ -55,14 +55,14 @@ def resize_to(image: npt.NDArray[np.uint8], hw: tuple[int, int]) -> npt.NDArray[
 def crop_box(mask: npt.NDArray[np.bool_], margin_px: int) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)`` bounding the True pixels plus a margin, clipped; the whole frame if none."""
     h, w = mask.shape
-    ys, xs = np.nonzero(mask)
+    ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if len(xs) == 0:
         return 0, 0, w, h
     return (
-        max(0, int(xs.min()) - margin_px),
-        max(0, int(ys.min()) - margin_px),
-        min(w, int(xs.max()) + 1 + margin_px),
-        min(h, int(ys.max()) + 1 + margin_px),
+        max(0, int(xs[0]) - margin_px),
+        max(0, int(ys[0]) - margin_px),
+        min(w, int(xs[-1]) + 1 + margin_px),
+        min(h, int(ys[-1]) + 1 + margin_px),
     )
 
 

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from lesioncount.face import analyse_face, counting_area, landmark_regions, view_from_yaw
-from lesioncount.landmarks import find_landmarks, head_pose
+from lesioncount.face import analyse_face, box_looks_like_skin, counting_area, landmark_regions, view_from_yaw
+from lesioncount.landmarks import detect, find_landmarks, head_pose
 from lesioncount.types import REGIONS
 
 
@@ -80,6 +80,50 @@ def test_noise_has_no_face_and_no_skin() -> None:
     assert not face.found and not face.skin.any() and face.view == "unknown"
     assert any("no skin" in w for w in face.warnings)
     assert not counting_area(face).any()
+
+
+def _blurred_colour_noise(seed: int, sigma: float) -> np.ndarray:
+    noise = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    return cv2.normalize(cv2.GaussianBlur(noise, (0, 0), sigma), None, 0, 255, cv2.NORM_MINMAX)
+
+
+def test_blurred_colour_noise_the_detector_fires_on_is_not_a_face(counter) -> None:
+    # Smooth colour blobs draw moderate detector scores; a box of many colours is no face, and such
+    # photos get no grade.
+    fired = 0
+    for seed in range(2):
+        for sigma in (6, 10, 13, 19, 25):
+            image = _blurred_colour_noise(seed, sigma)
+            fired += detect(image) is not None
+            result = counter.count(image)
+            assert not result.face.found, (seed, sigma)
+            assert result.grades["hayashi"] is None, (seed, sigma)
+    assert fired >= 5  # the skin check on the box, not the detector, turned them down
+
+
+def test_face_box_skin_check(astronaut: np.ndarray) -> None:
+    found = detect(astronaut)
+    assert found is not None
+    assert box_looks_like_skin(astronaut, found[0][:2])
+    grey = cv2.cvtColor(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    assert not box_looks_like_skin(grey, found[0][:2])  # no colour, no skin
+    assert not box_looks_like_skin(astronaut // 8, found[0][:2])  # too dark to tell
+    assert not box_looks_like_skin(_blurred_colour_noise(0, 13), found[0][:2])
+
+
+def test_detection_of_the_mirror_image_is_the_mirrored_detection(astronaut: np.ndarray) -> None:
+    found, mirrored = detect(astronaut), detect(np.ascontiguousarray(astronaut[:, ::-1]))
+    assert found is not None and mirrored is not None
+    pts, back = found[0], mirrored[0].copy()
+    w = astronaut.shape[1]
+    back[:, 0] = w - back[:, 0]
+    back = back[[0, 1, 3, 2, 4, 5, 7, 6]]  # eyes and ears trade places, and the box's left and right sides:
+    back[[0, 1], 0] = back[[1, 0], 0]
+    assert np.abs(back - pts).max() < 0.5
+    assert abs(found[1] - mirrored[1]) < 1e-6
+    # Rows 2 and 3: the patient's right eye is on the image's left in a frontal photo.
+    assert pts[2, 0] < pts[4, 0] < pts[3, 0]
+    assert pts[0, 0] < pts[4, 0] < pts[1, 0] and pts[0, 1] < pts[4, 1] < pts[1, 1]
 
 
 def test_skin_without_a_face_is_found_by_colour() -> None:
