@@ -7,8 +7,9 @@ beside numpy 2 and ONNX Runtime; nothing is fetched at run time and no torch is 
 The steps, as in MediaPipe's face-mesh graph:
 
 1. **Detect**: the short-range BlazeFace model (faces filling much of the frame, like clinical photos) on
-   the photo letterboxed to 128 px; if it finds nothing, the full-range model at 192 px. Both give a box
-   and six keypoints (eyes, nose tip, mouth, ear tragions).
+   the photo letterboxed to 128 px, and on its mirror image, each with four margins; a face is kept on the
+   mean score of those eight runs. If it finds nothing, the full-range model at 192 px, the same way. Both
+   give a box and six keypoints (eyes, nose tip, mouth, ear tragions).
 2. **Region of interest**: a square 1.5 times the box, rotated so the eyes lie level.
 3. **Mesh**: 468 landmarks ``(x, y, z)`` and a face-presence score from the 192 px crop of that square,
    in ``MESH_PASSES`` passes, each re-centred on the last one's landmarks (sharper than the detector's
