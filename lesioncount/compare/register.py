@@ -343,11 +343,12 @@ def _ncc(
     m_work: npt.NDArray[np.float64],
     mask: npt.NDArray[np.uint8],
     flow: npt.NDArray[np.float32] | None = None,
+    base_bandpass: npt.NDArray[np.float32] | None = None,
 ) -> float:
     """Band-pass NCC of the base and the warped follow-up (work pixels) inside mask and the follow-up's footprint.
 
     Band-pass, because the smooth shading of a face correlates well even when it is misaligned by 10 px,
-    while skin texture does not.
+    while skin texture does not. ``base_bandpass``: the base's band-pass, when already worked out.
     """
     h, w = gb.shape
     warped = cv2.warpAffine(gf.astype(np.float32), m_work, (w, h), flags=cv2.INTER_LINEAR)
@@ -361,7 +362,7 @@ def _ncc(
     sel = (cv2.erode(valid.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0) & (mask > 0)
     if sel.sum() < 100:
         return 0.0
-    a = _bandpass(gb.astype(np.float32))[sel]
+    a = (base_bandpass if base_bandpass is not None else _bandpass(gb.astype(np.float32)))[sel]
     b = _bandpass(np.asarray(warped, np.float32))[sel]
     a, b = a - a.mean(), b - b.mean()
     den = float(np.sqrt((a * a).sum() * (b * b).sum()))
@@ -447,14 +448,15 @@ def register(
     if base_box is not None and follow_box is not None:
         cands.append(_Fit(work(box_similarity(base_box, follow_box)), "face-box"))
     cands.append(_Fit(work(np.eye(2, 3)), "identity"))
-    scores = [_ncc(gb, gf, c.matrix, mb) for c in cands]
+    bp = _bandpass(gb.astype(np.float32))  # every candidate is scored against the same base
+    scores = [_ncc(gb, gf, c.matrix, mb, base_bandpass=bp) for c in cands]
     k = next(k for k, q in enumerate(scores) if q >= max(scores) - 0.01)
     chosen, quality = cands[k], scores[k]
     m_work, method = chosen.matrix, chosen.method
     if refine:
         m_ecc = _ecc(gb, gf, m_work, mb)
         if m_ecc is not None and _plausible(m_ecc, sb, sf):
-            q_ecc = _ncc(gb, gf, m_ecc, mb)
+            q_ecc = _ncc(gb, gf, m_ecc, mb, base_bandpass=bp)
             # ECC refines; it must stay consistent with the feature matches (it can lock onto shading instead).
             resid_ecc = chosen.residual_of(m_ecc)
             consistent = resid_ecc is None or resid_ecc <= (chosen.residual_px or 0.0) + ECC_MAX_DRIFT_PX
@@ -463,7 +465,7 @@ def register(
     flow = None
     if local and (method.startswith("features") or quality >= QUALITY_FAIR):
         flow = _residual_flow(gb, gf, m_work, mb, base_box, sb)
-        quality = max(quality, _ncc(gb, gf, m_work, mb, flow))
+        quality = max(quality, _ncc(gb, gf, m_work, mb, flow, base_bandpass=bp))
     m = full(m_work)
     return Registration(
         matrix=(tuple(float(v) for v in m[0]), tuple(float(v) for v in m[1])),  # type: ignore[arg-type]
