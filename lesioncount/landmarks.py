@@ -44,6 +44,8 @@ MIN_DETECTION_SCORE = 0.35
 DETECTION_PADS = (0.0, 0.1, 0.2, 0.3)
 #: Detector runs whose boxes overlap by more than this IoU found the same face.
 RUNS_AGREE_IOU = 0.3
+#: A box that runs support at least this share as much as the best-supported box may win by its size.
+MIN_RELATIVE_SUPPORT = 0.5
 #: Mesh face-presence probability above which the landmarks are accepted.
 MIN_PRESENCE = 0.5
 #: A whole-frame mesh (no detection) must be surer than a detected one.
@@ -178,8 +180,8 @@ def detect(image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float
     margins (close-ups that fill the frame are scored higher with some margin), and the score is the mean
     of those runs: one run's score jitters by about 0.1 between two shots of one face, the mean much less,
     so a re-take is found or not found as its first shot was. The box and keypoints are the score-weighted
-    mean (the mirrored runs mapped back) of the runs that agree with the box most runs agree on, which
-    steadies the face's size and the keypoint pose as well.
+    mean (the mirrored runs mapped back) of the runs that agree on one box (the largest of the boxes many runs
+    agree on), which steadies the face's size and the keypoint pose as well.
     """
     h, w = image.shape[:2]
     for name, side, strides, per_cell in _DETECTORS:
@@ -204,11 +206,15 @@ def detect(image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float
         scores = np.array([s for _, s in runs])
         if scores.mean() < MIN_DETECTION_SCORE:
             continue
-        # The runs may disagree on where the face is (a cheek close-up: the whole frame or a part of it).
-        # The box the runs agree on most (the largest summed score of the runs overlapping it) wins, not
-        # the single best run, whose choice between two such boxes can flip from one shot to the next.
+        # The runs may disagree on where the face is (a cheek close-up: the whole frame, or a part of it
+        # that looks like a small face). Each run's support is the summed score of the runs overlapping
+        # it; of the boxes with at least ``MIN_RELATIVE_SUPPORT`` of the best support, the largest wins (the
+        # patient's face fills a clinical photo; a face inside a face is a false one). The single best run
+        # would do worse: its choice between two such boxes can flip from one shot to the next.
         overlaps = np.array([[_box_iou(p[:2], q[:2]) > RUNS_AGREE_IOU for q, _ in runs] for p, _ in runs])
-        top = runs[int(np.argmax(overlaps @ scores))][0]
+        support = overlaps @ scores
+        area = np.array([float(np.prod(p[1] - p[0])) for p, _ in runs])
+        top = runs[int(np.argmax(np.where(support >= MIN_RELATIVE_SUPPORT * support.max(), area, -1.0)))][0]
         agree = [(p, s) for p, s in runs if _box_iou(p[:2], top[:2]) > RUNS_AGREE_IOU]
         wts = np.array([s for _, s in agree])
         pts = (np.stack([p for p, _ in agree]) * (wts / wts.sum())[:, None, None]).sum(0)
