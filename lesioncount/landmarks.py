@@ -46,6 +46,9 @@ DETECTION_PADS = (0.0, 0.1, 0.2, 0.3)
 RUNS_AGREE_IOU = 0.3
 #: A box that runs support at least this share as much as the best-supported box may win by its size.
 MIN_RELATIVE_SUPPORT = 0.5
+#: A detection scoring under MediaPipe's own threshold is fitted only by a mesh as sure as one without a
+#: detection (``MIN_PRESENCE_NO_DETECTION``): the mesh fits something face-like to a coffee cup at 0.58.
+CONFIDENT_DETECTION_SCORE = 0.5
 #: Mesh face-presence probability above which the landmarks are accepted.
 MIN_PRESENCE = 0.5
 #: A whole-frame mesh (no detection) must be surer than a detected one.
@@ -320,7 +323,7 @@ def find_face(image: npt.NDArray[np.uint8]) -> tuple[Landmarks | None, npt.NDArr
         eye_r, eye_l = pts[2], pts[3]  # BlazeFace: keypoint 0 is the patient's right eye
         angle = math.atan2(float(eye_l[1] - eye_r[1]), float(eye_l[0] - eye_r[0]))
         roi = (((bx0 + bx1) / 2, (by0 + by1) / 2), max(bx1 - bx0, by1 - by0) * ROI_SCALE, angle)
-        need, det_score = MIN_PRESENCE, score
+        need, det_score = (MIN_PRESENCE if score >= CONFIDENT_DETECTION_SCORE else MIN_PRESENCE_NO_DETECTION), score
     else:
         # No detection: try the mesh on the frame's central square (a close-up filling the frame).
         roi = ((w / 2, h / 2), float(max(h, w)), 0.0)

@@ -101,6 +101,14 @@ def test_blurred_colour_noise_the_detector_fires_on_is_not_a_face(counter) -> No
     assert fired >= 5  # the skin check on the box, not the detector, turned them down
 
 
+def test_a_coffee_cup_is_not_a_face() -> None:
+    # The detector scores the cup 0.40 and the mesh fits something face-like to it (presence 0.58): a
+    # detection under 0.5 needs a surer mesh than that.
+    from skimage import data
+
+    assert not analyse_face(data.coffee()).found
+
+
 def test_face_box_skin_check(astronaut: np.ndarray) -> None:
     found = detect(astronaut)
     assert found is not None
