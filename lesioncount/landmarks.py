@@ -34,6 +34,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from lesioncount.matching import box_iou
+
 log = logging.getLogger(__name__)
 
 #: Mean detector score (over the runs of ``detect``) above which a face is kept. Chosen on the ACNE04
@@ -157,10 +159,7 @@ def _detect_once(
     cy = reg[:, 1] / side + anchors[:, 1]
     bw, bh = reg[:, 2] / side, reg[:, 3] / side
     x0, y0, x1, y1 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
-    ix = np.clip(np.minimum(x1, x1[best]) - np.maximum(x0, x0[best]), 0, None)
-    iy = np.clip(np.minimum(y1, y1[best]) - np.maximum(y0, y0[best]), 0, None)
-    inter = ix * iy
-    iou = inter / (bw * bh + bw[best] * bh[best] - inter + 1e-9)
+    iou = box_iou(np.column_stack([x0, y0, bw, bh])[best], np.column_stack([x0, y0, bw, bh]))[0]
     keep = (iou > 0.3) & (scores >= 0.5 * scores[best])
     wts = scores[keep] / scores[keep].sum()
     kp = reg[keep, 4:16].reshape(-1, 6, 2) / side + anchors[keep, None, :]
@@ -174,7 +173,7 @@ _MIRROR_ROWS = (0, 1, 3, 2, 4, 5, 7, 6)
 
 
 def detect(image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float, str] | None:
-    """The most confident face: ``(keypoints (6, 2) and box corners (2, 2) stacked as (8, 2), score, model)``.
+    """The face: ``(box corners (2, 2) and keypoints (6, 2) stacked as (8, 2), mean score, model)``, or None.
 
     Coordinates are image pixels; rows 0-1 are the box's top-left and bottom-right, rows 2-7 the keypoints
     (the patient's right eye, left eye, nose tip, mouth, right and left ear tragion).
@@ -186,6 +185,17 @@ def detect(image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float
     mean (the mirrored runs mapped back) of the runs that agree on one box (the largest of the boxes many runs
     agree on), which steadies the face's size and the keypoint pose as well.
     """
+    found = detections(image)
+    return found[0] if found else None
+
+
+Detection = tuple[npt.NDArray[np.float32], float, str]
+
+
+def detections(image: npt.NDArray[np.uint8]) -> list[Detection]:
+    """The face's candidate boxes, best first (see ``detect``): the largest box the runs support well; when
+    another box has more support, that one; and the runs without a margin alone (a small face in a large
+    frame). ``find_face`` fits the mesh from each in turn."""
     h, w = image.shape[:2]
     for name, side, strides, per_cell in _DETECTORS:
         base, f, ox, oy = _letterbox(image, side)
@@ -214,24 +224,28 @@ def detect(image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float
         # it; of the boxes with at least ``MIN_RELATIVE_SUPPORT`` of the best support, the largest wins (the
         # patient's face fills a clinical photo; a face inside a face is a false one). The single best run
         # would do worse: its choice between two such boxes can flip from one shot to the next.
-        overlaps = np.array([[_box_iou(p[:2], q[:2]) > RUNS_AGREE_IOU for q, _ in runs] for p, _ in runs])
-        support = overlaps @ scores
-        area = np.array([float(np.prod(p[1] - p[0])) for p, _ in runs])
-        top = runs[int(np.argmax(np.where(support >= MIN_RELATIVE_SUPPORT * support.max(), area, -1.0)))][0]
-        agree = [(p, s) for p, s in runs if _box_iou(p[:2], top[:2]) > RUNS_AGREE_IOU]
-        wts = np.array([s for _, s in agree])
-        pts = (np.stack([p for p, _ in agree]) * (wts / wts.sum())[:, None, None]).sum(0)
-        return pts.astype(np.float32), float(scores.mean()), name.split(".")[0]
-    return None
-
-
-def _box_iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
-    """IoU of two boxes given as ``[[x0, y0], [x1, y1]]``."""
-    ix = max(0.0, min(a[1, 0], b[1, 0]) - max(a[0, 0], b[0, 0]))
-    iy = max(0.0, min(a[1, 1], b[1, 1]) - max(a[0, 1], b[0, 1]))
-    inter = ix * iy
-    area = (a[1] - a[0]).prod() + (b[1] - b[0]).prod()
-    return float(inter / (area - inter + 1e-9))
+        all_pts = np.stack([p for p, _ in runs])
+        boxes = np.column_stack([all_pts[:, 0], all_pts[:, 1] - all_pts[:, 0]])  # x, y, w, h
+        overlaps = box_iou(boxes, boxes) > RUNS_AGREE_IOU
+        support = overlaps.astype(np.float64) @ scores
+        area = boxes[:, 2] * boxes[:, 3]
+        largest = int(np.argmax(np.where(support >= MIN_RELATIVE_SUPPORT * support.max(), area, -1.0)))
+        picks = [largest] + ([int(np.argmax(support))] if not overlaps[largest, np.argmax(support)] else [])
+        out = []
+        for top in picks:
+            wts = np.where(overlaps[top], scores, 0.0)
+            pts = (all_pts * (wts / wts.sum())[:, None, None]).sum(0)
+            out.append((pts.astype(np.float32), float(scores.mean()), name.split(".")[0]))
+        # Last, the runs without a margin alone: a small face shrinks below the detector's smallest
+        # anchors in the runs with margins, whose boxes then grow around it (a face an eighth of the
+        # frame high got a box twice its size, and the mesh could not fit from that).
+        bare = [0, len(DETECTION_PADS)]  # the photo's and the mirror's run without a margin
+        wts = np.zeros(len(runs))
+        wts[bare] = scores[bare]
+        pts = (all_pts * (wts / wts.sum())[:, None, None]).sum(0)
+        out.append((pts.astype(np.float32), float(scores.mean()), name.split(".")[0]))
+        return out
+    return []
 
 
 def _roi_crop(
@@ -316,21 +330,35 @@ def find_face(image: npt.NDArray[np.uint8]) -> tuple[Landmarks | None, npt.NDArr
     h, w = image.shape[:2]
     if min(h, w) < 32:
         return None
-    det = detect(image)
-    if det is not None:
-        pts, score, method = det
+    found = detections(image)
+    for pts, score, method in found:
         (bx0, by0), (bx1, by1) = pts[0], pts[1]
         eye_r, eye_l = pts[2], pts[3]  # BlazeFace: keypoint 0 is the patient's right eye
         angle = math.atan2(float(eye_l[1] - eye_r[1]), float(eye_l[0] - eye_r[0]))
         roi = (((bx0 + bx1) / 2, (by0 + by1) / 2), max(bx1 - bx0, by1 - by0) * ROI_SCALE, angle)
-        need, det_score = (MIN_PRESENCE if score >= CONFIDENT_DETECTION_SCORE else MIN_PRESENCE_NO_DETECTION), score
-    else:
-        # No detection: try the mesh on the frame's central square (a close-up filling the frame).
-        roi = ((w / 2, h / 2), float(max(h, w)), 0.0)
-        method, need, det_score = "mesh-whole-frame", MIN_PRESENCE_NO_DETECTION, None
-    # Passes re-centred on the last pass's landmarks (sharper than the detector's box; a turned face
-    # often needs the second pass to be fitted at all). The landmarks are the mean of the confident
-    # passes after the first, which halves the jitter between re-takes of one face.
+        need = MIN_PRESENCE if score >= CONFIDENT_DETECTION_SCORE else MIN_PRESENCE_NO_DETECTION
+        fitted = _fit_mesh(image, roi, need)
+        if fitted is not None:
+            return Landmarks(fitted[1], fitted[0], score, method), pts
+    if found:
+        return None, found[0][0]
+    # No detection: try the mesh on the frame's central square (a close-up filling the frame).
+    fitted = _fit_mesh(image, ((w / 2, h / 2), float(max(h, w)), 0.0), MIN_PRESENCE_NO_DETECTION)
+    if fitted is not None:
+        return Landmarks(fitted[1], fitted[0], None, "mesh-whole-frame"), None
+    return None
+
+
+def _fit_mesh(
+    image: npt.NDArray[np.uint8], roi: tuple[tuple[float, float], float, float], need: float
+) -> tuple[float, npt.NDArray[np.float32]] | None:
+    """``(presence, landmarks)`` of the mesh fitted from ``roi`` (centre, size, angle), or None when it is
+    less sure than ``need``.
+
+    Passes re-centred on the last pass's landmarks (sharper than the detector's box; a turned face often
+    needs the second pass to be fitted at all). The landmarks are the mean of the confident passes after
+    the first, which halves the jitter between re-takes of one face.
+    """
     passes: list[tuple[float, npt.NDArray[np.float32]]] = []
     (cx, cy), size, angle = roi
     for _ in range(MESH_PASSES):
@@ -339,14 +367,9 @@ def find_face(image: npt.NDArray[np.uint8]) -> tuple[Landmarks | None, npt.NDArr
         (cx, cy), size, angle = _roi_from_points(points)
     later = [(p, pts) for p, pts in passes[1:] if p >= need]
     if later:
-        best = (max(p for p, _ in later), np.mean([pts for _, pts in later], axis=0).astype(np.float32))
-    else:
-        best = max(passes, key=lambda t: t[0])
-    if best[0] >= need:
-        return Landmarks(best[1], best[0], det_score, method), (det[0] if det is not None else None)
-    if det is not None:
-        return None, det[0]
-    return None
+        return max(p for p, _ in later), np.mean([pts for _, pts in later], axis=0).astype(np.float32)
+    best = max(passes, key=lambda t: t[0])
+    return best if best[0] >= need else None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lesioncount.face import analyse_face, box_looks_like_skin, counting_area, landmark_regions, view_from_yaw
-from lesioncount.landmarks import detect, find_landmarks, head_pose
+from lesioncount.landmarks import detect, find_face, find_landmarks, head_pose
 from lesioncount.types import REGIONS
 
 
@@ -99,6 +99,15 @@ def test_blurred_colour_noise_the_detector_fires_on_is_not_a_face(counter) -> No
             assert not result.face.found, (seed, sigma)
             assert result.grades["hayashi"] is None, (seed, sigma)
     assert fired >= 5  # the skin check on the box, not the detector, turned them down
+
+
+def test_a_small_face_in_a_large_frame_gets_its_landmarks() -> None:
+    # The cameraman's face is an eighth of the frame high: the detector's runs with margins shrink it
+    # below their smallest anchors and grow its box, so the mesh must also be tried from the bare runs.
+    from skimage import data
+
+    found = find_face(np.stack([data.camera()] * 3, axis=-1))
+    assert found is not None and found[0] is not None and found[0].presence >= 0.9
 
 
 def test_a_coffee_cup_is_not_a_face() -> None:
