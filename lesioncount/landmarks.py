@@ -11,7 +11,8 @@ The steps, as in MediaPipe's face-mesh graph:
    mean score of those eight runs. If it finds nothing, the full-range model at 192 px, the same way. Both
    give a box and six keypoints (eyes, nose tip, mouth, ear tragions).
 2. **Region of interest**: a square 1.5 times the box, rotated so the eyes lie level.
-3. **Mesh**: 468 landmarks ``(x, y, z)`` and a face-presence score from the 192 px crop of that square,
+3. **Mesh**: 468 landmarks ``(x, y, z)`` and a face-presence score from the 192 px crop of that square
+   (tried from each of the detector's candidate boxes in turn, see ``detections``),
    in ``MESH_PASSES`` passes, each re-centred on the last one's landmarks (sharper than the detector's
    box); the landmarks are the mean of the confident passes after the first (steadier on re-takes).
 4. If no detector fires, the mesh is tried on the whole frame (close-ups of half faces, like ACNE04's
