@@ -40,6 +40,7 @@ from lesioncount.landmarks import (
     find_face,
     head_pose,
 )
+from lesioncount.preprocess import crop_box
 from lesioncount.types import REGIONS
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,14 @@ MIN_SKIN_FRACTION_NO_FACE = 0.02
 #: non-faces the detector fires on (blurred colour noise, a colour wheel, a logo, a deep-sky photo), one
 #: passes (a cat's face, whose fur is skin-coloured).
 MIN_BOX_LIT_SHARE = 0.5
+MIN_BOX_CHROMA_SHARE = 0.3
+BOX_CHROMA_RADIUS = 8.0
+MIN_BOX_WARMTH = 2.0
 #: ... and only when its box spans at least this share of the frame's shorter side: the profiles and
 #: close-ups the mesh cannot fit fill clinical photos (on 143 such ACNE04 training photos the smallest
 #: box spanned 0.25 of it, 98% spanned 0.44 or more), while a blob the detector takes for a small face
 #: (blurred colour noise: boxes from 0.08) does not.
 MIN_FALLBACK_BOX_SHARE = 0.2
-MIN_BOX_CHROMA_SHARE = 0.3
-BOX_CHROMA_RADIUS = 8.0
-MIN_BOX_WARMTH = 2.0
 
 # MediaPipe face-mesh contours (landmark indices).
 RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
@@ -231,12 +232,9 @@ def _skin_in_face(
     """
     window = max(5, int(height_px / 24))
     out = np.zeros(face.shape, bool)
-    rows, cols = np.flatnonzero(face.any(axis=1)), np.flatnonzero(face.any(axis=0))
-    if len(rows) == 0:
+    if not face.any():
         return out
-    m = window + 2
-    y0, y1 = max(0, int(rows[0]) - m), min(face.shape[0], int(rows[-1]) + 1 + m)
-    x0, x1 = max(0, int(cols[0]) - m), min(face.shape[1], int(cols[-1]) + 1 + m)
+    x0, y0, x1, y1 = crop_box(face, window + 2)
     box = (slice(y0, y1), slice(x0, x1))
     image, face, exclude, sample = image[box], face[box], exclude[box], sample[box]
     colour = _skin_colour_mask(image, sample)

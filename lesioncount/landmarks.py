@@ -160,7 +160,8 @@ def _detect_once(
     cy = reg[:, 1] / side + anchors[:, 1]
     bw, bh = reg[:, 2] / side, reg[:, 3] / side
     x0, y0, x1, y1 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
-    iou = box_iou(np.column_stack([x0, y0, bw, bh])[best], np.column_stack([x0, y0, bw, bh]))[0]
+    boxes = np.column_stack([x0, y0, bw, bh])
+    iou = box_iou(boxes[best], boxes)[0]
     keep = (iou > 0.3) & (scores >= 0.5 * scores[best])
     wts = scores[keep] / scores[keep].sum()
     kp = reg[keep, 4:16].reshape(-1, 6, 2) / side + anchors[keep, None, :]
@@ -232,20 +233,17 @@ def detections(image: npt.NDArray[np.uint8]) -> list[Detection]:
         area = boxes[:, 2] * boxes[:, 3]
         largest = int(np.argmax(np.where(support >= MIN_RELATIVE_SUPPORT * support.max(), area, -1.0)))
         picks = [largest] + ([int(np.argmax(support))] if not overlaps[largest, np.argmax(support)] else [])
-        out = []
-        for top in picks:
-            wts = np.where(overlaps[top], scores, 0.0)
-            pts = (all_pts * (wts / wts.sum())[:, None, None]).sum(0)
-            out.append((pts.astype(np.float32), float(scores.mean()), name.split(".")[0]))
+        weights = [np.where(overlaps[top], scores, 0.0) for top in picks]
         # Last, the runs without a margin alone: a small face shrinks below the detector's smallest
         # anchors in the runs with margins, whose boxes then grow around it (a face an eighth of the
         # frame high got a box twice its size, and the mesh could not fit from that).
-        bare = [0, len(DETECTION_PADS)]  # the photo's and the mirror's run without a margin
-        wts = np.zeros(len(runs))
-        wts[bare] = scores[bare]
-        pts = (all_pts * (wts / wts.sum())[:, None, None]).sum(0)
-        out.append((pts.astype(np.float32), float(scores.mean()), name.split(".")[0]))
-        return out
+        bare = np.zeros(len(runs), bool)
+        bare[[0, len(DETECTION_PADS)]] = True  # the photo's and the mirror's run without a margin
+        weights.append(np.where(bare, scores, 0.0))
+        mean_score, model = float(scores.mean()), name.split(".")[0]
+        return [
+            ((all_pts * (wt / wt.sum())[:, None, None]).sum(0).astype(np.float32), mean_score, model) for wt in weights
+        ]
     return []
 
 

@@ -35,6 +35,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from lesioncount.preprocess import crop_box
+
 log = logging.getLogger(__name__)
 
 #: Long side (pixels) at which features and ECC run; photos are downscaled to it.
@@ -338,19 +340,19 @@ def _bandpass(g: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 def _ncc(
-    gb: npt.NDArray[np.uint8],
+    base_bandpass: npt.NDArray[np.float32],
     gf: npt.NDArray[np.uint8],
     m_work: npt.NDArray[np.float64],
     mask: npt.NDArray[np.uint8],
     flow: npt.NDArray[np.float32] | None = None,
-    base_bandpass: npt.NDArray[np.float32] | None = None,
 ) -> float:
-    """Band-pass NCC of the base and the warped follow-up (work pixels) inside mask and the follow-up's footprint.
+    """Band-pass NCC of the base (its ``_bandpass``, worked out once per registration) and the warped
+    follow-up (work pixels) inside mask and the follow-up's footprint.
 
     Band-pass, because the smooth shading of a face correlates well even when it is misaligned by 10 px,
-    while skin texture does not. ``base_bandpass``: the base's band-pass, when already worked out.
+    while skin texture does not.
     """
-    h, w = gb.shape
+    h, w = base_bandpass.shape
     warped = cv2.warpAffine(gf.astype(np.float32), m_work, (w, h), flags=cv2.INTER_LINEAR)
     valid = cv2.warpAffine(np.ones_like(gf, np.uint8), m_work, (w, h), flags=cv2.INTER_NEAREST) > 0
     if flow is not None:  # with the local correction: the follow-up content at p + flow(p)
@@ -362,7 +364,7 @@ def _ncc(
     sel = (cv2.erode(valid.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0) & (mask > 0)
     if sel.sum() < 100:
         return 0.0
-    a = (base_bandpass if base_bandpass is not None else _bandpass(gb.astype(np.float32)))[sel]
+    a = base_bandpass[sel]
     b = _bandpass(np.asarray(warped, np.float32))[sel]
     a, b = a - a.mean(), b - b.mean()
     den = float(np.sqrt((a * a).sum() * (b * b).sum()))
@@ -449,14 +451,14 @@ def register(
         cands.append(_Fit(work(box_similarity(base_box, follow_box)), "face-box"))
     cands.append(_Fit(work(np.eye(2, 3)), "identity"))
     bp = _bandpass(gb.astype(np.float32))  # every candidate is scored against the same base
-    scores = [_ncc(gb, gf, c.matrix, mb, base_bandpass=bp) for c in cands]
+    scores = [_ncc(bp, gf, c.matrix, mb) for c in cands]
     k = next(k for k, q in enumerate(scores) if q >= max(scores) - 0.01)
     chosen, quality = cands[k], scores[k]
     m_work, method = chosen.matrix, chosen.method
     if refine:
         m_ecc = _ecc(gb, gf, m_work, mb)
         if m_ecc is not None and _plausible(m_ecc, sb, sf):
-            q_ecc = _ncc(gb, gf, m_ecc, mb, base_bandpass=bp)
+            q_ecc = _ncc(bp, gf, m_ecc, mb)
             # ECC refines; it must stay consistent with the feature matches (it can lock onto shading instead).
             resid_ecc = chosen.residual_of(m_ecc)
             consistent = resid_ecc is None or resid_ecc <= (chosen.residual_px or 0.0) + ECC_MAX_DRIFT_PX
@@ -465,7 +467,7 @@ def register(
     flow = None
     if local and (method.startswith("features") or quality >= QUALITY_FAIR):
         flow = _residual_flow(gb, gf, m_work, mb, base_box, sb)
-        quality = max(quality, _ncc(gb, gf, m_work, mb, flow, base_bandpass=bp))
+        quality = max(quality, _ncc(bp, gf, m_work, mb, flow))
     m = full(m_work)
     return Registration(
         matrix=(tuple(float(v) for v in m[0]), tuple(float(v) for v in m[1])),  # type: ignore[arg-type]
@@ -504,9 +506,7 @@ def _residual_flow(
     b8 = np.clip(b, 0, 255).astype(np.uint8)
     # The flow is needed on the face only: work on its box with a margin of a few of Farneback's windows
     # (the face is a fifth of a typical frame, so this is several times faster than the whole frame).
-    rows, cols = np.flatnonzero(sel.any(axis=1)), np.flatnonzero(sel.any(axis=0))
-    y0, y1 = max(0, int(rows[0]) - FLOW_MARGIN_PX), min(h, int(rows[-1]) + 1 + FLOW_MARGIN_PX)
-    x0, x1 = max(0, int(cols[0]) - FLOW_MARGIN_PX), min(w, int(cols[-1]) + 1 + FLOW_MARGIN_PX)
+    x0, y0, x1, y1 = crop_box(sel, FLOW_MARGIN_PX)
     box = (slice(y0, y1), slice(x0, x1))
     found = cv2.calcOpticalFlowFarneback(
         np.ascontiguousarray(gb[box]),
