@@ -214,7 +214,13 @@ class LesionCounter:
             return LoadedImage(image, w, h, 1.0, digest, grayscale=looks_gray(image))
         return load_image(image, max_megapixels=self.max_megapixels, min_short_side_px=DECODE_MIN_SHORT_SIDE_PX)
 
-    def count(self, image: str | os.PathLike[str] | npt.NDArray[np.uint8], *, name: str | None = None) -> CountResult:
+    def count(
+        self,
+        image: str | os.PathLike[str] | npt.NDArray[np.uint8],
+        *,
+        name: str | None = None,
+        face: FaceAnalysis | None = None,
+    ) -> CountResult:
         """Count the lesions of one photo.
 
         The stages: decode, face (landmarks, skin, regions), counting frame (crop and working scale),
@@ -223,6 +229,10 @@ class LesionCounter:
         Args:
             image: a photo path, or an HxWx3 uint8 RGB array as a viewer shows it.
             name: the path to record for an array input.
+            face: the face analysis to count with instead of the face stage's own (an array input of the
+                analysis's size only): its skin, regions and face height set where and at what scale the
+                photo is counted. Visit comparison counts a follow-up aligned to its baseline this way, on
+                the baseline's skin at the baseline's scale.
 
         Returns:
             The result; coordinates are in the photo's pixels.
@@ -237,7 +247,12 @@ class LesionCounter:
         info = ImageInfo(
             str(path) if path is not None else name or "<array>", loaded.width, loaded.height, loaded.sha256
         )
-        loaded, face, scale = self._face_stage(loaded, path, timing)
+        if face is None:
+            loaded, face, scale = self._face_stage(loaded, path, timing)
+        elif path is not None or face.skin.shape != loaded.image.shape[:2]:
+            raise ValueError("a given face analysis needs an array image of the analysis's size")
+        else:
+            scale = working_scale(face.height_px, loaded.image.shape[:2], self.spec.face_height_px)
         scale, warnings = self._checks(loaded, face, scale)
         lesions: list[Lesion] = []
         near: list[Lesion] = []

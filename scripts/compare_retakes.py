@@ -1,11 +1,12 @@
 """Lesion fates on no-change re-takes: how many lesions visit comparison calls resolved or new when nothing
 changed (issue 13's goal: resolved plus new at most 10% of the baseline's lesions).
 
-    python scripts/compare_retakes.py --valid ../shared/data/acne04/valid [--limit 100] [--out runs/retakes.json]
+    python scripts/compare_retakes.py --valid ../shared/data/acne04/valid [--limit 100] [--own-frame] [--out F]
 
 Each photo is counted, then a simulated re-take of it (rotation up to 3 degrees, zoom 1.04-1.12x, +-0.3 stop,
 JPEG 90; seeded, as ``scripts/model_goals.py`` does) is counted, and the two are compared as two visits of
-one view with ``lesioncount.compare.compare_visits`` (registration, lesion matching). Reported: the share
+one view with ``lesioncount.compare.compare_visits`` (registration, the re-take counted again in the
+baseline's frame unless ``--own-frame``, lesion matching). Reported: the share
 (resolved + new) / baseline lesions over all pairs and over the pairs the tool calls comparable (the
 others it tells the user not to trust), with 95% bootstrap intervals, the share called comparable, and the
 median registration quality. Nothing here is a test: it needs the real photos.
@@ -39,6 +40,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--own-frame", action="store_true", help="compare each photo's own count (no recount in the baseline's frame)"
+    )
     args = ap.parse_args()
     counter = LesionCounter(threads=args.threads)
     rng = np.random.default_rng(args.seed)
@@ -53,7 +57,8 @@ def main() -> int:
             [
                 Visit(result=a, image=image, date=dt.date(2026, 1, 1), view="left", label="baseline"),
                 Visit(result=b, image=again, date=dt.date(2026, 1, 15), view="left", label="re-take"),
-            ]
+            ],
+            counter=None if args.own_frame else counter,
         )
         pair = vc.pairs[0]
         m = pair.match
@@ -61,7 +66,9 @@ def main() -> int:
             {
                 "file": path.name,
                 "n_base": len(a.lesions),
-                "n_follow": len(b.lesions),
+                "n_follow_own": len(b.lesions),
+                "n_follow": len(vc.visits[1].result.lesions),
+                "in_baseline_frame": pair.counted_in_baseline_frame,
                 "resolved": len(m.resolved) if m else None,
                 "new": len(m.new) if m else None,
                 "persisting": len(m.pairs) if m else None,
@@ -74,6 +81,7 @@ def main() -> int:
             }
         )
     elapsed = time.perf_counter() - t0
+    print(f"re-takes counted in the baseline's frame: {sum(r['in_baseline_frame'] for r in rows)} of {len(rows)}")
     ok = [r for r in rows if r["resolved"] is not None]
 
     def share(idx: np.ndarray) -> dict[str, float]:

@@ -103,10 +103,13 @@ def run_compare(args: argparse.Namespace) -> int:
 
             counter = LesionCounter(args.model, int8=args.int8, threads=args.threads)
         count = None if counter is None else (lambda image, path: counter.count(path))
+        # Follow-ups the model counted here are counted again in their baseline's frame (the same skin at
+        # the same scale); saved counts (perhaps corrected by hand) are compared as they are.
+        recount = counter if all(r.counts_path is None for r in records) else None
         with console.status("counting and comparing"):
             visits = load_visits(records, count)
             comparison = compare_visits(
-                visits, tolerance_px=args.tolerance_px, responder_threshold_pct=args.responder_pct
+                visits, tolerance_px=args.tolerance_px, responder_threshold_pct=args.responder_pct, counter=recount
             )
     except (ManifestError, ImageReadError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")

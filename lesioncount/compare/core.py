@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -29,6 +29,7 @@ from lesioncount.compare.comparability import (
     photo_stats,
 )
 from lesioncount.compare.match import LesionMatch, default_tolerance_px, match_lesions
+from lesioncount.compare.recount import can_recount, count_in_baseline_frame
 from lesioncount.compare.register import Registration, register
 from lesioncount.compare.secondary import SkinMeasures, compare_measures, skin_measures
 from lesioncount.compare.visits import Visit, order_visits
@@ -45,10 +46,14 @@ from lesioncount.endpoints import (
 )
 from lesioncount.types import TOTAL_ACNE, VIEWS, CountResult
 
+if TYPE_CHECKING:
+    from lesioncount.face import FaceAnalysis
+    from lesioncount.pipeline import LesionCounter
+
 log = logging.getLogger(__name__)
 
 #: Version of the ``VisitComparison.to_dict`` JSON (see docs/compare.md and ``schema.py``).
-COMPARE_SCHEMA_VERSION = "1.0"
+COMPARE_SCHEMA_VERSION = "1.1"
 #: Photo measures run on a copy whose long side is at most this.
 MEASURE_LONG_SIDE_PX = 1200
 #: Counts a responder flag is given for (scars do not respond to acne treatment).
@@ -74,6 +79,8 @@ class PairComparison:
         grades: Hayashi and GAGS change.
         responder: per class, at least ``responder_threshold_pct`` fewer lesions.
         secondary: shine/redness values and change, or why they are withheld.
+        counted_in_baseline_frame: the follow-up was counted aligned to the baseline, on the baseline's skin
+            at its scale (``lesioncount.compare.recount``), rather than on its own.
     """
 
     view: str
@@ -88,6 +95,7 @@ class PairComparison:
     grades: dict[str, Any]
     responder: dict[str, bool | None]
     secondary: dict[str, Any]
+    counted_in_baseline_frame: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +111,7 @@ class PairComparison:
             "grades": self.grades,
             "responder": self.responder,
             "secondary": self.secondary,
+            "counted_in_baseline_frame": self.counted_in_baseline_frame,
         }
 
 
@@ -200,13 +209,16 @@ def _swap_sides(by_region: Mapping[str, Mapping[str, int]]) -> dict[str, Mapping
     return {swap.get(r, r): c for r, c in by_region.items()}
 
 
-def _region_change(base: CountResult, follow: CountResult, reg: Registration | None) -> dict[str, dict[str, Change]]:
+def _region_change(
+    base: CountResult, follow: CountResult, reg: Registration | None, *, in_base_frame: bool = False
+) -> dict[str, dict[str, Change]]:
     """Change per region; none where either photo's regions are unknown (no face); a mirrored follow-up's
-    sides are swapped back (its landmarks read the mirrored face as an ordinary one)."""
-    if not (base.face.found and follow.face.found):
+    sides are swapped back (its landmarks read the mirrored face as an ordinary one), unless it was counted
+    in the baseline's frame (its regions are then the baseline's)."""
+    if not (base.face.found and (follow.face.found or in_base_frame)):
         return {}
     follow_regions: Mapping[str, Mapping[str, int]] = follow.counts_by_region
-    if reg is not None and reg.mirrored:
+    if reg is not None and reg.mirrored and not in_base_frame:
         follow_regions = _swap_sides(follow_regions)
     return region_change(base.counts_by_region, follow_regions)
 
@@ -225,6 +237,7 @@ def compare_visits(
     tolerance_px: float | None = None,
     responder_threshold_pct: float = 50.0,
     refine: bool = True,
+    counter: LesionCounter | None = None,
 ) -> VisitComparison:
     """Compare one patient's visits, each follow-up against the baseline of the same view.
 
@@ -233,6 +246,10 @@ def compare_visits(
         tolerance_px: lesion matching tolerance in baseline pixels; None: 2% of the baseline face height.
         responder_threshold_pct: responder rule (percent fewer lesions).
         refine: run the ECC refinement of the registration.
+        counter: the counter the visits were counted with. When given, each follow-up whose alignment is at
+            least fair is counted again in its baseline's frame (``lesioncount.compare.recount``: the same
+            skin at the same scale), and that count replaces its own in the comparison. Leave it None to
+            keep the visits' counts as they are (a clinician's corrected marks, saved counts).
 
     Returns:
         The comparison.
@@ -257,10 +274,20 @@ def compare_visits(
     warnings = _visit_warnings(ordered)
     shared = _measure(ordered)
     pairs: list[PairComparison] = []
+    ordered = list(ordered)
     for view in VIEWS:
         idx = [i for i, v in enumerate(ordered) if v.view == view]
+        base_face = None
         for f in idx[1:]:
-            pairs.append(_compare_pair(ordered, shared, idx[0], f, view, tolerance_px, responder_threshold_pct, refine))
+            if counter is not None and base_face is None and ordered[idx[0]].image is not None:
+                from lesioncount.face import analyse_face
+
+                base_face = analyse_face(ordered[idx[0]].image)  # type: ignore[arg-type]
+            recount = None if counter is None or base_face is None else (counter, base_face)
+            pair, ordered[f] = _compare_pair(
+                ordered, shared, idx[0], f, view, tolerance_px, responder_threshold_pct, refine, recount
+            )
+            pairs.append(pair)
     durability = _durability(ordered, pairs)
     for pair in pairs:
         comp = pair.comparability
@@ -394,24 +421,35 @@ def _compare_pair(
     tolerance_px: float | None,
     responder_threshold_pct: float,
     refine: bool,
-) -> PairComparison:
+    recount: tuple[LesionCounter, FaceAnalysis] | None = None,
+) -> tuple[PairComparison, Visit]:
+    """The pair's comparison, and the follow-up visit as compared (counted in the baseline's frame when
+    ``recount`` gives the counter and the baseline's face analysis and the alignment allows it)."""
     base, follow = visits[b], visits[f]
     reg = comp = match = None
+    in_base_frame = False
     secondary: dict[str, Any] = {"shown": False, "reason": "no photo for one of the visits"}
-    if base.image is not None and follow.image is not None:
+    follow_image = follow.image
+    if base.image is not None and follow_image is not None:
         log.info("registering %s onto %s (%s view)", follow.name, base.name, view)
         reg = register(
             base.image,
-            follow.image,
+            follow_image,
             base_box=base.result.face.box,
             follow_box=follow.result.face.box,
             base_landmarks=base.result.face.landmarks,
             follow_landmarks=follow.result.face.landmarks,
             refine=refine,
         )
+        if recount is not None and can_recount(reg):
+            log.info("counting %s in the baseline's frame", follow.name)
+            counted = count_in_baseline_frame(recount[0], follow_image, follow.result, reg, recount[1])
+            follow, in_base_frame = dataclasses.replace(follow, result=counted), True
         light = measured.light(visits, b, f, reg)
-        found = (base.result.face.found, follow.result.face.found)
-        scales = (base.result.face.scale, follow.result.face.scale)
+        # Counted in the baseline's frame, both are counted on one skin at one scale by construction: the
+        # rules for photos framed apart (a face found in one only, counting scales apart) do not apply.
+        found = None if in_base_frame else (base.result.face.found, follow.result.face.found)
+        scales = None if in_base_frame else (base.result.face.scale, follow.result.face.scale)
         comp = assess_comparability(measured.stats[b], measured.stats[f], reg, light, found, scales)  # type: ignore[arg-type]
         tol = tolerance_px or default_tolerance_px(base.result.face.box, base.image.shape)
         match = match_lesions(
@@ -420,13 +458,13 @@ def _compare_pair(
             reg,
             tolerance_px=tol,
             base_shape=base.image.shape,
-            follow_shape=follow.image.shape,
+            follow_shape=follow_image.shape,
             base_near=base.result.near_threshold,
             follow_near=follow.result.near_threshold,
         )
         secondary = compare_measures(measured.measures[b], measured.measures[f], comp)
     change = count_change(base.result.counts, follow.result.counts)
-    return PairComparison(
+    pair = PairComparison(
         view=view,
         baseline_index=b,
         followup_index=f,
@@ -435,8 +473,10 @@ def _compare_pair(
         comparability=comp,
         match=match,
         change=change,
-        region_change=_region_change(base.result, follow.result, reg),
+        region_change=_region_change(base.result, follow.result, reg, in_base_frame=in_base_frame),
         grades=grade_change(base.result.grades, follow.result.grades),
         responder=responder_flags({k: change[k] for k in RESPONDER_KEYS}, threshold_pct=responder_threshold_pct),
         secondary=secondary,
+        counted_in_baseline_frame=in_base_frame,
     )
+    return pair, follow

@@ -201,15 +201,22 @@ def invert(matrix: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 
 def warp_to_base(
-    follow_image: npt.NDArray[np.uint8], registration: Registration, base_shape: tuple[int, ...]
+    follow_image: npt.NDArray[np.uint8],
+    registration: Registration,
+    base_shape: tuple[int, ...],
+    *,
+    interpolation: int = cv2.INTER_LINEAR,
+    border: int = cv2.BORDER_CONSTANT,
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
-    """Resample the follow-up photo into the baseline frame.
+    """Resample the follow-up photo into the baseline frame (``interpolation``, ``border``: OpenCV flags).
 
     Returns:
         ``(image, valid)``: the warped HxWx3 uint8 image and an HxW bool mask of pixels the follow-up covers.
     """
     h, w = base_shape[:2]
-    warped = np.asarray(cv2.warpAffine(follow_image, registration.affine, (w, h), flags=cv2.INTER_LINEAR), np.uint8)
+    warped = np.asarray(
+        cv2.warpAffine(follow_image, registration.affine, (w, h), flags=interpolation, borderMode=border), np.uint8
+    )
     ones = np.full(follow_image.shape[:2], 255, np.uint8)
     valid = cv2.warpAffine(ones, registration.affine, (w, h), flags=cv2.INTER_NEAREST) > 0
     return warped, valid

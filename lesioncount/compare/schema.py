@@ -48,7 +48,7 @@ VISIT_COMPARISON_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["schema_version", "kind", "visits", "pairs", "durability", "responder_threshold_pct", "warnings"],
     "properties": {
-        "schema_version": {"const": "1.0"},
+        "schema_version": {"const": "1.1"},
         "kind": {"const": "lesioncount.visit_comparison"},
         "responder_threshold_pct": _NUM,
         "warnings": {"type": "array", "items": {"type": "string"}},
@@ -95,6 +95,7 @@ VISIT_COMPARISON_SCHEMA: dict[str, Any] = {
                     "grades",
                     "responder",
                     "secondary",
+                    "counted_in_baseline_frame",
                 ],  # fmt: skip
                 "properties": {
                     "view": {"enum": ["front", "left", "right"]},
@@ -151,6 +152,7 @@ VISIT_COMPARISON_SCHEMA: dict[str, Any] = {
                         "properties": {"hayashi": _GRADE, "gags": _GRADE},
                     },
                     "responder": {"type": "object", "additionalProperties": {"type": ["boolean", "null"]}},
+                    "counted_in_baseline_frame": {"type": "boolean"},
                     "secondary": {
                         "type": "object",
                         "required": ["shown", "reason"],

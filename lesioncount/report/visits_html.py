@@ -353,6 +353,8 @@ def _pair_html(comparison: VisitComparison, pair: PairComparison, crop_px: int) 
         verdict = "comparable" if comp.comparable else "NOT comparable: read the change with caution"
         reg = pair.registration
         quality = f"; the photos were aligned {_align_words(reg.method)}, alignment {reg.quality_label}" if reg else ""
+        if pair.counted_in_baseline_frame:
+            quality += "; the follow-up was counted aligned to the baseline, on the same skin at the same scale"
         parts.append(f"<div class='{cls}'>Photo match {100 * comp.score:.0f}%: {verdict}{_e(quality)}")
         parts += [f"<br>• {_e(w)}" for w in comp.warnings]
         parts.append("</div>")
@@ -478,7 +480,7 @@ def render_visits_html(
         "<p class=small>Counts are machine counts (lesioncount); percent change is (follow-up − baseline) / "
         "baseline. A responder has at least the stated share fewer lesions than at baseline. Re-take noise: "
         f"photographed twice with nothing changed, the count stays within max({RETEST_NOISE[0]} lesions, "
-        f"{100 * RETEST_NOISE[1]:.0f}%) on most photos (87% in our tests), so a change that small may be no "
+        f"{100 * RETEST_NOISE[1]:.0f}%) on most photos (93-94% in our tests), so a change that small may be no "
         "change at all. Not a diagnosis.</p>"
         "</body></html>"
     )
