@@ -281,3 +281,25 @@ def test_pdf_report_tables_fit_the_page(patient) -> None:
                 n_tables += 1
                 assert b.position_x + b.margin_width() <= body.position_x + body.margin_width() + 1.0
     assert n_tables >= 6
+
+
+def test_aligned_crop_matches_a_full_warp() -> None:
+    """The report's follow-up crop (only the part that lands in the crop is shrunk and warped) shows what
+    warping the whole follow-up onto the baseline and cropping shows."""
+    import cv2
+
+    from lesioncount.compare.demo import similarity
+    from lesioncount.report.visits_html import _aligned_crop
+
+    photo = cv2.resize(data.astronaut(), (1536, 1536), interpolation=cv2.INTER_CUBIC)
+    m = similarity(photo.shape, shift_px=(35.0, -20.0), rotation_deg=4.0, scale=0.8)  # follow-up -> baseline
+    crop, size = (300, 200, 1100, 1000), (400, 400)
+    got, valid = _aligned_crop(photo, m, crop, size)
+    full = cv2.warpAffine(photo, m, (1536, 1536), flags=cv2.INTER_CUBIC)
+    want = cv2.resize(full[200:1000, 300:1100], size, interpolation=cv2.INTER_AREA)
+    assert valid[5:-5, 5:-5].all()
+    diff = np.abs(got.astype(int) - want.astype(int))[5:-5, 5:-5]
+    assert np.median(diff) <= 2 and np.percentile(diff, 99) <= 25, (np.median(diff), np.percentile(diff, 99))
+    # Outside the follow-up's frame nothing is shown.
+    _, edge = _aligned_crop(photo, similarity(photo.shape, shift_px=(400.0, 0.0)), (0, 0, 800, 800), size)
+    assert not edge[:, :190].any() and edge[:, 210:].all()

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 COMPARE_SCHEMA_VERSION = "1.1"
 #: Photo measures run on a copy whose long side is at most this.
 MEASURE_LONG_SIDE_PX = 1200
+#: Photos measured and pairs compared at once (threads: OpenCV, ONNX Runtime and LiteRT release the GIL).
+WORKERS = min(4, os.cpu_count() or 1)
 #: Counts a responder flag is given for (scars do not respond to acne treatment).
 RESPONDER_KEYS = ("inflammatory", "comedone", TOTAL_ACNE)
 #: Classes whose durability is followed.
@@ -273,21 +277,28 @@ def compare_visits(
             )
     warnings = _visit_warnings(ordered)
     shared = _measure(ordered)
-    pairs: list[PairComparison] = []
     ordered = list(ordered)
+    tasks = []  # (baseline, follow-up, view, the baseline's face analysis for the recount)
     for view in VIEWS:
         idx = [i for i, v in enumerate(ordered) if v.view == view]
         base_face = None
-        for f in idx[1:]:
-            if counter is not None and base_face is None and ordered[idx[0]].image is not None:
-                from lesioncount.face import analyse_face
+        if counter is not None and len(idx) > 1 and ordered[idx[0]].image is not None:
+            from lesioncount.face import analyse_face
 
-                base_face = analyse_face(ordered[idx[0]].image)  # type: ignore[arg-type]
-            recount = None if counter is None or base_face is None else (counter, base_face)
-            pair, ordered[f] = _compare_pair(
-                ordered, shared, idx[0], f, view, tolerance_px, responder_threshold_pct, refine, recount
-            )
-            pairs.append(pair)
+            base_face = analyse_face(ordered[idx[0]].image)  # type: ignore[arg-type]
+        tasks += [(idx[0], f, view, base_face) for f in idx[1:]]
+
+    def compare(task: tuple[int, int, str, FaceAnalysis | None]) -> tuple[PairComparison, Visit]:
+        b, f, view, base_face = task
+        recount = None if counter is None or base_face is None else (counter, base_face)
+        return _compare_pair(ordered, shared, b, f, view, tolerance_px, responder_threshold_pct, refine, recount)
+
+    # Pairs are independent (each follow-up has one baseline), and OpenCV and ONNX Runtime release the GIL.
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        done = list(pool.map(compare, tasks))
+    pairs = [pair for pair, _ in done]
+    for (_, f, _, _), (_, follow) in zip(tasks, done, strict=True):
+        ordered[f] = follow
     durability = _durability(ordered, pairs)
     for pair in pairs:
         comp = pair.comparability
@@ -333,22 +344,17 @@ def _visit_warnings(ordered: Sequence[Visit]) -> list[str]:
 
 def _measure(ordered: Sequence[Visit]) -> _Measured:
     """Each visit's photo at measuring size, its skin, its comparability stats and skin measures."""
-    small = [None if v.image is None else _small(v.image, v.result.face.box, v.skin_mask) for v in ordered]
-    stats: list[PhotoStats | None] = []
-    measures: list[SkinMeasures | None] = []
-    skins: list[npt.NDArray[np.bool_] | None] = []
-    for v, sm in zip(ordered, small, strict=True):
-        if sm is None:
-            stats.append(None)
-            measures.append(None)
-            skins.append(None)
-            continue
-        img, box, skin = sm
+
+    def one(v: Visit) -> tuple[Any, PhotoStats | None, SkinMeasures | None, npt.NDArray[np.bool_] | None]:
+        if v.image is None:
+            return None, None, None, None
+        img, box, skin = sm = _small(v.image, v.result.face.box, v.skin_mask)
         if skin is None:
             skin = _skin(img, box)
-        skins.append(skin)
-        stats.append(photo_stats(img, face_box=box, skin_mask=skin, view=v.view))
-        measures.append(skin_measures(img, skin))
+        return sm, photo_stats(img, face_box=box, skin_mask=skin, view=v.view), skin_measures(img, skin), skin
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        small, stats, measures, skins = (list(col) for col in zip(*pool.map(one, ordered), strict=True))
     return _Measured(small, stats, measures, skins)
 
 

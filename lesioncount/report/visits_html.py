@@ -180,12 +180,23 @@ def _aligned_crop(
     inter = min(1.0, 2 * out_per_base)
     follow_to_base = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     pre = min(1.0, inter * follow_to_base)
-    src = follow_image
+    # Only the part of the follow-up that lands in the crop is shrunk and warped (plus a few pixels for the
+    # interpolation): a face crop is a fraction of a 12 MP frame.
+    corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
+    inv = cv2.invertAffineTransform(matrix)
+    back = corners @ inv[:, :2].T + inv[:, 2]
+    fh, fw = follow_image.shape[:2]
+    fx0, fy0 = (max(0, int(np.floor(v)) - 4) for v in back.min(axis=0))
+    fx1, fy1 = min(fw, int(np.ceil(back[:, 0].max())) + 5), min(fh, int(np.ceil(back[:, 1].max())) + 5)
+    if fx1 <= fx0 or fy1 <= fy0:  # the crop shows none of the follow-up
+        fx0, fy0, fx1, fy1 = 0, 0, fw, fh
+    src = np.ascontiguousarray(follow_image[fy0:fy1, fx0:fx1])
     if pre < 1.0:
-        src = np.asarray(cv2.resize(follow_image, None, fx=pre, fy=pre, interpolation=cv2.INTER_AREA), np.uint8)
+        src = np.asarray(cv2.resize(src, None, fx=pre, fy=pre, interpolation=cv2.INTER_AREA), np.uint8)
     a = (
         np.array([[inter, 0, -x0 * inter], [0, inter, -y0 * inter], [0, 0, 1]])
         @ np.vstack([matrix, [0, 0, 1]])
+        @ np.array([[1.0, 0.0, fx0], [0.0, 1.0, fy0], [0.0, 0.0, 1.0]])
         @ np.diag([1 / pre, 1 / pre, 1])
     )[:2]
     inter_size = (max(1, round((x1 - x0) * inter)), max(1, round((y1 - y0) * inter)))
@@ -240,7 +251,8 @@ def timeline_png(comparison: VisitComparison, view: str) -> bytes:
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.tight_layout()
+    # Fixed margins that fit the labels and the legend: tight_layout would draw the figure once more.
+    fig.subplots_adjust(left=0.09, right=0.82, bottom=0.16, top=0.96)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
