@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
@@ -56,10 +57,17 @@ class Predictor:
         threads: ONNX Runtime intra-op threads (None: ORT's default, all cores).
         flip_average: also run the mirror image and average the two outputs (test-time flip averaging; it
             doubles the network's time); None: as the model's contract says.
+        heat_sigma: smooth the class heatmaps by a Gaussian of this sigma (output pixels); None: as the
+            model's contract says.
     """
 
     def __init__(
-        self, model_path: str | os.PathLike[str], threads: int | None = None, *, flip_average: bool | None = None
+        self,
+        model_path: str | os.PathLike[str],
+        threads: int | None = None,
+        *,
+        flip_average: bool | None = None,
+        heat_sigma: float | None = None,
     ) -> None:
         opts = ort.SessionOptions()
         if threads:
@@ -78,6 +86,7 @@ class Predictor:
         self._mean = np.array(self.spec.mean, np.float32)
         self._inv_std = 1.0 / np.array(self.spec.std, np.float32)
         self.flip_average = self.spec.flip_average if flip_average is None else flip_average
+        self.heat_sigma = self.spec.heat_sigma if heat_sigma is None else float(heat_sigma)
 
     def _normalise(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         x = (image.astype(np.float32) * (1.0 / 255.0) - self._mean) * self._inv_std
@@ -108,7 +117,12 @@ class Predictor:
             out = 0.5 * (out + self._predict_padded(np.ascontiguousarray(padded[:, ::-1]))[:, :, ::-1])
         oh, ow = -(-h // s), -(-w // s)
         nc = len(self.spec.classes)
-        return out[:nc, :oh, :ow], out[nc:, :oh, :ow]
+        heat = out[:nc, :oh, :ow]
+        if self.heat_sigma > 0:
+            # Every class alike: a place that peaks in two classes keeps its stronger one, and smoothing one
+            # class only would hand such places to the other.
+            heat = np.stack([cv2.GaussianBlur(c, (0, 0), self.heat_sigma) for c in heat])
+        return heat, out[nc:, :oh, :ow]
 
     def _predict_padded(self, padded: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         s = self.spec.output_stride

@@ -179,6 +179,7 @@ class LesionCounter:
         flip_average: average the network's output on the photo and on its mirror image (test-time flip
             averaging; about doubles the network's time); None: as the model's contract says (its
             thresholds were calibrated that way).
+        heat_sigma: smooth the heatmaps before peaks are picked (output pixels); None: as the contract says.
     """
 
     def __init__(
@@ -191,10 +192,13 @@ class LesionCounter:
         max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
         whole_frame: bool = False,
         flip_average: bool | None = None,
+        heat_sigma: float | None = None,
     ) -> None:
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
-        self.predictor = Predictor(resolve_model_path(model, int8=int8), threads=threads, flip_average=flip_average)
+        self.predictor = Predictor(
+            resolve_model_path(model, int8=int8), threads=threads, flip_average=flip_average, heat_sigma=heat_sigma
+        )
         self.spec = self.predictor.spec
         self.thresholds = (
             dict.fromkeys(self.spec.classes, threshold) if threshold is not None else dict(self.spec.thresholds)

@@ -149,6 +149,9 @@ class ModelSpec:
         input_multiple: input sides must be multiples of this (the stem stride times the U-Net's pooling).
         flip_average: the model runs on the photo and on its mirror image and the two outputs are averaged
             (test-time flip averaging); its thresholds were calibrated that way.
+        heat_sigma: the class heatmaps are smoothed by a Gaussian of this sigma (output pixels) before
+            peaks are picked, so that a peak does not cross its threshold with a sub-pixel shift of the
+            photo; 0 for none. The thresholds were calibrated that way.
     """
 
     name: str
@@ -164,6 +167,7 @@ class ModelSpec:
     training_data: str = ""
     input_multiple: int = 16
     flip_average: bool = False
+    heat_sigma: float = 0.0
 
     #: Metadata keys every shipped model must carry.
     REQUIRED_KEYS = (
@@ -198,6 +202,7 @@ class ModelSpec:
             "lesioncount.training_data": self.training_data,
             "lesioncount.input_multiple": str(self.input_multiple),
             "lesioncount.flip_average": json.dumps(self.flip_average),
+            "lesioncount.heat_sigma": str(self.heat_sigma),
         }
 
     @classmethod
@@ -223,6 +228,7 @@ class ModelSpec:
                 training_data=meta["lesioncount.training_data"],
                 input_multiple=int(meta.get("lesioncount.input_multiple", "16")),
                 flip_average=bool(json.loads(meta.get("lesioncount.flip_average", "false"))),
+                heat_sigma=float(meta.get("lesioncount.heat_sigma", "0")),
             )
         except (ValueError, TypeError, AttributeError) as e:
             raise ValueError(f"model metadata is malformed ({e}); export the model with `lesioncount export`") from e
@@ -248,6 +254,8 @@ class ModelSpec:
             problems.append(f"tile_px and tile_overlap_px must be multiples of {self.input_multiple}")
         if not 0 <= self.tile_overlap_px < self.tile_px:
             problems.append(f"tile_overlap_px ({self.tile_overlap_px}) must be under tile_px ({self.tile_px})")
+        if not 0 <= self.heat_sigma <= 3:
+            problems.append(f"heat_sigma must be between 0 and 3 output pixels, got {self.heat_sigma}")
         if problems:
             raise ValueError("model contract: " + "; ".join(problems))
 

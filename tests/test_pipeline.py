@@ -51,6 +51,23 @@ def test_flip_averaging_is_mirror_symmetric_and_keeps_lesions_in_place(toy: Path
         assert abs(la.x - lb.x) <= 1.0 and abs(la.y - lb.y) <= 1.0
 
 
+def test_heat_smoothing_is_a_gaussian_of_the_network_output_and_keeps_lesions(toy: Path) -> None:
+    import cv2
+
+    img = red_blob(red_blob(_grey(240, 320), 60, 100, 3), 250, 180, 3)
+    plain, smooth = Predictor(toy, threads=1), Predictor(toy, threads=1, heat_sigma=0.8)
+    assert plain.heat_sigma == 0.0 and smooth.heat_sigma == 0.8  # the toy's contract says none; the argument wins
+    raw, _ = plain.predict(img)
+    heat, _ = smooth.predict(img)
+    np.testing.assert_allclose(heat[0], cv2.GaussianBlur(raw[0], (0, 0), 0.8), atol=1e-6)
+    assert heat[0].max() < raw[0].max()  # a peak is lowered: the thresholds are calibrated with the smoothing
+    a = LesionCounter(toy, threads=1, whole_frame=True).count(img)
+    b = LesionCounter(toy, threads=1, whole_frame=True, heat_sigma=0.8, threshold=0.3).count(img)
+    assert a.counts["inflammatory"] == b.counts["inflammatory"] == 2
+    for la, lb in zip(a.lesions, b.lesions, strict=True):
+        assert abs(la.x - lb.x) <= 1.0 and abs(la.y - lb.y) <= 1.0
+
+
 @pytest.mark.parametrize("x", [96.0, 97.0, 95.0])
 def test_lesion_on_a_tile_border_is_counted_once(toy: Path, x: float) -> None:
     # Tiles of 128 with overlap 32 start at 0, 96, ...: the kept halves meet at x = 112; the tile windows

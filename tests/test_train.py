@@ -127,9 +127,10 @@ def test_shipped_models_carry_complete_contracts() -> None:
         specs.append(spec)
     fp32, int8 = specs
     # The int8 twin runs as its fp32 model does; only its acne threshold may differ (matched to fp32's count).
-    assert (int8.version, int8.flip_average, int8.thresholds["scar"]) == (
+    assert (int8.version, int8.flip_average, int8.heat_sigma, int8.thresholds["scar"]) == (
         fp32.version,
         fp32.flip_average,
+        fp32.heat_sigma,
         fp32.thresholds["scar"],
     )
     assert abs(int8.thresholds["inflammatory"] - fp32.thresholds["inflammatory"]) <= 0.05
@@ -208,6 +209,8 @@ def test_set_acne_threshold_rewrites_only_the_acne_classes(tmp_path: Path) -> No
         ("lesioncount.tile_overlap_px", "1024", "must be under tile_px"),
         ("lesioncount.face_height_px", "-5", "face_height_px must be positive"),
         ("lesioncount.mean", "not json", "malformed"),
+        ("lesioncount.heat_sigma", "4", "heat_sigma must be between 0 and 3"),
+        ("lesioncount.heat_sigma", "-0.5", "heat_sigma must be between 0 and 3"),
     ],
 )
 def test_model_contract_values_are_checked_on_load(key: str, value: str, words: str) -> None:

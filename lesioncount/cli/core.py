@@ -259,6 +259,13 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
         "--flip-average", action="store_true", help="count with test-time flip averaging (as the model will run)"
     )
     p.add_argument(
+        "--heat-sigma",
+        type=float,
+        default=0.0,
+        metavar="PX",
+        help="count with the heatmaps smoothed by this Gaussian sigma in output pixels (as the model will run)",
+    )
+    p.add_argument(
         "--int8",
         metavar="INT8_ONNX",
         help="the int8 twin: give it the acne threshold that matches the fp32 count on the held-out faces",
@@ -282,6 +289,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                 args.checkpoint,
                 threads=args.threads,
                 flip_average=args.flip_average,
+                heat_sigma=args.heat_sigma,
                 int8=args.int8,
                 progress=lambda d, n: progress.update(task, completed=d, total=n),
             )

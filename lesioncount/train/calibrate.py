@@ -76,6 +76,7 @@ def calibrate_checkpoint(
     grid: Sequence[float] = PIPELINE_GRID,
     threads: int | None = None,
     flip_average: bool = False,
+    heat_sigma: float = 0.0,
     int8: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -84,6 +85,7 @@ def calibrate_checkpoint(
     Args:
         flip_average: count with test-time flip averaging; recorded in the checkpoint, and so in the
             exported model's contract, beside the thresholds chosen for it.
+        heat_sigma: count with the heatmaps smoothed by this sigma (output pixels); recorded likewise.
         int8: the checkpoint's int8 twin (from ``lesioncount export --int8``); when given, its acne
             threshold is matched to the fp32 count on the same faces and written into its metadata.
 
@@ -105,7 +107,7 @@ def calibrate_checkpoint(
     total = len(held_out) * (2 if int8 else 1)
 
     def acne_scores(model: Path, low: float, done: int) -> list[np.ndarray]:
-        counter = LesionCounter(model, threads=threads, flip_average=flip_average)
+        counter = LesionCounter(model, threads=threads, flip_average=flip_average, heat_sigma=heat_sigma)
         # Only the acne classes go low: a scar peak at a low threshold would take over the place of an
         # acne peak (one class per place), which at the real thresholds it would not.
         counter.thresholds |= dict.fromkeys(ACNE_CLASSES, low)
@@ -132,6 +134,7 @@ def calibrate_checkpoint(
     )
     state["thresholds"] = dict(state["thresholds"]) | dict.fromkeys(ACNE_CLASSES, best)
     state["flip_average"] = flip_average  # the thresholds hold for this way of running the model
+    state["heat_sigma"] = float(heat_sigma)
     state["calibration"] = {"held_out_photos": len(held_out), "hayashi_acc": acc, "count_r": r, "via": "pipeline"}
     with atomic_path(checkpoint) as tmp_path:  # a kill never leaves a half-written checkpoint
         torch.save(state, tmp_path)

@@ -82,6 +82,7 @@ def spec_for(
         training_data=TRAINING_DATA_NOTE if not cfg.get("synthetic_only") else "synthetic lesions only (test model)",
         input_multiple=model.input_multiple,
         flip_average=bool(state.get("flip_average", False)),  # set by `lesioncount calibrate --flip-average`
+        heat_sigma=float(state.get("heat_sigma", 0.0)),  # set by `lesioncount calibrate --heat-sigma`
     )
 
 
