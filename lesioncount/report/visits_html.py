@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from lesioncount.compare.comparability import normalise_colour
 from lesioncount.compare.core import PairComparison, VisitComparison
+from lesioncount.compare.register import invert, map_points
 from lesioncount.endpoints import RETEST_NOISE
 from lesioncount.types import COUNT_KEYS, REGIONS, TOTAL_ACNE, Lesion
 
@@ -182,9 +183,7 @@ def _aligned_crop(
     pre = min(1.0, inter * follow_to_base)
     # Only the part of the follow-up that lands in the crop is shrunk and warped (plus a few pixels for the
     # interpolation): a face crop is a fraction of a 12 MP frame.
-    corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
-    inv = cv2.invertAffineTransform(matrix)
-    back = corners @ inv[:, :2].T + inv[:, 2]
+    back = map_points(invert(matrix), [[x0, y0], [x1, y0], [x0, y1], [x1, y1]])
     fh, fw = follow_image.shape[:2]
     fx0, fy0 = (max(0, int(np.floor(v)) - 4) for v in back.min(axis=0))
     fx1, fy1 = min(fw, int(np.ceil(back[:, 0].max())) + 5), min(fh, int(np.ceil(back[:, 1].max())) + 5)
