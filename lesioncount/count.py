@@ -158,7 +158,7 @@ def grades(
     Hayashi applies to one half face: for a lateral view (as in ACNE04) the photo is the half face and
     the grade comes from all its acne lesions; for a frontal photo the caller passes the count of the
     worse half as ``hayashi_count``. GAGS needs the facial regions (``regions_known``), else it is None.
-    ``graded=False`` (no face and no skin: nothing that is not a face is graded) gives no grades at all.
+    ``graded=False`` (no face found: nothing that is not known to be a face is graded) gives no grades at all.
     """
     if not graded:
         return {"hayashi": None, "gags": None}

@@ -15,7 +15,7 @@ The landmarks come from MediaPipe's face detector and face mesh (``lesioncount.l
   of its nearest landmark, so regions follow the face at any pose.
 
 Without landmarks there is no face: skin is then looked for in the whole frame by a generic skin-colour
-and texture test, with a warning; a frame without skin has nothing to count and gets no grade.
+and texture test, with a warning, and nothing found without a face is graded.
 """
 
 from __future__ import annotations
@@ -374,7 +374,10 @@ def _no_face(image: npt.NDArray[np.uint8]) -> FaceAnalysis:
     if mask.mean() < MIN_SKIN_FRACTION_NO_FACE:
         notes = ("no face and no skin found: nothing counted, no grade",)
         return FaceAnalysis(False, None, "none", "unknown", np.zeros((h, w), bool), regions, notes)
-    notes = ("no face found: counting on skin-coloured areas of the whole frame (close-up assumed); check the marks",)
+    notes = (
+        "no face found: counted on skin-coloured areas of the whole frame (close-up assumed), not graded; "
+        "check the marks",
+    )
     return FaceAnalysis(False, None, "skin-colour", "unknown", mask, regions, notes)
 
 

@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Working-scale margin around the skin's bounding box (context for lesions at the skin's edge).
 ROI_MARGIN_PX = 24
-#: Without a face, a photo is graded only when at least this share of it is skin (a close-up).
-CLOSE_UP_MIN_SKIN_FRACTION = 0.25
 #: Decode JPEGs at reduced size while the shorter side keeps at least this many pixels.
 DECODE_MIN_SHORT_SIDE_PX = 1000
 
@@ -141,8 +139,10 @@ def _face_info(face: FaceAnalysis, decode_scale: float, scale: float) -> FaceInf
 def grade_block(lesions: list[Lesion], face: FaceInfo, *, gradable: bool = True) -> dict[str, object]:
     """Grades for a count: the worse half of a frontal face; the half face of a lateral one; none off a face.
 
-    A photo with no face is graded only when it is mostly skin (a close-up); with neither, nothing is.
-    ``gradable=False`` (damaged or grayscale pixels) gives no grade either.
+    Nothing that is not known to be a face is graded: a photo where no face was found is counted on its
+    skin-coloured areas but gets no grade (a coffee cup's skin-coloured share is as large as a cheek
+    close-up's), unless the user asked for the whole frame to be counted (``whole_frame``: a close-up
+    they vouch for). ``gradable=False`` (damaged or grayscale pixels) gives no grade either.
     """
     if not gradable:
         return grades(lesions, regions_known=False, graded=False)
@@ -154,15 +154,9 @@ def grade_block(lesions: list[Lesion], face: FaceInfo, *, gradable: bool = True)
             hayashi_count=_worse_half(lesions, face.landmarks),
             hayashi_basis="worse half of a frontal photo",
         )
-    if face.found:
-        return grades(lesions, regions_known=False)
-    close_up = face.skin_fraction >= CLOSE_UP_MIN_SKIN_FRACTION
-    return grades(
-        lesions,
-        regions_known=False,
-        graded=close_up,
-        hayashi_basis="skin close-up without a face (check the view)",
-    )
+    if face.method == "whole-frame":  # the user vouched for a close-up (``whole_frame``)
+        return grades(lesions, regions_known=False, hayashi_basis="whole frame, as asked (no face test)")
+    return grades(lesions, regions_known=False, graded=face.found)
 
 
 class LesionCounter:

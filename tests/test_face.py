@@ -110,12 +110,16 @@ def test_a_small_face_in_a_large_frame_gets_its_landmarks() -> None:
     assert found is not None and found[0] is not None and found[0].presence >= 0.9
 
 
-def test_a_coffee_cup_is_not_a_face() -> None:
+def test_a_coffee_cup_is_not_a_face_and_is_not_graded(counter) -> None:
     # The detector scores the cup 0.40 and the mesh fits something face-like to it (presence 0.58): a
-    # detection under 0.5 needs a surer mesh than that.
+    # detection under 0.5 needs a surer mesh than that. Its skin-coloured share (0.285) is as large as a
+    # cheek close-up's, so only "no face, no grade" keeps it ungraded.
     from skimage import data
 
     assert not analyse_face(data.coffee()).found
+    r = counter.count(data.coffee())
+    assert r.grades["hayashi"] is None and r.grades["gags"] is None
+    assert any("not graded" in w for w in r.warnings)
 
 
 def test_face_box_skin_check(astronaut: np.ndarray) -> None:

@@ -153,6 +153,19 @@ def test_whole_frame_counts_everywhere_with_a_warning(toy: Path) -> None:
     r = LesionCounter(toy, threads=1, whole_frame=True).count(red_blob(_grey(200, 200), 100, 100, 3))
     assert not r.face.found and any("whole frame" in w for w in r.warnings)
     assert r.counts["inflammatory"] == 1
+    # The user vouched for the frame, so it is graded (from its one lesion), and says on what basis.
+    assert r.grades["hayashi"]["grade"] == 0 and "as asked" in r.grades["hayashi"]["basis"]
+
+
+def test_skin_without_a_face_is_counted_but_never_graded(toy: Path) -> None:
+    # A skin-toned field and no face: counted on its skin (half the frame), with a warning, not graded.
+    img = _grey(300, 400)
+    img[40:260, 60:340] = (205, 150, 125)
+    r = LesionCounter(toy, threads=1).count(img)
+    assert not r.face.found and r.face.method == "skin-colour" and r.face.skin_fraction > 0.4
+    assert r.grades["hayashi"] is None and r.grades["gags"] is None
+    assert any("not graded" in w for w in r.warnings)
+    validate_count_result(r.to_dict())
 
 
 def test_no_face_and_no_skin_counts_nothing_and_grades_nothing(toy: Path) -> None:
