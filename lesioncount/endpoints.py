@@ -12,15 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lesioncount.count import RETEST_NOISE
 from lesioncount.types import COUNT_KEYS, TOTAL_ACNE
 
 #: Count keys reported for change (classes plus the active-acne total).
 CHANGE_KEYS: tuple[str, ...] = COUNT_KEYS
-#: The count's test-retest band: on simulated re-takes of unchanged faces (ACNE04 valid, the shipped model;
-#: see models/MODEL_CARD.md) 93.3% of counts stayed within max(2 lesions, 15% of the count), 94.3% with the
-#: re-take counted in the baseline's frame (docs/compare.md). A change inside this band is reported as
-#: within re-take noise.
-RETEST_NOISE: tuple[int, float] = (2, 0.15)
 #: A responder has at least this percent fewer lesions of the class than at baseline.
 RESPONDER_PCT = 50.0
 #: A rebound is a climb from the nadir of at least this fraction of the improvement ...

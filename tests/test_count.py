@@ -74,6 +74,26 @@ def test_decode_lesions_best_class_wins_and_maps_to_input_pixels() -> None:
     assert (x, y) == (7.0, 9.0) and w == pytest.approx(10) and h == pytest.approx(6) and s == pytest.approx(0.7)
 
 
+def test_plausible_grades_span_the_retake_band() -> None:
+    from lesioncount.count import hayashi_plausible_grades
+
+    # max(2 lesions, 15%) each way: 4 could be 6 (moderate); 10 stays moderate; 18 could be 21 (severe);
+    # 0 stays mild; 60 could be 51 or 69, both very severe; 45 could be 51.75 -> 52 (very severe).
+    assert hayashi_plausible_grades(4) == [0, 1]
+    assert hayashi_plausible_grades(10) == [1]
+    assert hayashi_plausible_grades(18) == [1, 2]
+    assert hayashi_plausible_grades(0) == [0]
+    assert hayashi_plausible_grades(60) == [3]
+    assert hayashi_plausible_grades(45) == [2, 3]
+
+
+def test_grades_say_when_a_grade_is_borderline() -> None:
+    near = grades([_les("inflammatory", "other")] * 5, regions_known=False)["hayashi"]
+    clear = grades([_les("inflammatory", "other")] * 12, regions_known=False)["hayashi"]
+    assert near["grade"] == 0 and near["borderline"] and near["plausible_grades"] == [0, 1]
+    assert clear["grade"] == 1 and not clear["borderline"] and clear["plausible_grades"] == [1]
+
+
 def test_hayashi_bounds() -> None:
     assert [hayashi_grade(n) for n in (0, 5, 6, 20, 21, 50, 51)] == [0, 0, 1, 1, 2, 2, 3]
     with pytest.raises(ValueError):

@@ -113,6 +113,8 @@ def photo_table(manifest: pd.DataFrame, outcomes: Sequence[Outcome]) -> pd.DataF
         gags = g.get("gags") or {}
         row["hayashi_grade"] = hay.get("grade") if r else None
         row["hayashi_label"] = hay.get("label") if r else None
+        # A re-take of the same face could be graded differently (the count's band crosses a boundary).
+        row["hayashi_borderline"] = hay.get("borderline") if r and hay else None
         row["gags_score"] = gags.get("score") if r else None
         row["gags_label"] = gags.get("label") if r else None
         warns = list(r.get("quality", {}).get("warnings", [])) if r else []
@@ -134,7 +136,7 @@ def photo_table(manifest: pd.DataFrame, outcomes: Sequence[Outcome]) -> pd.DataF
     ]
     for c in int_cols:
         df[c] = df[c].astype("Int64")
-    for c in ("face_found", "view_mismatch"):
+    for c in ("face_found", "view_mismatch", "hayashi_borderline"):
         df[c] = df[c].astype("boolean")
     df["visit_date"] = pd.to_datetime(df["visit_date"])
     df["time_s"] = df["time_s"].astype(float)

@@ -168,12 +168,22 @@ def _print_results(results: list[tuple[str, CountResult]], seconds: float) -> No
             show_path(rel.removesuffix(".json")),
             *(str(r.counts[c]) for c in CLASSES),
             str(r.counts[TOTAL_ACNE]),
-            str(r.grades["hayashi"]["grade"]) if r.grades.get("hayashi") else "-",
+            _hayashi_cell(r.grades.get("hayashi")),
             str(len(r.warnings)),
         )
     if len(results) > 40:
         table.add_row(f"... {len(results) - 40} more in summary.csv", *[""] * 6)
     Console(highlight=False).print(table)
+
+
+def _hayashi_cell(hayashi: dict[str, Any] | None) -> str:
+    """The grade, and the grades a re-take could give when it is borderline: ``1 (0-1)``; ``-``: not graded."""
+    if not hayashi:
+        return "-"
+    plausible = hayashi.get("plausible_grades") or [hayashi["grade"]]
+    if len(plausible) < 2:
+        return str(hayashi["grade"])
+    return f"{hayashi['grade']} ({plausible[0]}-{plausible[-1]})"
 
 
 def _print_skipped(console: Any, skipped: list[tuple[Path, str]]) -> None:

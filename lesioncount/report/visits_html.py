@@ -22,7 +22,7 @@ import numpy.typing as npt
 from lesioncount.compare.comparability import normalise_colour
 from lesioncount.compare.core import PairComparison, VisitComparison
 from lesioncount.compare.register import invert, map_points
-from lesioncount.endpoints import RETEST_NOISE
+from lesioncount.count import RETEST_NOISE
 from lesioncount.types import COUNT_KEYS, REGIONS, TOTAL_ACNE, Lesion
 
 #: RGB colour per lesion fate (Okabe-Ito: distinguishable with the common colour-vision deficiencies).
