@@ -49,6 +49,11 @@ class TrainConfig:
         init_from: a checkpoint whose weights start the run (fine-tuning); "" starts from scratch.
         ema_decay: decay of the exponential moving average of the weights that validation, calibration and
             ``final.pt`` use (0 turns it off).
+        extra_points: a COCO file of point labels (``point`` + ``radius``; its photos beside it) whose photos
+            are trained on too, every label as ``inflammatory`` (ACNE04 valid's expert points); "" for none.
+        extra_half: train on only this fixed half (1 or 2, ``lesioncount.data.split_half``) of those photos,
+            so that the other half can be reported on; 0 takes them all.
+        extra_repeat: each of those photos is drawn this many times as often as a ``data_dir`` photo.
     """
 
     name: str = "lesioncount-unet16"
@@ -76,6 +81,9 @@ class TrainConfig:
     class_map: dict[str, str] = field(default_factory=dict)
     init_from: str = ""
     ema_decay: float = 0.999
+    extra_points: str = ""
+    extra_half: int = 0
+    extra_repeat: int = 1
 
     def check(self) -> list[str]:
         """What cannot be right in these values (empty when all is well)."""
@@ -93,6 +101,8 @@ class TrainConfig:
             (self.max_images >= 0, f"max_images must be 0 (all) or more, got {self.max_images}"),
             (self.face_height_px > 0, f"face_height_px must be positive, got {self.face_height_px}"),
             (0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}"),
+            (self.extra_half in (0, 1, 2), f"extra_half must be 0 (all), 1 or 2, got {self.extra_half}"),
+            (self.extra_repeat >= 1, f"extra_repeat must be 1 or more, got {self.extra_repeat}"),
             (self.val_every_steps >= 1, f"val_every_steps must be 1 or more, got {self.val_every_steps}"),
             (
                 self.checkpoint_every_s >= 0,

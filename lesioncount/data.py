@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,6 +350,12 @@ def hayashi_grade_from_name(file_name: str) -> int | None:
     if stem.startswith("levle") and len(stem) > 5 and stem[5].isdigit():
         return int(stem[5])
     return None
+
+
+def split_half(file_name: str) -> int:
+    """1 or 2: the fixed half of a labelled set that a photo's source face falls in (a stable hash of its
+    source id), to train on one half of a set (ACNE04 valid's expert points) and report on the other."""
+    return 1 + zlib.crc32(f"half:{source_id_from_name(file_name)}".encode()) % 2
 
 
 def source_id_from_name(file_name: str) -> str:

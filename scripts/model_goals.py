@@ -31,7 +31,14 @@ from rich.progress import track
 from rich.table import Table
 
 from lesioncount.count import hayashi_grade
-from lesioncount.data import AnnotationError, hayashi_grade_from_name, read_coco, read_voc_file, voc_files
+from lesioncount.data import (
+    AnnotationError,
+    hayashi_grade_from_name,
+    read_coco,
+    read_voc_file,
+    split_half,
+    voc_files,
+)
 from lesioncount.evaluate.metrics import bootstrap_ci, pearson_r
 from lesioncount.evaluate.retake import retake
 from lesioncount.matching import match_centres, reference_tolerance_px
@@ -65,12 +72,22 @@ def main() -> int:
         help="test-time flip averaging on or off (default: as the model's contract says)",
     )
     ap.add_argument("--acne-threshold", type=float, default=None, help="override the model's acne threshold")
+    ap.add_argument(
+        "--half",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help="only this fixed half of the photos' source faces (lesioncount.data.split_half): report a model "
+        "trained on the other half's expert points",
+    )
     args = ap.parse_args()
     try:
         xmls = voc_files(args.valid, limit=args.limit)
     except AnnotationError as e:
         print(e, file=sys.stderr)
         return 2
+    if args.half is not None:
+        xmls = [x for x in xmls if split_half(x.name) == args.half]
     experts = {a.file_name: a for a in read_coco(args.valid / "expert_points.coco.json", {"acne": "inflammatory"})}
     opts = {"threads": args.threads, "flip_average": args.flip_average}
     fp32 = LesionCounter(args.model, **opts)

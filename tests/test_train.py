@@ -58,6 +58,8 @@ def test_config_unknown_key_suggests(tmp_path: Path) -> None:
         ("ema_decay: 1.0", "ema_decay must be in [0, 1)"),
         ("scar_prob: 2", "scar_prob must be a probability"),
         ("steps: 0", "steps must be 1 or more"),
+        ("extra_half: 3", "extra_half must be 0 (all), 1 or 2"),
+        ("extra_repeat: 0", "extra_repeat must be 1 or more"),
     ],
 )
 def test_config_values_are_checked(tmp_path: Path, text: str, words: str) -> None:
@@ -277,3 +279,28 @@ def test_a_refused_int8_model_does_not_replace_the_file(tmp_path: Path, monkeypa
     with pytest.raises(ExportError):
         quantize_int8(fp32, out, calibration_tiles([], n_tiles=2, tile_px=64))
     assert out.read_bytes() == b"the int8 model shipped before"
+
+
+def test_point_labels_train_on_one_fixed_half(tmp_path: Path) -> None:
+    from lesioncount.data import split_half
+    from lesioncount.train.dataset import load_point_items
+
+    names = [f"levle{k % 4}_{k}_jpg.rf.{k:032x}.jpg" for k in range(40)]
+    doc = {
+        "images": [{"id": i, "file_name": n, "width": 64, "height": 64} for i, n in enumerate(names)],
+        "categories": [{"id": 1, "name": "acne"}],
+        "annotations": [
+            {"id": i, "image_id": i, "category_id": 1, "point": [10.0 + i, 20.0], "radius": 3.0}
+            for i in range(len(names))
+        ],
+    }
+    (tmp_path / "points.coco.json").write_text(json.dumps(doc))
+    halves = [load_point_items(tmp_path / "points.coco.json", h) for h in (1, 2)]
+    every = load_point_items(tmp_path / "points.coco.json")
+    # The halves split the faces with nothing in both, and follow split_half (a stable hash, not the order).
+    assert len(halves[0]) + len(halves[1]) == len(every) == 40 and halves[0] and halves[1]
+    assert not {i.source_id for i in halves[0]} & {i.source_id for i in halves[1]}
+    assert all(split_half(Path(i.path).name) == 1 for i in halves[0])
+    # Each point becomes an inflammatory lesion with a 2r x 2r box at its centre.
+    first = next(i for i in every if i.path.endswith(names[0]))
+    assert first.lesions == ((10.0, 20.0, 6.0, 6.0, 0),) and first.path == str(tmp_path / names[0])

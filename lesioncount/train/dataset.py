@@ -6,6 +6,7 @@ Synthetic-only mode draws skin-like backgrounds so tiny runs (tests) need no dat
 
 from __future__ import annotations
 
+import json
 import os
 import zlib
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 from lesioncount import synth  # noqa: E402
-from lesioncount.data import DEFAULT_CLASS_MAP, read_voc_file, source_id_from_name  # noqa: E402
+from lesioncount.data import DEFAULT_CLASS_MAP, read_coco, read_voc_file, source_id_from_name, split_half  # noqa: E402
 from lesioncount.train.targets import make_targets  # noqa: E402
 from lesioncount.types import CLASSES  # noqa: E402
 
@@ -51,6 +52,23 @@ def load_items(data_dir: str | os.PathLike[str], class_map: dict[str, str] | Non
             if les.bbox is not None and les.cls in CLASSES
         )
         items.append(Item(str(jpg), source_id_from_name(jpg.name), lesions))
+    return items
+
+
+def load_point_items(coco_path: str | os.PathLike[str], half: int = 0, cls: str = "inflammatory") -> list[Item]:
+    """The photos of a COCO point-label file (photos beside it) as training items, every label as ``cls``
+    (a ``2r x 2r`` box per point); with ``half`` 1 or 2 only that fixed half of the source faces."""
+    p = Path(coco_path)
+    doc = json.loads(p.read_text(encoding="utf-8"))
+    names = {str(c["name"]).strip().lower(): cls for c in doc.get("categories", []) if isinstance(c, dict)}
+    items = []
+    for ann in read_coco(p, names):
+        if half and split_half(ann.file_name) != half:
+            continue
+        lesions = tuple(
+            (les.x, les.y, 2 * les.radius, 2 * les.radius, CLASSES.index(cls)) for les in ann.lesions if les.radius > 0
+        )
+        items.append(Item(str(p.parent / ann.file_name), source_id_from_name(ann.file_name), lesions))
     return items
 
 

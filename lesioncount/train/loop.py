@@ -30,7 +30,7 @@ from lesioncount.matching import match_centres
 from lesioncount.preprocess import pad_to_multiple
 from lesioncount.train.calibrate import choose_acne_threshold
 from lesioncount.train.checkpoint import load_checkpoint_file
-from lesioncount.train.dataset import Item, LesionDataset, load_items, normalise, split_by_source
+from lesioncount.train.dataset import Item, LesionDataset, load_items, load_point_items, normalise, split_by_source
 from lesioncount.train.model import LesionUNet, count_parameters, create_model
 from lesioncount.types import CLASSES
 
@@ -180,6 +180,12 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
             raise ValueError(f"{cfg.data_dir}: need photos on both sides of the split (found {len(items)})")
         val = _val_set(val_items, cfg, limit=300)
         log.info("%d training photos, %d held-out photos", len(train_items), len(val))
+        if cfg.extra_points:
+            extra = load_point_items(cfg.extra_points, cfg.extra_half)
+            if not extra:
+                raise ValueError(f"{cfg.extra_points}: no photos in half {cfg.extra_half}")
+            train_items = train_items + extra * cfg.extra_repeat
+            log.info("%d point-labelled photos from %s, each drawn %dx", len(extra), cfg.extra_points, cfg.extra_repeat)
     model = create_model(cfg.arch, len(CLASSES))
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
