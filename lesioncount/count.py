@@ -134,6 +134,12 @@ def hayashi_grade(n_acne: int) -> int:
     return int(sum(n_acne > b for b in HAYASHI_BOUNDS))
 
 
+def retest_band(n: int) -> float:
+    """Half-width of the count's test-retest band around a count of ``n`` (``RETEST_NOISE``: max(2, 15%))."""
+    lesions, share = RETEST_NOISE
+    return max(lesions, share * n)
+
+
 def hayashi_plausible_grades(n_acne: int) -> list[int]:
     """The Hayashi grades a re-take of the same face could be given: those of every count within the
     test-retest band ``RETEST_NOISE`` of ``n_acne`` (max(2 lesions, 15%); 93% of re-takes stay inside it).
@@ -142,8 +148,7 @@ def hayashi_plausible_grades(n_acne: int) -> list[int]:
     is mild, but a re-take could count 6, moderate). On the ACNE04 valid photos the band of the count
     crossed a boundary on 36% of them, and held 87% of the grades that changed on a re-take.
     """
-    lesions, share = RETEST_NOISE
-    d = max(lesions, share * n_acne)
+    d = retest_band(n_acne)
     lo, hi = max(0, math.floor(n_acne - d)), math.ceil(n_acne + d)
     return list(range(hayashi_grade(lo), hayashi_grade(hi) + 1))
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lesioncount.count import RETEST_NOISE
+from lesioncount.count import retest_band
 from lesioncount.types import COUNT_KEYS, TOTAL_ACNE
 
 #: Count keys reported for change (classes plus the active-acne total).
@@ -62,8 +62,7 @@ class Change:
     @property
     def within_retest_noise(self) -> bool:
         """The change is no larger than what a re-take of an unchanged face shows (``RETEST_NOISE``)."""
-        lesions, share = RETEST_NOISE
-        return abs(self.absolute) <= max(lesions, share * self.baseline)
+        return abs(self.absolute) <= retest_band(self.baseline)
 
     def to_dict(self) -> dict[str, Any]:
         p = self.percent
