@@ -32,13 +32,14 @@ test-wheel: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not browser"
 
-## make browser: install Debian's chromium for the end-to-end web tests (needs root and apt; skipped otherwise)
+## make browser: install Debian's chromium (end-to-end web tests) and poppler-utils (pdftoppm renders the PDF
+## report page by page in its test); needs root and apt, and those tests skip otherwise
 browser:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/pdftoppm ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "chromium could not be installed: browser tests will skip"; \
-	  else echo "no root/apt: browser tests will skip"; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils >/dev/null) \
+	      || echo "chromium/poppler-utils could not be installed: browser and rendered-PDF tests will skip"; \
+	  else echo "no root/apt: browser and rendered-PDF tests will skip"; fi; \
 	fi
 
 lint: $(STAMP)

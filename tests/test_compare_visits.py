@@ -303,3 +303,50 @@ def test_aligned_crop_matches_a_full_warp() -> None:
     # Outside the follow-up's frame nothing is shown.
     _, edge = _aligned_crop(photo, similarity(photo.shape, shift_px=(400.0, 0.0)), (0, 0, 800, 800), size)
     assert not edge[:, :190].any() and edge[:, 210:].all()
+
+
+def test_pdf_report_rendered_page_by_page_stays_inside_its_margins(patient, tmp_path: Path) -> None:
+    """The printed report, rendered by pdftoppm (poppler; `make test` installs it), page by page: every page
+    carries content, and nothing is drawn in the 12 mm margins (a table or image cut at the page edge would be)."""
+    import shutil
+    import subprocess
+
+    pytest.importorskip("weasyprint")
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (Debian's poppler-utils) is not installed")
+    from lesioncount.report.visits_html import render_visits_pdf
+
+    visits, _ = patient
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(render_visits_pdf(compare_visits(visits), clinic="Clinic", clinician="Dr. X"))
+    dpi = 50
+    subprocess.run(["pdftoppm", "-r", str(dpi), "-gray", "-png", str(pdf), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 2
+    margin = int(12 / 25.4 * dpi) - 2  # the @page margin, less a pixel of anti-aliasing on each side
+    for path in pages:
+        page = np.asarray(Image.open(path).convert("L"))
+        assert page.shape == pytest.approx((round(297 / 25.4 * dpi), round(210 / 25.4 * dpi)), abs=2)  # A4
+        inner = page[margin:-margin, margin:-margin]
+        assert (inner < 128).sum() > 100, f"{path.name} is blank"
+        ring = page.copy()
+        ring[margin:-margin, margin:-margin] = 255
+        assert ring.min() >= 240, f"{path.name} draws in its margin at {np.argwhere(ring < 240)[:3].tolist()}"
+
+
+def test_report_builds_its_advice_from_comparable_visits_only(patient) -> None:
+    """Issue 13's advice rule: durability, rebound and the best visit come from comparable visits only, the
+    report says which visit it left out, and no box says "no rebound" and "rising again" together."""
+    import re
+
+    visits, _ = patient
+    comp = compare_visits(visits)
+    assert all(d.excluded == (3,) for d in comp.durability["front"].values())
+    html = render_visits_html(comp)
+    boxes = re.findall(r"<div class=(?:warn|ok)>([^<]*)", html)
+    lines = [b for b in boxes if b.startswith(("inflammatory:", "total acne:"))]
+    assert len(lines) == 2
+    for line in lines:
+        assert "(from comparable visits only; visit 4 left out)" in line
+        assert not ("no rebound" in line and "rising again" in line)
+    assert "consider re-treatment" not in html  # a 17-year-old
