@@ -13,26 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
-import numpy.typing as npt
 
 from lesioncount import synth
-from lesioncount.face import analyse_face
 from lesioncount.types import CLASSES, CountResult
-
-#: What the demo plants: acne of every kind, scars, and flat marks that must NOT be counted.
-DEMO_PLAN: dict[str, int] = {
-    "papule": 6,
-    "pustule": 4,
-    "blackhead": 4,
-    "whitehead": 4,
-    "boxcar": 2,
-    "icepick": 2,
-    "rolling": 1,
-    "red_mark": 3,
-    "brown_mark": 2,
-}
 
 
 @dataclass(frozen=True)
@@ -49,30 +33,8 @@ class DemoOutcome:
     files: dict[str, Path]
 
 
-def demo_photo(
-    rng: np.random.Generator | int | None = 0, *, upscale: int = 4, plan: dict[str, int] | None = None
-) -> tuple[npt.NDArray[np.uint8], list[synth.PlantedLesion]]:
-    """The astronaut photo enlarged ``upscale`` times with planted lesions (photo pixel coordinates)."""
-    from skimage import data
-
-    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
-    base = data.astronaut()
-    image = cv2.resize(base, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
-    # A little sensor grain so the enlarged photo is not unnaturally smooth.
-    image = np.clip(image + rng.normal(0, 2.0, image.shape), 0, 255).astype(np.uint8)
-    face = analyse_face(image)
-    if face.box is None:
-        raise RuntimeError("the demo face was not found: the face models in models/face/ are missing")
-    skin = cv2.erode(face.skin.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
-    # Plant only well inside the face box (below the hairline, above the jaw): the colour-based skin
-    # mask also takes in this portrait's fair fringe, and acne on hair would make a confusing demo.
-    x, y, w, h = face.box
-    inner = np.zeros_like(skin)
-    inner[y + int(0.22 * h) : y + int(0.98 * h), x + int(0.1 * w) : x + int(0.9 * w)] = True
-    skin &= inner
-    # Lesion sizes in RADIUS_PX are at the model's working scale (a face about 500 px high).
-    scale = (face.height_px or face.box[3]) / 500.0
-    return synth.plant(image, plan or DEMO_PLAN, rng, allowed=skin, scale=scale, min_gap=3.0)
+#: The astronaut with planted lesions (the function lives with the lesion renderer, in the core).
+demo_photo = synth.planted_photo
 
 
 def run_demo(out_dir: str | Path = "demo-out", *, model: str | None = None, seed: int = 0) -> DemoOutcome:

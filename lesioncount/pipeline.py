@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lesioncount.count import count_by_class, count_by_region, decode_lesions, grades
+from lesioncount.count import count_by_class, count_by_region, decode_lesions, grades, soft_count, strongest_acne
 from lesioncount.face import FaceAnalysis, analyse_face, counting_area, resize_analysis
 from lesioncount.infer import Predictor, resolve_model_path
 from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, LoadedImage, load_image, looks_gray
@@ -187,6 +187,7 @@ class LesionCounter:
         whole_frame: bool = False,
         flip_average: bool | None = None,
         heat_sigma: float | None = None,
+        count_softness: float | None = None,
     ) -> None:
         if threshold is not None and not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
@@ -197,10 +198,19 @@ class LesionCounter:
         self.thresholds = (
             dict.fromkeys(self.spec.classes, threshold) if threshold is not None else dict(self.spec.thresholds)
         )
+        if count_softness is None:  # a threshold the user gives is a hard threshold on every peak
+            count_softness = self.spec.count_softness if threshold is None else 0.0
+        if not count_softness >= 0:
+            raise ValueError(f"count_softness must be 0 (off) or positive, got {count_softness}")
+        self.count_softness = float(count_softness)
         self.max_megapixels = max_megapixels
         self.whole_frame = whole_frame
         self.model_info = ModelInfo(
-            self.spec.name, self.spec.version, self.predictor.sha256, thresholds=dict(self.thresholds)
+            self.spec.name,
+            self.spec.version,
+            self.predictor.sha256,
+            thresholds=dict(self.thresholds),
+            count_softness=self.count_softness or None,
         )
 
     def _decode(self, image: str | os.PathLike[str] | npt.NDArray[np.uint8], name: str | None) -> LoadedImage:
@@ -254,6 +264,7 @@ class LesionCounter:
         scale, warnings = self._checks(loaded, face, scale)
         lesions: list[Lesion] = []
         near: list[Lesion] = []
+        expected = None
         frame = None
         with _timed(timing, "preprocess"):
             if face.skin.any():
@@ -262,8 +273,11 @@ class LesionCounter:
             with _timed(timing, "inference"):
                 heat, log_size = self.predictor.predict(work)
             with _timed(timing, "postprocess"):
-                lesions = self._lesions(heat, log_size, frame, area, face, self.thresholds)
-                near = self._near_threshold(heat, log_size, frame, area, face, lesions)
+                if self.count_softness > 0:
+                    lesions, near, expected = self._soft(heat, log_size, frame, area, face)
+                else:
+                    lesions = self._lesions(heat, log_size, frame, area, face, self.thresholds)
+                    near = self._near_threshold(heat, log_size, frame, area, face, lesions)
         face_info = _face_info(face, loaded.decode_scale, frame.scale if frame else scale * loaded.decode_scale)
         timing["total"] = sum(timing.values())
         return CountResult(
@@ -277,7 +291,47 @@ class LesionCounter:
             warnings=tuple(warnings),
             timing_s=timing,
             near_threshold=tuple(near),
+            acne_expected=expected,
         )
+
+    def _soft(
+        self,
+        heat: npt.NDArray[np.float32],
+        log_size: npt.NDArray[np.float32],
+        frame: CountingFrame,
+        area: npt.NDArray[np.bool_],
+        face: FaceAnalysis,
+    ) -> tuple[list[Lesion], list[Lesion], float]:
+        """A soft acne count (``ModelSpec.count_softness``): the acne peaks scoring at least
+        ``NEAR_THRESHOLD_FRACTION`` of their threshold each count the chance that they are lesions, and the
+        marks are the rounded sum's number of the strongest of them. Other classes keep their hard thresholds.
+
+        The near-threshold peaks are the other acne peaks down to ``NEAR_THRESHOLD_FRACTION`` of the threshold
+        or of the weakest mark, whichever is lower: a mark scoring under the threshold keeps the same band
+        of hysteresis below it that a mark at the threshold has.
+
+        Returns:
+            ``(lesions, near_threshold, expected)``, ``expected`` the unrounded expected acne count.
+        """
+        f = NEAR_THRESHOLD_FRACTION
+        floor = {k: v * f * f if k in ACNE_CLASSES else v for k, v in self.thresholds.items()}
+        found = self._lesions(heat, log_size, frame, area, face, floor)
+        seen = [les for les in found if les.cls not in ACNE_CLASSES or les.score >= f * self.thresholds[les.cls]]
+        expected = sum(
+            soft_count([les.score for les in seen if les.cls == c], self.thresholds[c], self.count_softness)
+            for c in ACNE_CLASSES
+        )
+        lesions, _ = strongest_acne(seen, round(expected))
+        marked = {id(les) for les in lesions}
+        weakest = min((les.score for les in lesions if les.cls in ACNE_CLASSES), default=1.0)
+        near = [
+            les
+            for les in found
+            if les.cls in ACNE_CLASSES
+            and id(les) not in marked
+            and les.score >= f * min(self.thresholds[les.cls], weakest)
+        ]
+        return lesions, near, expected
 
     def _near_threshold(
         self,

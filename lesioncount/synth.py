@@ -256,3 +256,56 @@ def change_exposure(image: npt.NDArray[np.uint8], stops: float) -> npt.NDArray[n
     """Scale linear light by 2**stops (sRGB-ish gamma 2.2), clipping at white."""
     lin = (image.astype(np.float32) / 255.0) ** 2.2 * (2.0**stops)
     return np.clip(np.clip(lin, 0, 1) ** (1 / 2.2) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+#: What the demo plants: acne of every kind, scars, and flat marks that must NOT be counted.
+DEMO_PLAN: dict[str, int] = {
+    "papule": 6,
+    "pustule": 4,
+    "blackhead": 4,
+    "whitehead": 4,
+    "boxcar": 2,
+    "icepick": 2,
+    "rolling": 1,
+    "red_mark": 3,
+    "brown_mark": 2,
+}
+
+#: The planted-lesion check of a shipped model (``tests/test_shipped_model.py``) and of its calibration:
+#: ``demo_photo(PLANTED_CHECK_SEED, upscale=PLANTED_CHECK_UPSCALE, plan=PLANTED_CHECK_PLAN)``, a 3072 px
+#: photo whose face is about 670 px high, must give at least ``PLANTED_CHECK_RECALL`` of its planted
+#: inflammatory lesions back.
+PLANTED_CHECK_PLAN = {"papule": 5, "pustule": 4, "nodule": 2, "blackhead": 3, "whitehead": 3, "boxcar": 2, "icepick": 2}
+PLANTED_CHECK_SEED, PLANTED_CHECK_UPSCALE, PLANTED_CHECK_RECALL = 5, 6, 0.75
+
+
+def planted_photo(
+    rng: np.random.Generator | int | None = 0, *, upscale: int = 4, plan: dict[str, int] | None = None
+) -> tuple[npt.NDArray[np.uint8], list[PlantedLesion]]:
+    """The astronaut photo enlarged ``upscale`` times with planted lesions (photo pixel coordinates).
+
+    scikit-image's ``astronaut`` (Eileen Collins, NASA: public domain); ``plan`` defaults to ``DEMO_PLAN``.
+    The demo, the shipped model's planted-lesion tests and the soft count's calibration use it.
+    """
+    from skimage import data
+
+    from lesioncount.face import analyse_face
+
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    base = data.astronaut()
+    image = cv2.resize(base, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
+    # A little sensor grain so the enlarged photo is not unnaturally smooth.
+    image = np.clip(image + rng.normal(0, 2.0, image.shape), 0, 255).astype(np.uint8)
+    face = analyse_face(image)
+    if face.box is None:
+        raise RuntimeError("the demo face was not found: the face models in models/face/ are missing")
+    skin = cv2.erode(face.skin.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    # Plant only well inside the face box (below the hairline, above the jaw): the colour-based skin
+    # mask also takes in this portrait's fair fringe, and acne on hair would make a confusing demo.
+    x, y, w, h = face.box
+    inner = np.zeros_like(skin)
+    inner[y + int(0.22 * h) : y + int(0.98 * h), x + int(0.1 * w) : x + int(0.9 * w)] = True
+    skin &= inner
+    # Lesion sizes in RADIUS_PX are at the model's working scale (a face about 500 px high).
+    scale = (face.height_px or face.box[3]) / 500.0
+    return plant(image, plan or DEMO_PLAN, rng, allowed=skin, scale=scale, min_gap=3.0)

@@ -7,6 +7,7 @@ the photo (after EXIF orientation), origin top-left, x to the right, y down.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -90,12 +91,15 @@ class ModelInfo:
     Attributes:
         name, version, sha256: the model file.
         thresholds: the score threshold per class that the count used (None in results older than 0.1).
+        count_softness: the softness of the acne count (see ``ModelSpec.count_softness``); None when every
+            acne peak above its threshold was counted as one lesion.
     """
 
     name: str
     version: str
     sha256: str
     thresholds: dict[str, float] | None = None
+    count_softness: float | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,11 @@ class ModelSpec:
         heat_sigma: the class heatmaps are smoothed by a Gaussian of this sigma (output pixels) before
             peaks are picked, so that a peak does not cross its threshold with a sub-pixel shift of the
             photo; 0 for none. The thresholds were calibrated that way.
+        count_softness: above 0, the acne count is soft: each acne peak scoring at least half its class
+            threshold counts ``sigmoid((score - threshold) / count_softness)``, the chance that it is a
+            lesion; the count is the rounded sum (the expected number of lesions), and the marks are that
+            many of the strongest such peaks. A peak near the threshold then moves the count by a fraction
+            when a re-take nudges its score, not by one. 0: a peak counts when it reaches its threshold.
     """
 
     name: str
@@ -168,6 +177,7 @@ class ModelSpec:
     input_multiple: int = 16
     flip_average: bool = False
     heat_sigma: float = 0.0
+    count_softness: float = 0.0
 
     #: Metadata keys every shipped model must carry.
     REQUIRED_KEYS = (
@@ -203,6 +213,7 @@ class ModelSpec:
             "lesioncount.input_multiple": str(self.input_multiple),
             "lesioncount.flip_average": json.dumps(self.flip_average),
             "lesioncount.heat_sigma": str(self.heat_sigma),
+            "lesioncount.count_softness": str(self.count_softness),
         }
 
     @classmethod
@@ -229,6 +240,7 @@ class ModelSpec:
                 input_multiple=int(meta.get("lesioncount.input_multiple", "16")),
                 flip_average=bool(json.loads(meta.get("lesioncount.flip_average", "false"))),
                 heat_sigma=float(meta.get("lesioncount.heat_sigma", "0")),
+                count_softness=float(meta.get("lesioncount.count_softness", "0")),
             )
         except (ValueError, TypeError, AttributeError) as e:
             raise ValueError(f"model metadata is malformed ({e}); export the model with `lesioncount export`") from e
@@ -256,6 +268,8 @@ class ModelSpec:
             problems.append(f"tile_overlap_px ({self.tile_overlap_px}) must be under tile_px ({self.tile_px})")
         if not 0 <= self.heat_sigma <= 3:
             problems.append(f"heat_sigma must be between 0 and 3 output pixels, got {self.heat_sigma}")
+        if not (0 <= self.count_softness <= 0.2 and math.isfinite(self.count_softness)):
+            problems.append(f"count_softness must be 0 (off) or a score spread up to 0.2, got {self.count_softness}")
         if problems:
             raise ValueError("model contract: " + "; ".join(problems))
 
@@ -278,10 +292,14 @@ class CountResult:
     warnings: tuple[str, ...] = ()
     timing_s: dict[str, float] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
-    #: Peaks scoring at least ``NEAR_THRESHOLD_FRACTION`` of their class threshold but under it: never
-    #: counted; visit comparison uses them as hysteresis (a lesion just under the threshold in one photo
-    #: is not called resolved or new).
+    #: Peaks not counted that come close: with a hard count, those scoring at least
+    #: ``NEAR_THRESHOLD_FRACTION`` of their class threshold but under it; with a soft count, the acne peaks it
+    #: did not mark, down to that fraction of the threshold or of the weakest mark. Visit comparison uses them
+    #: as hysteresis (a lesion just under the threshold in one photo is not called resolved or new).
     near_threshold: tuple[Lesion, ...] = ()
+    #: The expected number of acne lesions before rounding, with a soft count (``ModelSpec.count_softness``);
+    #: None otherwise.
+    acne_expected: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         face = asdict(self.face)
@@ -299,6 +317,7 @@ class CountResult:
             "quality": {"warnings": list(self.warnings)},
             "timing_s": {k: round(v, 4) for k, v in self.timing_s.items()},
             "near_threshold": [lesion.to_dict() for lesion in self.near_threshold],
+            "acne_expected": None if self.acne_expected is None else round(self.acne_expected, 3),
         }
 
     @classmethod
@@ -319,4 +338,5 @@ class CountResult:
             warnings=tuple(d.get("quality", {}).get("warnings", [])),
             timing_s=dict(d.get("timing_s", {})),
             near_threshold=tuple(Lesion.from_dict(x) for x in d.get("near_threshold", [])),
+            acne_expected=d.get("acne_expected"),
         )

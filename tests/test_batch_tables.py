@@ -79,6 +79,11 @@ def test_photo_table_columns_and_types() -> None:
     assert photos["warnings"].iloc[0] == "w1; w2" and photos["n_warnings"].iloc[0] == 2
     assert photos["status"].iloc[7] == "failed" and photos["error"].iloc[7] == "corrupt"
     assert pd.isna(photos["inflammatory"].iloc[7])
+    # Results from a hard count (as these) carry no expected count: the column is there, empty, a float.
+    assert str(photos["acne_expected"].dtype) == "Float64" and photos["acne_expected"].isna().all()
+    soft = _outcomes()
+    soft[0].result["acne_expected"] = 13.6  # type: ignore[index]
+    assert build_tables(_manifest(ROWS), soft)["photos"]["acne_expected"].iloc[0] == 13.6
 
 
 def test_visits_sum_views_and_refuse_incomplete() -> None:

@@ -13,6 +13,8 @@ from lesioncount.count import (
     gags_score,
     grades,
     hayashi_grade,
+    soft_count,
+    strongest_acne,
 )
 from lesioncount.types import Lesion
 
@@ -122,3 +124,40 @@ def test_counts_by_class_and_region() -> None:
     g = grades(lesions, regions_known=False)
     assert g["gags"] is None and g["hayashi"]["grade"] == 0
     assert count_by_class([]) == {"inflammatory": 0, "comedone": 0, "scar": 0, "total_acne": 0}
+
+
+def test_soft_count_golden_values() -> None:
+    """Each peak counts sigmoid((score - threshold) / softness); softness 0 is the hard count."""
+    scores = [0.9, 0.5, 0.1]
+    assert soft_count(scores, 0.5, 0.1) == pytest.approx(1 / (1 + np.exp(-4)) + 0.5 + 1 / (1 + np.exp(4)))
+    assert soft_count(scores, 0.5, 0.0) == 2.0  # reaching the threshold counts
+    assert soft_count(scores, 0.5, 1e-6) == pytest.approx(1.5)  # the peak on the threshold is a coin toss
+    assert soft_count([], 0.5, 0.1) == 0.0
+    assert soft_count([1e6, -1e6], 0.5, 1e-3) == pytest.approx(1.0)  # no overflow far from the threshold
+
+
+def test_soft_count_moves_by_a_fraction_where_the_hard_count_jumps() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0.05, 0.4, 200)
+    nudged = scores + rng.normal(0, 0.01, scores.size)  # a re-take nudges every score a little
+    hard = abs(soft_count(nudged, 0.15, 0.0) - soft_count(scores, 0.15, 0.0))
+    soft = abs(soft_count(nudged, 0.15, 0.03) - soft_count(scores, 0.15, 0.03))
+    assert soft < hard
+    assert soft_count(scores + 0.01, 0.15, 0.03) > soft_count(scores, 0.15, 0.03)  # monotone in every score
+
+
+def test_strongest_acne_keeps_other_classes_and_reading_order() -> None:
+    def les(cls: str, x: float, y: float, score: float) -> Lesion:
+        return Lesion(cls, x, y, 1.0, (x, y, 1.0, 1.0), score)
+
+    found = [les("comedone", 5, 1, 0.2), les("inflammatory", 1, 9, 0.9), les("scar", 3, 3, 0.05)]
+    found += [les("inflammatory", 2, 1, 0.4)]
+    kept, left = strongest_acne(found, 2)
+    assert [(k.cls, k.score) for k in kept] == [("inflammatory", 0.4), ("scar", 0.05), ("inflammatory", 0.9)]
+    assert [k.score for k in left] == [0.2]
+    kept, left = strongest_acne(found, 1)
+    assert [k.score for k in kept] == [0.05, 0.9] and [k.score for k in left] == [0.4, 0.2]
+    kept, left = strongest_acne(found, 0)
+    assert [k.cls for k in kept] == ["scar"] and len(left) == 3
+    assert strongest_acne(found, 10)[0] == strongest_acne(found, 3)[0]
+    assert strongest_acne([], 3) == ([], [])

@@ -91,7 +91,9 @@ def test_predictions_mode_golden(dataset: tuple[Path, Path]) -> None:
     # The headline is one rule, all lesions as one class: box AP50 of .9 TP .8 TP .7 FP .6 FP over 4 refs.
     assert m["headline"]["box_ap50"] == pytest.approx(m["groups"]["all"]["detection"]["box"]["ap50"])
     assert "all lesions" in m["averaging"] or "one class" in m["averaging"]
-    assert m["models"] == [{"name": "test", "version": "0", "sha256": "0" * 64, "thresholds": None, "n_images": 3}]
+    assert m["models"] == [
+        {"name": "test", "version": "0", "sha256": "0" * 64, "thresholds": None, "count_softness": None, "n_images": 3}
+    ]
     c = m["groups"]["all"]["count"]
     assert c["mae"] == 0 and c["pearson_r"] == pytest.approx(1.0)
     assert m["grades"]["accuracy"] == 1.0 and m["grades"]["reference_source"] == {"labels": 0, "counts": 3}

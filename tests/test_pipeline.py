@@ -132,6 +132,39 @@ def test_peaks_just_under_the_threshold_are_kept_apart_and_never_counted(toy: Pa
     assert CountResult.from_dict(doc).to_dict() == doc and len(doc["near_threshold"]) == 1
 
 
+def test_a_soft_count_marks_its_rounded_sum_of_the_strongest_peaks(toy: Path) -> None:
+    """With ``count_softness``, each acne peak at half the threshold or more counts its chance of being a
+    lesion; the count is the rounded sum, the marks that many of the strongest peaks, the rest near-threshold."""
+    from lesioncount.count import soft_count
+
+    img = red_blob(_grey(200, 320), 80, 100, 3)
+    faint = img.copy()
+    faint[90:111, 210:231] = np.clip(
+        img[90:111, 210:231].astype(int) + (red_blob(_grey(21, 21), 10, 10, 3).astype(int) - GREY) // 5, 0, 255
+    )
+    hard = LesionCounter(toy, threads=1, whole_frame=True).count(faint)
+    assert hard.acne_expected is None and hard.model.count_softness is None
+    soft = LesionCounter(toy, threads=1, whole_frame=True, count_softness=0.1).count(faint)
+    peaks = [*soft.lesions, *soft.near_threshold]
+    assert soft.acne_expected == pytest.approx(soft_count([p.score for p in peaks], 0.5, 0.1))
+    assert soft.counts["total_acne"] == round(soft.acne_expected) == len(soft.lesions)
+    assert min(les.score for les in soft.lesions) >= max(les.score for les in soft.near_threshold)
+    assert soft.model.count_softness == 0.1
+    # Centred under the faint peak's score, the count takes it in too.
+    (faint_peak,) = soft.near_threshold
+    lower = LesionCounter(toy, threads=1, whole_frame=True, count_softness=0.01)
+    lower.thresholds |= dict.fromkeys(("inflammatory", "comedone"), faint_peak.score - 0.05)
+    two = lower.count(faint)
+    assert two.counts["inflammatory"] == 2 and not two.near_threshold
+    doc = two.to_dict()
+    validate_count_result(doc)
+    assert CountResult.from_dict(doc).to_dict() == doc
+    # A threshold the user gives is a hard threshold on every peak, whatever the contract says.
+    assert LesionCounter(toy, threads=1, threshold=0.5).count_softness == 0.0
+    with pytest.raises(ValueError, match="count_softness"):
+        LesionCounter(toy, threads=1, count_softness=-0.1)
+
+
 def test_result_is_valid_schema_and_round_trips(toy: Path, astronaut: np.ndarray) -> None:
     r = LesionCounter(toy, threads=1).count(red_blob(astronaut, 250, 140, 3), name="astronaut.png")
     doc = r.to_dict()

@@ -129,10 +129,11 @@ def test_shipped_models_carry_complete_contracts() -> None:
         specs.append(spec)
     fp32, int8 = specs
     # The int8 twin runs as its fp32 model does; only its acne threshold may differ (matched to fp32's count).
-    assert (int8.version, int8.flip_average, int8.heat_sigma, int8.thresholds["scar"]) == (
+    assert (int8.version, int8.flip_average, int8.heat_sigma, int8.count_softness, int8.thresholds["scar"]) == (
         fp32.version,
         fp32.flip_average,
         fp32.heat_sigma,
+        fp32.count_softness,
         fp32.thresholds["scar"],
     )
     assert abs(int8.thresholds["inflammatory"] - fp32.thresholds["inflammatory"]) <= 0.05
@@ -213,6 +214,9 @@ def test_set_acne_threshold_rewrites_only_the_acne_classes(tmp_path: Path) -> No
         ("lesioncount.mean", "not json", "malformed"),
         ("lesioncount.heat_sigma", "4", "heat_sigma must be between 0 and 3"),
         ("lesioncount.heat_sigma", "-0.5", "heat_sigma must be between 0 and 3"),
+        ("lesioncount.count_softness", "-0.01", "count_softness must be 0"),
+        ("lesioncount.count_softness", "0.5", "count_softness must be 0"),
+        ("lesioncount.count_softness", "nan", "count_softness must be 0"),
     ],
 )
 def test_model_contract_values_are_checked_on_load(key: str, value: str, words: str) -> None:
@@ -304,3 +308,29 @@ def test_point_labels_train_on_one_fixed_half(tmp_path: Path) -> None:
     # Each point becomes an inflammatory lesion with a 2r x 2r box at its centre.
     first = next(i for i in every if i.path.endswith(names[0]))
     assert first.lesions == ((10.0, 20.0, 6.0, 6.0, 0),) and first.path == str(tmp_path / names[0])
+
+
+def test_calibration_reads_the_planted_check_as_the_pipeline_counts_it() -> None:
+    """The soft-count calibration's shortcut (one count of the planted-lesion photo, then every threshold and
+    softness from its peaks) gives the recall that counting the photo at that operating point gives."""
+    from lesioncount.infer import resolve_model_path
+    from lesioncount.matching import match_centres
+    from lesioncount.pipeline import LesionCounter
+    from lesioncount.synth import PLANTED_CHECK_PLAN, PLANTED_CHECK_SEED, PLANTED_CHECK_UPSCALE, planted_photo
+    from lesioncount.train.calibrate import planted_recall
+    from lesioncount.types import ACNE_CLASSES
+
+    model = resolve_model_path()
+    recall = planted_recall(model, 0.04, threads=2)
+    image, planted = planted_photo(PLANTED_CHECK_SEED, upscale=PLANTED_CHECK_UPSCALE, plan=PLANTED_CHECK_PLAN)
+    targets = [p for p in planted if p.cls == "inflammatory"]
+    for threshold, softness in ((0.13, 0.0), (0.155, 0.03), (0.2, 0.02)):
+        counter = LesionCounter(model, threads=2, count_softness=softness)
+        counter.thresholds |= dict.fromkeys(ACNE_CLASSES, threshold)
+        marks = counter.count(image).lesions
+        hits = match_centres(
+            [(m.x, m.y) for m in marks], [(p.x, p.y) for p in targets], [1.5 * p.radius + 4 for p in targets]
+        )
+        assert recall(threshold, softness) == pytest.approx(len(hits[0]) / len(targets), abs=1 / len(targets)), (
+            threshold
+        )

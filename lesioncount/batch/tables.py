@@ -104,6 +104,8 @@ def photo_table(manifest: pd.DataFrame, outcomes: Sequence[Outcome]) -> pd.DataF
         row["view_mismatch"] = (row["face_view"] not in ("unknown", m["view"])) if r else None
         for c in COUNT_CLASSES:
             row[c] = r["counts"].get(c, 0) if r else None
+        # The soft count's expected number of acne lesions before rounding (None from a hard count).
+        row["acne_expected"] = r.get("acne_expected") if r else None
         for reg in REGIONS:
             by = r["counts_by_region"].get(reg, {}) if r else {}
             for c in COUNT_CLASSES:
@@ -139,6 +141,7 @@ def photo_table(manifest: pd.DataFrame, outcomes: Sequence[Outcome]) -> pd.DataF
     for c in ("face_found", "view_mismatch", "hayashi_borderline"):
         df[c] = df[c].astype("boolean")
     df["visit_date"] = pd.to_datetime(df["visit_date"])
+    df["acne_expected"] = df["acne_expected"].astype("Float64")
     df["time_s"] = df["time_s"].astype(float)
     _text_as_string(df)
     return df

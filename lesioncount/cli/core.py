@@ -263,7 +263,16 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
             "write it into the checkpoint, ready for `lesioncount export`."
         ),
     )
-    p.add_argument("checkpoint", help="final.pt from `lesioncount train` (rewritten in place, atomically)")
+    p.add_argument(
+        "checkpoint",
+        help="final.pt from `lesioncount train`, or with --soft-count an exported .onnx (rewritten in place)",
+    )
+    p.add_argument(
+        "--soft-count",
+        action="store_true",
+        help="choose an exported model's acne threshold and count softness together instead; needs --config",
+    )
+    p.add_argument("--config", help="with --soft-count: the model's training config (names its held-out faces)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
     p.add_argument(
         "--flip-average", action="store_true", help="count with test-time flip averaging (as the model will run)"
@@ -287,14 +296,26 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from lesioncount.train.calibrate import calibrate_checkpoint
+    from lesioncount.train.calibrate import calibrate_checkpoint, calibrate_soft_count
 
     console = Console(stderr=True)
+    if args.soft_count and not args.config:
+        console.print("[red]error:[/red] --soft-count needs --config (the model's training config)")
+        return 2
     with Progress(
         TextColumn("held-out faces"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
     ) as progress:
         task = progress.add_task("calibrate", total=None)
         try:
+            if args.soft_count:
+                res = calibrate_soft_count(
+                    args.checkpoint,
+                    args.config,
+                    int8=args.int8,
+                    threads=args.threads,
+                    progress=lambda d, n: progress.update(task, completed=d, total=n),
+                )
+                return _print_soft(res, args)
             res = calibrate_checkpoint(
                 args.checkpoint,
                 threads=args.threads,
@@ -309,6 +330,20 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(
         f"acne threshold {res['threshold']:g} on {res['held_out_photos']} held-out faces: Hayashi accuracy "
         f"{res['hayashi_acc']:.3f}, count r {res['count_r']:.3f}; written into {args.checkpoint}"
+    )
+    if args.int8:
+        print(
+            f"int8 acne threshold {res['int8_threshold']:g}: {res['int8_total']} lesions on the held-out faces "
+            f"against fp32's {res['fp32_total']}; written into {args.int8}"
+        )
+    return 0
+
+
+def _print_soft(res: dict[str, Any], args: argparse.Namespace) -> int:
+    print(
+        f"acne threshold {res['threshold']:g}, count softness {res['count_softness']:g} on {res['held_out_photos']} "
+        f"held-out faces: Hayashi accuracy {res['hayashi_acc']:.3f}, count r {res['count_r']:.3f}; written into "
+        f"{args.checkpoint}"
     )
     if args.int8:
         print(

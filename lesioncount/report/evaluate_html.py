@@ -226,12 +226,14 @@ def grade_reference(metrics: Mapping[str, Any]) -> str:
 
 
 def run_facts(metrics: Mapping[str, Any]) -> list[str]:
-    """One line per model scored (name, version, sha256, thresholds), the averaging rule, the notes and the
-    classes left out: what a reader needs to reproduce or trust the numbers."""
+    """One line per model scored (name, version, sha256, thresholds, count softness), the averaging rule, the
+    notes and the classes left out: what a reader needs to reproduce or trust the numbers."""
     lines = []
     for m in metrics.get("models", []):
         th = m.get("thresholds") or {}
         at = ", ".join(f"{k} {v:g}" for k, v in th.items()) if th else "thresholds not recorded"
+        if m.get("count_softness"):
+            at += f", soft acne count (softness {m['count_softness']:g})"
         lines.append(
             f"model {m.get('name')} {m.get('version')} (sha256 {str(m.get('sha256'))[:12]}...) at {at}; "
             f"{m.get('n_images')} photos"

@@ -14,6 +14,10 @@ names are noisy but its grades are not.
   every heatmap a little, so the same threshold would count a few percent more or fewer. The twin gets
   the acne threshold at which its total count on the held-out faces matches the fp32 model's, written
   into its ONNX metadata (the weights are untouched).
+- For a soft count (``lesioncount calibrate MODEL.onnx --soft-count``, ``calibrate_soft_count``), on the
+  held-out faces of the exported model's training run: the acne threshold and the softness
+  (``ModelSpec.count_softness``) chosen together by the same rule and written into its contract; its int8
+  twin keeps the softness and gets the threshold at which its held-out soft total matches fp32's.
 """
 
 from __future__ import annotations
@@ -28,11 +32,15 @@ import torch
 
 from lesioncount.count import hayashi_grade
 from lesioncount.io import atomic_path
+from lesioncount.synth import PLANTED_CHECK_RECALL
 from lesioncount.train.checkpoint import load_checkpoint_file
 from lesioncount.types import ACNE_CLASSES
 
 #: Acne thresholds tried after training, through the pipeline.
 PIPELINE_GRID = tuple(float(t) for t in np.round(np.arange(0.05, 0.5 + 1e-9, 0.01), 4))
+#: Acne thresholds and softnesses tried together for a soft count (``calibrate_soft_count``).
+SOFT_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.08, 0.3 + 1e-9, 0.005), 4))
+SOFTNESSES = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04)
 #: How far (and in what steps) the int8 twin's acne threshold may move from the fp32 model's.
 INT8_SEARCH, INT8_STEP = 0.05, 0.0005
 
@@ -151,10 +159,141 @@ def calibrate_checkpoint(
 
 def set_acne_threshold(onnx_path: str | Path, threshold: float) -> None:
     """Rewrite the acne classes' threshold in an exported model's contract (atomically; weights untouched)."""
+    from lesioncount.train.export import update_contract
+
+    update_contract(onnx_path, thresholds=_spec(onnx_path).thresholds | dict.fromkeys(ACNE_CLASSES, threshold))
+
+
+def calibrate_soft_count(
+    model: str | Path,
+    config: str | Path,
+    *,
+    int8: str | Path | None = None,
+    thresholds: Sequence[float] = SOFT_THRESHOLDS,
+    softnesses: Sequence[float] = SOFTNESSES,
+    threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Choose an exported model's acne threshold and count softness together through the counting pipeline,
+    and write both into its contract (``ModelSpec.count_softness``; the weights are untouched).
+
+    Each held-out face of ``config``'s training run is counted once with every acne peak down to the lowest
+    half-threshold; the soft count at ``(threshold, softness)`` is then the rounded ``soft_count`` of its
+    peaks scoring at least half the threshold, as the pipeline counts it. Of the pairs that give the
+    planted-lesion check (``lesioncount.synth.PLANTED_CHECK_*``) its recall, the one with the best Hayashi
+    accuracy wins (count r breaks ties): a softer count centred higher can grade the held-out faces as
+    well while it drops the small, weak lesions the check plants.
+
+    Args:
+        model: the fp32 ONNX model (rewritten in place, atomically).
+        config: the model's training config (its data folder, held-out share and seed name the faces).
+        int8: the int8 twin: same softness, and the threshold at which its held-out total matches fp32's.
+
+    Returns:
+        ``{"threshold", "count_softness", "hayashi_acc", "count_r", "held_out_photos", "table"}``, the table
+        holding ``(accuracy, r, threshold, softness, planted recall)``; with ``int8`` also
+        ``"int8_threshold"``, ``"fp32_total"`` and ``"int8_total"``.
+    """
+    from lesioncount.config import TrainConfig, load_yaml
+    from lesioncount.count import soft_count
+    from lesioncount.data import hayashi_grade_from_name
+    from lesioncount.pipeline import LesionCounter
+    from lesioncount.train.dataset import load_items, split_by_source
+    from lesioncount.train.export import update_contract
+    from lesioncount.types import NEAR_THRESHOLD_FRACTION
+
+    cfg = load_yaml(TrainConfig, config)
+    _, held_out = split_by_source(load_items(cfg.data_dir, cfg.class_map), cfg.val_fraction, cfg.seed)
+    if not held_out:
+        raise ValueError(f"{cfg.data_dir}: no held-out faces to calibrate on")
+    grades = [hayashi_grade_from_name(item.path) for item in held_out]
+    if any(g is None for g in grades):
+        raise ValueError(f"{cfg.data_dir}: every held-out photo needs a grade in its file name (levelK_N)")
+    total = len(held_out) * (2 if int8 else 1)
+
+    def acne_scores(path: str | Path, low: float, done: int) -> list[np.ndarray]:
+        counter = LesionCounter(path, threads=threads, count_softness=0.0)
+        counter.thresholds |= dict.fromkeys(ACNE_CLASSES, low)  # every peak a soft count could see
+        out = []
+        for k, item in enumerate(held_out):
+            result = counter.count(item.path)
+            out.append(np.array([les.score for les in result.lesions if les.cls in ACNE_CLASSES]))
+            if progress:
+                progress(done + k + 1, total)
+        return out
+
+    def counts(scores: list[np.ndarray], t: float, softness: float) -> list[int]:
+        return [round(soft_count(s[s >= NEAR_THRESHOLD_FRACTION * t], t, softness)) for s in scores]
+
+    scores = acne_scores(model, NEAR_THRESHOLD_FRACTION * min(thresholds), 0)
+    reference = [len(item.lesions) for item in held_out]
+    recall = planted_recall(model, NEAR_THRESHOLD_FRACTION * min(thresholds), threads=threads)
+    table = []
+    for softness in softnesses:
+
+        def counts_at(t: float, sn: float = softness) -> list[int]:
+            return counts(scores, t, sn)
+
+        rows = choose_acne_threshold(counts_at, reference, [int(g) for g in grades if g is not None], thresholds)[3]
+        table += [(a, rr, t, softness, recall(t, softness)) for a, rr, t in rows]
+    keep = [row for row in table if row[4] >= PLANTED_CHECK_RECALL]
+    if not keep:
+        raise ValueError("no threshold and softness keep the planted-lesion recall; the model itself must improve")
+    acc, r, best, softness, _ = max(keep)
+    update_contract(
+        model,
+        count_softness=softness,
+        thresholds=_spec(model).thresholds | dict.fromkeys(ACNE_CLASSES, best),
+    )
+    res = {
+        "threshold": best,
+        "count_softness": softness,
+        "hayashi_acc": acc,
+        "count_r": r,
+        "held_out_photos": len(held_out),
+        "table": table,
+    }
+    if int8:
+        fp32_total = sum(counts(scores, best, softness))
+        scores8 = acne_scores(int8, NEAR_THRESHOLD_FRACTION * max(INT8_STEP, best - INT8_SEARCH), len(held_out))
+        grid = np.round(np.arange(max(INT8_STEP, best - INT8_SEARCH), best + INT8_SEARCH + 1e-9, INT8_STEP), 4)
+        t8 = float(min(grid, key=lambda t: (abs(sum(counts(scores8, t, softness)) - fp32_total), abs(t - best))))
+        update_contract(
+            int8, count_softness=softness, thresholds=_spec(int8).thresholds | dict.fromkeys(ACNE_CLASSES, t8)
+        )
+        res |= {"int8_threshold": t8, "fp32_total": fp32_total, "int8_total": sum(counts(scores8, t8, softness))}
+    return res
+
+
+def planted_recall(model: str | Path, low: float, *, threads: int | None = None) -> Callable[[float, float], float]:
+    """The share of the planted-lesion check's inflammatory lesions that a soft count at ``(threshold,
+    softness)`` marks, for any threshold of at least ``2 * low`` (one count of the check photo at ``low``)."""
+    from lesioncount.count import soft_count, strongest_acne
+    from lesioncount.matching import match_centres
+    from lesioncount.pipeline import LesionCounter
+    from lesioncount.synth import PLANTED_CHECK_PLAN, PLANTED_CHECK_SEED, PLANTED_CHECK_UPSCALE, planted_photo
+    from lesioncount.types import NEAR_THRESHOLD_FRACTION
+
+    image, planted = planted_photo(PLANTED_CHECK_SEED, upscale=PLANTED_CHECK_UPSCALE, plan=PLANTED_CHECK_PLAN)
+    counter = LesionCounter(model, threads=threads, count_softness=0.0)
+    counter.thresholds |= dict.fromkeys(ACNE_CLASSES, low)
+    found = counter.count(image).lesions
+    targets = [p for p in planted if p.cls == "inflammatory"]
+    tolerance = [1.5 * p.radius + 4 for p in targets]
+
+    def recall(threshold: float, softness: float) -> float:
+        seen = [les for les in found if les.cls not in ACNE_CLASSES or les.score >= NEAR_THRESHOLD_FRACTION * threshold]
+        n = soft_count([les.score for les in seen if les.cls in ACNE_CLASSES], threshold, softness)
+        marks, _ = strongest_acne(seen, round(n))
+        hits = match_centres([(les.x, les.y) for les in marks], [(p.x, p.y) for p in targets], tolerance)[0]
+        return len(hits) / max(1, len(targets))
+
+    return recall
+
+
+def _spec(onnx_path: str | Path) -> Any:
     import onnx
 
-    from lesioncount.train.export import update_contract
     from lesioncount.types import ModelSpec
 
-    spec = ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props})
-    update_contract(onnx_path, thresholds=spec.thresholds | dict.fromkeys(ACNE_CLASSES, threshold))
+    return ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props})
