@@ -102,43 +102,25 @@ def calibrate_checkpoint(
         ``"int8_threshold"``, ``"fp32_total"`` and ``"int8_total"`` (held-out acne counts).
     """
     from lesioncount.config import TrainConfig, from_dict
-    from lesioncount.data import hayashi_grade_from_name
     from lesioncount.pipeline import LesionCounter
-    from lesioncount.train.dataset import load_items, split_by_source
     from lesioncount.train.export import export_onnx
 
     state = load_checkpoint_file(checkpoint)
-    cfg = from_dict(TrainConfig, state["config"])
-    _, held_out = split_by_source(load_items(cfg.data_dir, cfg.class_map), cfg.val_fraction, cfg.seed)
-    if not held_out:
-        raise ValueError(f"{cfg.data_dir}: no held-out faces to calibrate on")
+    held_out, grades = _held_out_faces(from_dict(TrainConfig, state["config"]))
     total = len(held_out) * (2 if int8 else 1)
 
     def acne_scores(model: Path, low: float, done: int) -> list[np.ndarray]:
-        counter = LesionCounter(model, threads=threads, flip_average=flip_average, heat_sigma=heat_sigma)
-        # Only the acne classes go low: a scar peak at a low threshold would take over the place of an
-        # acne peak (one class per place), which at the real thresholds it would not.
-        counter.thresholds |= dict.fromkeys(ACNE_CLASSES, low)
-        out = []
-        for k, item in enumerate(held_out):
-            result = counter.count(item.path)
-            out.append(np.array([les.score for les in result.lesions if les.cls in ACNE_CLASSES]))
-            if progress:
-                progress(done + k + 1, total)
-        return out
+        counter = LesionCounter(
+            model, threads=threads, flip_average=flip_average, heat_sigma=heat_sigma, count_softness=0.0
+        )  # every peak, even for an int8 twin whose contract counts softly
+        return _acne_scores(counter, low, held_out, lambda k: progress(done + k, total) if progress else None)
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "m.onnx"
         export_onnx(checkpoint, onnx_path)
         scores = acne_scores(onnx_path, float(min(grid)), 0)
-    grades = [hayashi_grade_from_name(item.path) for item in held_out]
-    if any(g is None for g in grades):
-        raise ValueError(f"{cfg.data_dir}: every held-out photo needs a grade in its file name (levelK_N)")
     acc, r, best, table = choose_acne_threshold(
-        lambda t: [int((s >= t).sum()) for s in scores],
-        [len(item.lesions) for item in held_out],
-        [int(g) for g in grades if g is not None],
-        grid,
+        lambda t: [int((s >= t).sum()) for s in scores], [len(item.lesions) for item in held_out], grades, grid
     )
     state["thresholds"] = dict(state["thresholds"]) | dict.fromkeys(ACNE_CLASSES, best)
     state["flip_average"] = flip_average  # the thresholds hold for this way of running the model
@@ -196,31 +178,16 @@ def calibrate_soft_count(
     """
     from lesioncount.config import TrainConfig, load_yaml
     from lesioncount.count import soft_count
-    from lesioncount.data import hayashi_grade_from_name
     from lesioncount.pipeline import LesionCounter
-    from lesioncount.train.dataset import load_items, split_by_source
     from lesioncount.train.export import update_contract
     from lesioncount.types import NEAR_THRESHOLD_FRACTION
 
-    cfg = load_yaml(TrainConfig, config)
-    _, held_out = split_by_source(load_items(cfg.data_dir, cfg.class_map), cfg.val_fraction, cfg.seed)
-    if not held_out:
-        raise ValueError(f"{cfg.data_dir}: no held-out faces to calibrate on")
-    grades = [hayashi_grade_from_name(item.path) for item in held_out]
-    if any(g is None for g in grades):
-        raise ValueError(f"{cfg.data_dir}: every held-out photo needs a grade in its file name (levelK_N)")
+    held_out, grades = _held_out_faces(load_yaml(TrainConfig, config))
     total = len(held_out) * (2 if int8 else 1)
 
     def acne_scores(path: str | Path, low: float, done: int) -> list[np.ndarray]:
-        counter = LesionCounter(path, threads=threads, count_softness=0.0)
-        counter.thresholds |= dict.fromkeys(ACNE_CLASSES, low)  # every peak a soft count could see
-        out = []
-        for k, item in enumerate(held_out):
-            result = counter.count(item.path)
-            out.append(np.array([les.score for les in result.lesions if les.cls in ACNE_CLASSES]))
-            if progress:
-                progress(done + k + 1, total)
-        return out
+        counter = LesionCounter(path, threads=threads, count_softness=0.0)  # every peak a soft count could see
+        return _acne_scores(counter, low, held_out, lambda k: progress(done + k, total) if progress else None)
 
     def counts(scores: list[np.ndarray], t: float, softness: float) -> list[int]:
         return [round(soft_count(s[s >= NEAR_THRESHOLD_FRACTION * t], t, softness)) for s in scores]
@@ -234,7 +201,7 @@ def calibrate_soft_count(
         def counts_at(t: float, sn: float = softness) -> list[int]:
             return counts(scores, t, sn)
 
-        rows = choose_acne_threshold(counts_at, reference, [int(g) for g in grades if g is not None], thresholds)[3]
+        rows = choose_acne_threshold(counts_at, reference, grades, thresholds)[3]
         table += [(a, rr, t, softness, recall(t, softness)) for a, rr, t in rows]
     keep = [row for row in table if row[4] >= PLANTED_CHECK_RECALL]
     if not keep:
@@ -289,6 +256,36 @@ def planted_recall(model: str | Path, low: float, *, threads: int | None = None)
         return len(hits) / max(1, len(targets))
 
     return recall
+
+
+def _held_out_faces(cfg: Any) -> tuple[list[Any], list[int]]:
+    """The held-out faces of a training run (``TrainConfig``: its data, held-out share and seed) and the
+    Hayashi grade of each, from its file name."""
+    from lesioncount.data import hayashi_grade_from_name
+    from lesioncount.train.dataset import load_items, split_by_source
+
+    _, held_out = split_by_source(load_items(cfg.data_dir, cfg.class_map), cfg.val_fraction, cfg.seed)
+    if not held_out:
+        raise ValueError(f"{cfg.data_dir}: no held-out faces to calibrate on")
+    grades = [hayashi_grade_from_name(item.path) for item in held_out]
+    if any(g is None for g in grades):
+        raise ValueError(f"{cfg.data_dir}: every held-out photo needs a grade in its file name (levelK_N)")
+    return held_out, [int(g) for g in grades if g is not None]
+
+
+def _acne_scores(counter: Any, low: float, held_out: Sequence[Any], step: Callable[[int], object]) -> list[np.ndarray]:
+    """The acne peak scores of each held-out face, counted with every acne peak down to ``low``.
+
+    Only the acne classes go low: a scar peak at a low threshold would take over the place of an acne peak
+    (one class per place), which at the real thresholds it would not. ``step(k)`` follows the progress.
+    """
+    counter.thresholds |= dict.fromkeys(ACNE_CLASSES, low)
+    out = []
+    for k, item in enumerate(held_out):
+        result = counter.count(item.path)
+        out.append(np.array([les.score for les in result.lesions if les.cls in ACNE_CLASSES]))
+        step(k + 1)
+    return out
 
 
 def _spec(onnx_path: str | Path) -> Any:
