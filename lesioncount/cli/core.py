@@ -311,6 +311,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                 res = calibrate_soft_count(
                     args.checkpoint,
                     args.config,
+                    heat_sigma=args.heat_sigma if args.heat_sigma > 0 else None,
                     int8=args.int8,
                     threads=args.threads,
                     progress=lambda d, n: progress.update(task, completed=d, total=n),

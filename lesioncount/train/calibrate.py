@@ -153,6 +153,7 @@ def calibrate_soft_count(
     int8: str | Path | None = None,
     thresholds: Sequence[float] = SOFT_THRESHOLDS,
     softnesses: Sequence[float] = SOFTNESSES,
+    heat_sigma: float | None = None,
     threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -170,6 +171,8 @@ def calibrate_soft_count(
         model: the fp32 ONNX model (rewritten in place, atomically).
         config: the model's training config (its data folder, held-out share and seed name the faces).
         int8: the int8 twin: same softness, and the threshold at which its held-out total matches fp32's.
+        heat_sigma: count with the heatmaps smoothed so (output pixels), and write it into the contracts;
+            None: as each model's contract says.
 
     Returns:
         ``{"threshold", "count_softness", "hayashi_acc", "count_r", "held_out_photos", "table"}``, the table
@@ -186,7 +189,7 @@ def calibrate_soft_count(
     total = len(held_out) * (2 if int8 else 1)
 
     def acne_scores(path: str | Path, low: float, done: int) -> list[np.ndarray]:
-        counter = LesionCounter(path, threads=threads, count_softness=0.0)  # every peak a soft count could see
+        counter = LesionCounter(path, threads=threads, heat_sigma=heat_sigma, count_softness=0.0)  # every peak
         return _acne_scores(counter, low, held_out, lambda k: progress(done + k, total) if progress else None)
 
     def counts(scores: list[np.ndarray], t: float, softness: float) -> list[int]:
@@ -194,7 +197,7 @@ def calibrate_soft_count(
 
     scores = acne_scores(model, NEAR_THRESHOLD_FRACTION * min(thresholds), 0)
     reference = [len(item.lesions) for item in held_out]
-    recall = planted_recall(model, NEAR_THRESHOLD_FRACTION * min(thresholds), threads=threads)
+    recall = planted_recall(model, NEAR_THRESHOLD_FRACTION * min(thresholds), threads=threads, heat_sigma=heat_sigma)
     table = []
     for softness in softnesses:
 
@@ -207,10 +210,13 @@ def calibrate_soft_count(
     if not keep:
         raise ValueError("no threshold and softness keep the planted-lesion recall; the model itself must improve")
     acc, r, best, softness, _ = max(keep)
+    # The heat smoothing counted with is written beside the thresholds chosen for it.
+    smooth = {} if heat_sigma is None else {"heat_sigma": float(heat_sigma)}
     update_contract(
         model,
         count_softness=softness,
         thresholds=_spec(model).thresholds | dict.fromkeys(ACNE_CLASSES, best),
+        **smooth,
     )
     res = {
         "threshold": best,
@@ -226,13 +232,15 @@ def calibrate_soft_count(
         grid = np.round(np.arange(max(INT8_STEP, best - INT8_SEARCH), best + INT8_SEARCH + 1e-9, INT8_STEP), 4)
         t8 = float(min(grid, key=lambda t: (abs(sum(counts(scores8, t, softness)) - fp32_total), abs(t - best))))
         update_contract(
-            int8, count_softness=softness, thresholds=_spec(int8).thresholds | dict.fromkeys(ACNE_CLASSES, t8)
+            int8, count_softness=softness, thresholds=_spec(int8).thresholds | dict.fromkeys(ACNE_CLASSES, t8), **smooth
         )
         res |= {"int8_threshold": t8, "fp32_total": fp32_total, "int8_total": sum(counts(scores8, t8, softness))}
     return res
 
 
-def planted_recall(model: str | Path, low: float, *, threads: int | None = None) -> Callable[[float, float], float]:
+def planted_recall(
+    model: str | Path, low: float, *, threads: int | None = None, heat_sigma: float | None = None
+) -> Callable[[float, float], float]:
     """The share of the planted-lesion check's inflammatory lesions that a soft count at ``(threshold,
     softness)`` marks, for any threshold of at least ``2 * low`` (one count of the check photo at ``low``)."""
     from lesioncount.count import soft_count, strongest_acne
@@ -242,7 +250,7 @@ def planted_recall(model: str | Path, low: float, *, threads: int | None = None)
     from lesioncount.types import NEAR_THRESHOLD_FRACTION
 
     image, planted = planted_photo(PLANTED_CHECK_SEED, upscale=PLANTED_CHECK_UPSCALE, plan=PLANTED_CHECK_PLAN)
-    counter = LesionCounter(model, threads=threads, count_softness=0.0)
+    counter = LesionCounter(model, threads=threads, heat_sigma=heat_sigma, count_softness=0.0)
     counter.thresholds |= dict.fromkeys(ACNE_CLASSES, low)
     found = counter.count(image).lesions
     targets = [p for p in planted if p.cls == "inflammatory"]
