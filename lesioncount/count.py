@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lesioncount.types import ACNE_CLASSES, CLASSES, REGIONS, TOTAL_ACNE, Lesion
+from lesioncount.types import ACNE_CLASSES, CLASSES, NEAR_THRESHOLD_FRACTION, REGIONS, TOTAL_ACNE, Lesion
 
 #: Hayashi grades (ACNE04): lesion count on one half face -> grade.
 HAYASHI_BOUNDS: tuple[int, int, int] = (5, 20, 50)
@@ -135,6 +135,27 @@ def strongest_acne(lesions: Sequence[Lesion], n: int) -> tuple[list[Lesion], lis
     kept = [*acne[:n], *(les for les in lesions if les.cls not in ACNE_CLASSES)]
     kept.sort(key=lambda les: (les.y, les.x))
     return kept, acne[n:]
+
+
+def soft_marks(found: Sequence[Lesion], thresholds: Mapping[str, float], softness: float) -> tuple[list[Lesion], float]:
+    """A soft acne count (``ModelSpec.count_softness``) and its marks, from peaks found at or under half
+    the thresholds: the acne peaks scoring at least ``NEAR_THRESHOLD_FRACTION`` of their class threshold
+    each count ``soft_count``; the marks are the rounded sum's number of the strongest of them, beside every
+    lesion of another class.
+
+    Returns:
+        ``(marks, expected)``: the marks in reading order and the unrounded expected acne count.
+    """
+    seen = [
+        les
+        for les in found
+        if les.cls not in ACNE_CLASSES or les.score >= NEAR_THRESHOLD_FRACTION * thresholds[les.cls]
+    ]
+    expected = sum(
+        soft_count([les.score for les in seen if les.cls == c], thresholds[c], softness) for c in ACNE_CLASSES
+    )
+    marks, _ = strongest_acne(seen, round(expected))
+    return marks, expected
 
 
 def count_by_class(lesions: Iterable[Lesion]) -> dict[str, int]:

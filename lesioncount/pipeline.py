@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lesioncount.count import count_by_class, count_by_region, decode_lesions, grades, soft_count, strongest_acne
+from lesioncount.count import count_by_class, count_by_region, decode_lesions, grades, soft_marks
 from lesioncount.face import FaceAnalysis, analyse_face, counting_area, resize_analysis
 from lesioncount.infer import Predictor, resolve_model_path
 from lesioncount.io import DEFAULT_MAX_MEGAPIXELS, LoadedImage, load_image, looks_gray
@@ -316,12 +316,7 @@ class LesionCounter:
         f = NEAR_THRESHOLD_FRACTION
         floor = {k: v * f * f if k in ACNE_CLASSES else v for k, v in self.thresholds.items()}
         found = self._lesions(heat, log_size, frame, area, face, floor)
-        seen = [les for les in found if les.cls not in ACNE_CLASSES or les.score >= f * self.thresholds[les.cls]]
-        expected = sum(
-            soft_count([les.score for les in seen if les.cls == c], self.thresholds[c], self.count_softness)
-            for c in ACNE_CLASSES
-        )
-        lesions, _ = strongest_acne(seen, round(expected))
+        lesions, expected = soft_marks(found, self.thresholds, self.count_softness)
         marked = {id(les) for les in lesions}
         weakest = min((les.score for les in lesions if les.cls in ACNE_CLASSES), default=1.0)
         near = [

@@ -34,7 +34,7 @@ from lesioncount.count import hayashi_grade
 from lesioncount.io import atomic_path
 from lesioncount.synth import PLANTED_CHECK_RECALL
 from lesioncount.train.checkpoint import load_checkpoint_file
-from lesioncount.types import ACNE_CLASSES
+from lesioncount.types import ACNE_CLASSES, ModelSpec
 
 #: Acne thresholds tried after training, through the pipeline.
 PIPELINE_GRID = tuple(float(t) for t in np.round(np.arange(0.05, 0.5 + 1e-9, 0.01), 4))
@@ -243,11 +243,10 @@ def planted_recall(
 ) -> Callable[[float, float], float]:
     """The share of the planted-lesion check's inflammatory lesions that a soft count at ``(threshold,
     softness)`` marks, for any threshold of at least ``2 * low`` (one count of the check photo at ``low``)."""
-    from lesioncount.count import soft_count, strongest_acne
+    from lesioncount.count import soft_marks
     from lesioncount.matching import match_centres
     from lesioncount.pipeline import LesionCounter
     from lesioncount.synth import PLANTED_CHECK_PLAN, PLANTED_CHECK_SEED, PLANTED_CHECK_UPSCALE, planted_photo
-    from lesioncount.types import NEAR_THRESHOLD_FRACTION
 
     image, planted = planted_photo(PLANTED_CHECK_SEED, upscale=PLANTED_CHECK_UPSCALE, plan=PLANTED_CHECK_PLAN)
     counter = LesionCounter(model, threads=threads, heat_sigma=heat_sigma, count_softness=0.0)
@@ -257,9 +256,7 @@ def planted_recall(
     tolerance = [1.5 * p.radius + 4 for p in targets]
 
     def recall(threshold: float, softness: float) -> float:
-        seen = [les for les in found if les.cls not in ACNE_CLASSES or les.score >= NEAR_THRESHOLD_FRACTION * threshold]
-        n = soft_count([les.score for les in seen if les.cls in ACNE_CLASSES], threshold, softness)
-        marks, _ = strongest_acne(seen, round(n))
+        marks, _ = soft_marks(found, counter.spec.thresholds | dict.fromkeys(ACNE_CLASSES, threshold), softness)
         hits = match_centres([(les.x, les.y) for les in marks], [(p.x, p.y) for p in targets], tolerance)[0]
         return len(hits) / max(1, len(targets))
 
@@ -296,9 +293,7 @@ def _acne_scores(counter: Any, low: float, held_out: Sequence[Any], step: Callab
     return out
 
 
-def _spec(onnx_path: str | Path) -> Any:
+def _spec(onnx_path: str | Path) -> ModelSpec:
     import onnx
-
-    from lesioncount.types import ModelSpec
 
     return ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props})
