@@ -53,7 +53,9 @@ def run_demo(out_dir: str | Path = "demo-out", *, model: str | None = None, seed
     result = counter.count(photo)
     elapsed = time.perf_counter() - t
     write_json(out / "demo_face.json", result.to_dict())
-    overlay = draw_overlay(image, result.lesions, counts=result.counts, face_box=result.face.box)
+    overlay = draw_overlay(
+        image, result.lesions, counts=result.counts, face_box=result.face.box, expert_marks=result.expert_marks
+    )
     write_image(out / "demo_face.overlay.jpg", overlay)
     planted_counts = {c: sum(1 for p in planted if p.cls == c) for c in CLASSES}
     # One-to-one (Hungarian) matching within 1.5 radii + 4 px, the evaluation's own matcher.

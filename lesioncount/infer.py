@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from lesioncount.io import sha256_file
 from lesioncount.preprocess import pad_to_multiple, plan_tiles
-from lesioncount.types import ModelSpec
+from lesioncount.types import EXPERT_OUTPUT, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,9 @@ class Predictor:
         self.spec = ModelSpec.from_metadata(meta)
         self.sha256 = sha256_file(self.path)
         self.input_name = self.session.get_inputs()[0].name
+        #: the model has the experts' acne heatmap as a second output (see ``ModelSpec.expert_threshold``)
+        self.has_experts = EXPERT_OUTPUT in {o.name for o in self.session.get_outputs()}
+        self._outputs = ["maps", EXPERT_OUTPUT] if self.has_experts else None
         self._mean = np.array(self.spec.mean, np.float32)
         self._inv_std = 1.0 / np.array(self.spec.std, np.float32)
         self.flip_average = self.spec.flip_average if flip_average is None else flip_average
@@ -98,6 +101,13 @@ class Predictor:
         out = self.session.run(None, {self.input_name: self._normalise(image)})[0]
         return np.asarray(out[0], np.float32)
 
+    def _run_all(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """``run``'s channels, then the experts' heatmap as one more channel when the model has it."""
+        if not self.has_experts:
+            return self.run(image)
+        maps, experts = self.session.run(self._outputs, {self.input_name: self._normalise(image)})
+        return np.concatenate([maps[0], experts[0]]).astype(np.float32, copy=False)
+
     def predict(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Heatmaps and log sizes for a working-scale image of any size, tiled without seams.
 
@@ -107,6 +117,14 @@ class Predictor:
         Returns:
             ``heatmaps`` (C, ceil(H / s), ceil(W / s)) in [0, 1] and ``log_size`` (2, ...), s the output stride.
         """
+        heat, log_size, _ = self.predict_all(image)
+        return heat, log_size
+
+    def predict_all(
+        self, image: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+        """``predict``'s maps and the experts' acne heatmap (1, ...), flip-averaged and smoothed as the class
+        heatmaps are; None when the model has none."""
         h, w = image.shape[:2]
         s = self.spec.output_stride
         padded = pad_to_multiple(image, self.spec.input_multiple)
@@ -121,19 +139,22 @@ class Predictor:
         oh, ow = -(-h // s), -(-w // s)
         nc = len(self.spec.classes)
         heat = out[:nc, :oh, :ow]
+        experts = out[nc + 2 :, :oh, :ow] if self.has_experts else None
         if self.heat_sigma > 0:
             # Every class alike: a place that peaks in two classes keeps its stronger one, and smoothing one
             # class only would hand such places to the other.
             heat = np.stack([cv2.GaussianBlur(c, (0, 0), self.heat_sigma) for c in heat])
-        return heat, out[nc:, :oh, :ow]
+            if experts is not None:
+                experts = cv2.GaussianBlur(experts[0], (0, 0), self.heat_sigma)[None]
+        return heat, out[nc : nc + 2, :oh, :ow], experts
 
     def _predict_padded(self, padded: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         s = self.spec.output_stride
         ph, pw = padded.shape[:2]
-        n_out = len(self.spec.classes) + 2
+        n_out = len(self.spec.classes) + 2 + self.has_experts
         out = np.zeros((n_out, ph // s, pw // s), np.float32)
         for t in plan_tiles(ph, pw, self.spec.tile_px, self.spec.tile_overlap_px, self.spec.input_multiple):
-            res = self.run(padded[t.y0 : t.y1, t.x0 : t.x1])
+            res = self._run_all(padded[t.y0 : t.y1, t.x0 : t.x1])
             oy, ox = (t.y0 + t.keep_y0) // s, (t.x0 + t.keep_x0) // s
             out[:, oy : (t.y0 + t.keep_y1) // s, ox : (t.x0 + t.keep_x1) // s] = res[
                 :, t.keep_y0 // s : t.keep_y1 // s, t.keep_x0 // s : t.keep_x1 // s

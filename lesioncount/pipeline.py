@@ -266,18 +266,23 @@ class LesionCounter:
         near: list[Lesion] = []
         expected = None
         frame = None
+        expert_marks: list[Lesion] = []
         with _timed(timing, "preprocess"):
             if face.skin.any():
                 work, frame, area = working_crop(loaded.image, face, scale, loaded.decode_scale)
         if frame is not None:
             with _timed(timing, "inference"):
-                heat, log_size = self.predictor.predict(work)
+                heat, log_size, experts = self.predictor.predict_all(work)
             with _timed(timing, "postprocess"):
                 if self.count_softness > 0:
                     lesions, near, expected = self._soft(heat, log_size, frame, area, face)
                 else:
                     lesions = self._lesions(heat, log_size, frame, area, face, self.thresholds)
                     near = self._near_threshold(heat, log_size, frame, area, face, lesions)
+                if experts is not None and self.spec.expert_threshold > 0:
+                    expert_marks = self._lesions(
+                        experts, log_size, frame, area, face, {"acne": self.spec.expert_threshold}, ("acne",)
+                    )
         face_info = _face_info(face, loaded.decode_scale, frame.scale if frame else scale * loaded.decode_scale)
         timing["total"] = sum(timing.values())
         return CountResult(
@@ -292,6 +297,7 @@ class LesionCounter:
             timing_s=timing,
             near_threshold=tuple(near),
             acne_expected=expected,
+            expert_marks=tuple(expert_marks),
         )
 
     def _soft(
@@ -396,9 +402,11 @@ class LesionCounter:
         area: npt.NDArray[np.bool_],
         face: FaceAnalysis,
         thresholds: dict[str, float],
+        classes: tuple[str, ...] | None = None,
     ) -> list[Lesion]:
-        """Peaks -> lesions in photo pixels, through the counting frame's inverse; off-area peaks dropped."""
-        found = decode_lesions(heat, log_size, thresholds, self.spec.classes, stride=self.spec.output_stride)
+        """Peaks -> lesions in photo pixels, through the counting frame's inverse; off-area peaks dropped.
+        ``classes`` names the channels of ``heat`` (the model's classes by default)."""
+        found = decode_lesions(heat, log_size, thresholds, classes or self.spec.classes, stride=self.spec.output_stride)
         if not found:
             return []
         centres = np.array([(xw, yw) for _, xw, yw, *_ in found])

@@ -27,6 +27,10 @@ REGIONS: tuple[str, ...] = ("forehead", "left_cheek", "right_cheek", "nose", "ch
 VIEWS: tuple[str, ...] = ("front", "left", "right")
 
 
+#: ONNX output name of a model's experts' acne heatmap (see ``ModelSpec.expert_threshold``).
+EXPERT_OUTPUT = "experts"
+
+
 @dataclass(frozen=True)
 class Lesion:
     """One detected lesion.
@@ -161,6 +165,10 @@ class ModelSpec:
             lesion; the count is the rounded sum (the expected number of lesions), and the marks are that
             many of the strongest such peaks. A peak near the threshold then moves the count by a fraction
             when a re-take nudges its score, not by one. 0: a peak counts when it reaches its threshold.
+        expert_threshold: above 0, the model has a second acne heatmap (ONNX output ``experts``) trained on
+            dermatologists' point labels, which mark about twice as many lesions as the boxes behind the
+            count; its peaks over this threshold are the expert-style marks (``CountResult.expert_marks``).
+            They do not enter the count or the grades. 0: no such output is used.
     """
 
     name: str
@@ -178,6 +186,7 @@ class ModelSpec:
     flip_average: bool = False
     heat_sigma: float = 0.0
     count_softness: float = 0.0
+    expert_threshold: float = 0.0
 
     #: Metadata keys every shipped model must carry.
     REQUIRED_KEYS = (
@@ -214,6 +223,7 @@ class ModelSpec:
             "lesioncount.flip_average": json.dumps(self.flip_average),
             "lesioncount.heat_sigma": str(self.heat_sigma),
             "lesioncount.count_softness": str(self.count_softness),
+            "lesioncount.expert_threshold": str(self.expert_threshold),
         }
 
     @classmethod
@@ -241,6 +251,7 @@ class ModelSpec:
                 flip_average=bool(json.loads(meta.get("lesioncount.flip_average", "false"))),
                 heat_sigma=float(meta.get("lesioncount.heat_sigma", "0")),
                 count_softness=float(meta.get("lesioncount.count_softness", "0")),
+                expert_threshold=float(meta.get("lesioncount.expert_threshold", "0")),
             )
         except (ValueError, TypeError, AttributeError) as e:
             raise ValueError(f"model metadata is malformed ({e}); export the model with `lesioncount export`") from e
@@ -270,6 +281,8 @@ class ModelSpec:
             problems.append(f"heat_sigma must be between 0 and 3 output pixels, got {self.heat_sigma}")
         if not (0 <= self.count_softness <= 0.2 and math.isfinite(self.count_softness)):
             problems.append(f"count_softness must be 0 (off) or a score spread up to 0.2, got {self.count_softness}")
+        if not (0 <= self.expert_threshold < 1 and math.isfinite(self.expert_threshold)):
+            problems.append(f"expert_threshold must be 0 (off) or a score under 1, got {self.expert_threshold}")
         if problems:
             raise ValueError("model contract: " + "; ".join(problems))
 
@@ -300,6 +313,10 @@ class CountResult:
     #: The expected number of acne lesions before rounding, with a soft count (``ModelSpec.count_softness``);
     #: None otherwise.
     acne_expected: float | None = None
+    #: With a model that has an experts' heatmap (``ModelSpec.expert_threshold``): where dermatologists
+    #: would mark acne lesions (class ``acne``), about twice as many as ``lesions`` holds. They are not
+    #: counted in ``counts`` or graded. Empty otherwise.
+    expert_marks: tuple[Lesion, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         face = asdict(self.face)
@@ -318,6 +335,7 @@ class CountResult:
             "timing_s": {k: round(v, 4) for k, v in self.timing_s.items()},
             "near_threshold": [lesion.to_dict() for lesion in self.near_threshold],
             "acne_expected": None if self.acne_expected is None else round(self.acne_expected, 3),
+            "expert_marks": [lesion.to_dict() for lesion in self.expert_marks],
         }
 
     @classmethod
@@ -339,4 +357,5 @@ class CountResult:
             timing_s=dict(d.get("timing_s", {})),
             near_threshold=tuple(Lesion.from_dict(x) for x in d.get("near_threshold", [])),
             acne_expected=d.get("acne_expected"),
+            expert_marks=tuple(Lesion.from_dict(x) for x in d.get("expert_marks", [])),
         )

@@ -6,7 +6,8 @@
 On every photo of ``--valid`` (VOC boxes beside each JPEG, ``expert_points.coco.json`` beside them):
 
 - the count and the Hayashi grade the tool reports, against the file-name grade and the box counts;
-- F1 against the experts' points (centres within max(radius, 8 px), Hungarian matching) and count r;
+- F1 against the experts' points (centres within max(radius, 8 px), Hungarian matching) and count r, of
+  the expert-style marks when the model has an experts' heatmap, else of the counted marks;
 - a simulated re-take (rotation <= 3 degrees, zoom 1.04-1.12x, +-0.3 stop, JPEG 90; seeded): mean
   |difference|, share within max(2 lesions, 15%), share with the same reported grade;
 - the photo one stop darker (linear light): total count change;
@@ -93,6 +94,7 @@ def main() -> int:
     fp32 = LesionCounter(args.model, **opts)
     whole = LesionCounter(args.model, whole_frame=True, **opts)
     int8 = LesionCounter(args.int8, **opts) if args.int8 else None
+    with_experts = fp32.predictor.has_experts and fp32.spec.expert_threshold > 0
     if args.acne_threshold is not None:
         for counter in (fp32, whole, int8):
             if counter is not None:  # only the acne classes: the scar threshold stays the model's
@@ -126,9 +128,17 @@ def main() -> int:
         if ex is not None:
             ref = np.array([(les.x, les.y) for les in ex.lesions]).reshape(-1, 2)
             tol = reference_tolerance_px([les.radius or 0.0 for les in ex.lesions], mode="radius", min_px=8.0)
-            pred = _acne(r)
+            # A model with an experts' heatmap answers the experts with its expert-style marks; otherwise
+            # the counted marks answer them.
+            pred = _acne(r) if not with_experts else np.array([(m.x, m.y) for m in r.expert_marks]).reshape(-1, 2)
             i, _, _ = match_centres(pred, ref, tol)
-            row |= {"n_expert": len(ref), "tp": len(i), "fp": len(pred) - len(i), "fn": len(ref) - len(i)}
+            row |= {
+                "n_expert": len(ref),
+                "n_vs_experts": len(pred),
+                "tp": len(i),
+                "fp": len(pred) - len(i),
+                "fn": len(ref) - len(i),
+            }
         rows.append(row)
     elapsed = time.perf_counter() - t0
     figs, cis = _figures(rows, args.seed)
@@ -167,7 +177,7 @@ def _figures(rows: list[dict], seed: int) -> tuple[dict[str, float], dict[str, t
         if ex:
             tp, fp, fn = (sum(r[k] for r in ex) for k in ("tp", "fp", "fn"))
             out["f1_experts"] = 2 * tp / max(1, 2 * tp + fp + fn)
-            out["count_r_experts"] = pearson_r([r["n"] for r in ex], [r["n_expert"] for r in ex])
+            out["count_r_experts"] = pearson_r([r.get("n_vs_experts", r["n"]) for r in ex], [r["n_expert"] for r in ex])
         return out
 
     figs = stats(np.arange(len(rows)))

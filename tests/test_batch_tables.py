@@ -84,6 +84,10 @@ def test_photo_table_columns_and_types() -> None:
     soft = _outcomes()
     soft[0].result["acne_expected"] = 13.6  # type: ignore[index]
     assert build_tables(_manifest(ROWS), soft)["photos"]["acne_expected"].iloc[0] == 13.6
+    # Expert-style marks: their number where the model gave some, empty (not 0) where it has none.
+    assert str(photos["acne_expert_marks"].dtype) == "Int64" and photos["acne_expert_marks"].isna().all()
+    soft[1].result["expert_marks"] = [{"class": "acne"}] * 7  # type: ignore[index]
+    assert build_tables(_manifest(ROWS), soft)["photos"]["acne_expert_marks"].iloc[1] == 7
 
 
 def test_visits_sum_views_and_refuse_incomplete() -> None:

@@ -106,6 +106,9 @@ def photo_table(manifest: pd.DataFrame, outcomes: Sequence[Outcome]) -> pd.DataF
             row[c] = r["counts"].get(c, 0) if r else None
         # The soft count's expected number of acne lesions before rounding (None from a hard count).
         row["acne_expected"] = r.get("acne_expected") if r else None
+        # Expert-style marks (a model with an experts' heatmap): not counted above; None without them.
+        marks = r.get("expert_marks") if r else None
+        row["acne_expert_marks"] = len(marks) if marks else None
         for reg in REGIONS:
             by = r["counts_by_region"].get(reg, {}) if r else {}
             for c in COUNT_CLASSES:
@@ -142,6 +145,7 @@ def photo_table(manifest: pd.DataFrame, outcomes: Sequence[Outcome]) -> pd.DataF
         df[c] = df[c].astype("boolean")
     df["visit_date"] = pd.to_datetime(df["visit_date"])
     df["acne_expected"] = df["acne_expected"].astype("Float64")
+    df["acne_expert_marks"] = df["acne_expert_marks"].astype("Int64")
     df["time_s"] = df["time_s"].astype(float)
     _text_as_string(df)
     return df

@@ -148,7 +148,13 @@ def _write_result(out: Path, rel: str, path: Path, result: CountResult, args: ar
     doc = result.to_dict()
     if args.overlay:
         image = load_image(path, max_megapixels=args.max_megapixels).image
-        overlay = draw_overlay(image, result.lesions, counts=result.counts, face_box=result.face.box)
+        overlay = draw_overlay(
+            image,
+            result.lesions,
+            counts=result.counts,
+            face_box=result.face.box,
+            expert_marks=result.expert_marks,
+        )
         write_image(out / (rel.removesuffix(".json") + ".overlay.jpg"), overlay)
     write_json(out / rel, doc)
     return doc
@@ -337,6 +343,78 @@ def run_calibrate(args: argparse.Namespace) -> int:
             f"int8 acne threshold {res['int8_threshold']:g}: {res['int8_total']} lesions on the held-out faces "
             f"against fp32's {res['fp32_total']}; written into {args.int8}"
         )
+    return 0
+
+
+def add_train_experts(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-experts",
+        help="train an experts' heatmap beside a model's frozen network (needs the `train` extra)",
+        description=(
+            "Train a second acne heatmap on dermatologists' point labels beside the model's frozen network "
+            "(its counts, grades and marks stay exactly as they are), on one fixed half of the photos' source "
+            "faces with a share of them kept apart; then write the model with both outputs and choose the "
+            "experts' threshold on the photos kept apart. Rerunning resumes the training."
+        ),
+    )
+    p.add_argument("model", help="the fp32 .onnx model whose network is kept")
+    p.add_argument("--points", required=True, help="COCO point labels (point + radius), photos beside the file")
+    p.add_argument("--half", type=int, choices=(1, 2), default=1, help="the half of the source faces to train on")
+    p.add_argument("--out", default="runs/experts", help="checkpoints, log and split (default: runs/experts)")
+    p.add_argument("--write", required=True, metavar="ONNX", help="where to write the model with both outputs")
+    p.add_argument("--steps", type=int, default=3000, help="training steps of 8 crops (default: 3000)")
+    p.add_argument("--calib-fraction", type=float, default=0.2, help="share of the half's faces kept apart")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads (default: 2)")
+    p.set_defaults(func=run_train_experts)
+
+
+def run_train_experts(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from lesioncount.train.calibrate import calibrate_expert_threshold
+    from lesioncount.train.expert import export_expert_model, train_expert_branch
+
+    console = Console(stderr=True)
+    columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(TextColumn("training"), *columns, console=console) as progress:
+            task = progress.add_task("train", total=args.steps)
+            final = train_expert_branch(
+                args.model,
+                args.points,
+                args.out,
+                half=args.half,
+                calib_fraction=args.calib_fraction,
+                steps=args.steps,
+                seed=args.seed,
+                threads=args.threads,
+                progress=lambda d, n: progress.update(task, completed=d, total=n),
+            )
+        diff = export_expert_model(args.model, final, args.write)
+        if diff > 1e-4:
+            console.print(f"[red]error:[/red] the network's own output moved by {diff:.2e} in the export")
+            return 1
+        photos = json.loads((Path(args.out) / "split.json").read_text(encoding="utf-8"))["calibration"]
+        with Progress(TextColumn("calibration photos"), *columns, console=console) as progress:
+            task = progress.add_task("calibrate", total=len(photos))
+            res = calibrate_expert_threshold(
+                args.write,
+                args.points,
+                photos,
+                threads=args.threads,
+                progress=lambda d, n: progress.update(task, completed=d, total=n),
+            )
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 2
+    print(
+        f"experts' threshold {res['threshold']:g}: F1 {res['f1']:.3f} against {res['points']} expert points on "
+        f"{res['photos']} photos kept apart; written with the model to {args.write}"
+    )
     return 0
 
 

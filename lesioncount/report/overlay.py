@@ -16,6 +16,9 @@ CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
     "comedone": (30, 120, 255),
     "scar": (255, 200, 0),
 }
+#: Colour of the expert-style marks (``CountResult.expert_marks``): small dots, not rings, so that they
+#: read as a second layer beside the counted lesions.
+EXPERT_COLOUR: tuple[int, int, int] = (255, 255, 255)
 
 
 def draw_overlay(
@@ -25,6 +28,7 @@ def draw_overlay(
     counts: Mapping[str, int] | None = None,
     face_box: tuple[int, int, int, int] | None = None,
     max_side_px: int | None = 2000,
+    expert_marks: Iterable[Lesion] = (),
 ) -> npt.NDArray[np.uint8]:
     """A copy of ``image`` with every lesion marked and a legend.
 
@@ -34,6 +38,8 @@ def draw_overlay(
         counts: class -> count for the legend (counted from ``lesions`` when None).
         face_box: draw the face box too.
         max_side_px: shrink the result so its longer side is at most this (None keeps full size).
+        expert_marks: where dermatologists would mark acne (``CountResult.expert_marks``): a dot each, and
+            a legend line with their number (none when empty).
 
     Returns:
         The marked image (uint8 RGB), possibly smaller than the input.
@@ -46,6 +52,11 @@ def draw_overlay(
     if face_box is not None:
         x, y, bw, bh = (round(v * f) for v in face_box)
         cv2.rectangle(out, (x, y), (x + bw, y + bh), (255, 255, 255), thick)
+    experts = list(expert_marks)
+    for m in experts:
+        centre = (round(m.x * f), round(m.y * f))
+        cv2.circle(out, centre, 2 * thick + 1, (0, 0, 0), -1, cv2.LINE_AA)
+        cv2.circle(out, centre, 2 * thick, EXPERT_COLOUR, -1, cv2.LINE_AA)
     for les in lesions:
         r = max(4 * thick, round(0.6 * max(les.bbox[2], les.bbox[3]) * f))
         cv2.circle(
@@ -62,15 +73,18 @@ def draw_overlay(
     line_h = round(28 * scale)
     pad = round(8 * scale)
     box_w = round(260 * scale)
-    box_h = pad * 2 + line_h * len(CLASSES)
+    lines = [(f"{c}: {counts.get(c, 0)}", CLASS_COLOURS[c]) for c in CLASSES]
+    if experts:
+        lines.append((f"expert-style: {len(experts)}", EXPERT_COLOUR))
+    box_h = pad * 2 + line_h * len(lines)
     roi = out[pad : pad + box_h, pad : pad + box_w]
     roi[:] = (roi * 0.35).astype(np.uint8)
-    for i, c in enumerate(CLASSES):
+    for i, (text, colour) in enumerate(lines):
         y = pad + pad + line_h * i + line_h // 2
-        cv2.circle(out, (pad * 3, y), round(8 * scale), CLASS_COLOURS[c], -1, cv2.LINE_AA)
+        cv2.circle(out, (pad * 3, y), round(8 * scale), colour, -1, cv2.LINE_AA)
         cv2.putText(
             out,
-            f"{c}: {counts.get(c, 0)}",
+            text,
             (pad * 5, y + round(8 * scale)),
             cv2.FONT_HERSHEY_SIMPLEX,
             0.7 * scale,
