@@ -217,6 +217,8 @@ def test_set_acne_threshold_rewrites_only_the_acne_classes(tmp_path: Path) -> No
         ("lesioncount.count_softness", "-0.01", "count_softness must be 0"),
         ("lesioncount.count_softness", "0.5", "count_softness must be 0"),
         ("lesioncount.count_softness", "nan", "count_softness must be 0"),
+        ("lesioncount.expert_threshold", "1.5", "expert_threshold must be 0"),
+        ("lesioncount.expert_threshold", "-0.1", "expert_threshold must be 0"),
     ],
 )
 def test_model_contract_values_are_checked_on_load(key: str, value: str, words: str) -> None:

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "lesioncount.demo:add_cli",
     "train": "lesioncount.cli.core:add_train",
     "calibrate": "lesioncount.cli.core:add_calibrate",
+    "train-experts": "lesioncount.cli.core:add_train_experts",
     "export": "lesioncount.cli.core:add_export",
     "evaluate": "lesioncount.cli.evaluate:add_cli",
     "score": "lesioncount.cli.score:add_cli",
@@ -33,6 +34,7 @@ SUBCOMMANDS: dict[str, str] = {
 EXTRAS: dict[str, str] = {
     "train": "train",
     "calibrate": "train",
+    "train-experts": "train",
     "export": "train",
     "evaluate": "eval",
     "score": "batch",

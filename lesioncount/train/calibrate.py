@@ -34,7 +34,7 @@ from lesioncount.count import hayashi_grade
 from lesioncount.io import atomic_path
 from lesioncount.synth import PLANTED_CHECK_RECALL
 from lesioncount.train.checkpoint import load_checkpoint_file
-from lesioncount.types import ACNE_CLASSES, ModelSpec
+from lesioncount.types import ACNE_CLASSES, EXPERT_OUTPUT, ModelSpec
 
 #: Acne thresholds tried after training, through the pipeline.
 PIPELINE_GRID = tuple(float(t) for t in np.round(np.arange(0.05, 0.5 + 1e-9, 0.01), 4))
@@ -297,3 +297,102 @@ def _spec(onnx_path: str | Path) -> ModelSpec:
     import onnx
 
     return ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props})
+
+
+#: Thresholds tried for the experts' heatmap, and the floor its calibration counts down to.
+EXPERT_GRID = tuple(float(t) for t in np.round(np.arange(0.1, 0.7 + 1e-9, 0.01), 4))
+
+
+def calibrate_expert_threshold(
+    model: str | Path,
+    coco: str | Path,
+    photos: Sequence[str | Path],
+    *,
+    int8: str | Path | None = None,
+    grid: Sequence[float] = EXPERT_GRID,
+    threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Choose the experts' heatmap threshold (``ModelSpec.expert_threshold``) on photos with expert points
+    that the branch was not trained on, and write it into the model's contract.
+
+    The threshold is the one with the best F1 of the expert-style marks against the points (centres within
+    max(radius, 8 px), Hungarian matching, summed over the photos), through the whole pipeline.
+
+    Args:
+        model: the ONNX model with an ``experts`` output (rewritten in place, atomically).
+        coco: the point labels (``point`` + ``radius``).
+        photos: the calibration photos (``split.json``'s ``calibration`` from ``train_expert_branch``).
+        int8: its int8 twin: the threshold at which its marks on these photos total fp32's.
+
+    Returns:
+        ``{"threshold", "f1", "photos", "points", "table"}`` (the table: ``(threshold, f1, marks)``), with
+        ``int8`` also ``"int8_threshold"``, ``"fp32_marks"`` and ``"int8_marks"``.
+    """
+    import dataclasses
+
+    from lesioncount.data import read_coco
+    from lesioncount.matching import match_centres, reference_tolerance_px
+    from lesioncount.pipeline import LesionCounter
+    from lesioncount.train.export import update_contract
+
+    labels = {a.file_name: a for a in read_coco(coco, {"acne": "inflammatory"})}
+    names = [Path(p).name for p in photos]
+    missing = [n for n in names if n not in labels]
+    if missing or not names:
+        raise ValueError(f"{coco}: no expert points for {missing[:3] or 'any photo'}")
+    low = min(grid)
+    total = len(names) * (2 if int8 else 1)
+
+    def marks(path: str | Path, done: int) -> list[np.ndarray]:
+        counter = LesionCounter(path, threads=threads)
+        if not counter.predictor.has_experts:
+            raise ValueError(f"{path}: the model has no '{EXPERT_OUTPUT}' output to calibrate")
+        counter.spec = dataclasses.replace(counter.spec, expert_threshold=low)
+        out = []
+        for k, p in enumerate(photos):
+            r = counter.count(p)
+            out.append(np.array([(m.x, m.y, m.score) for m in r.expert_marks]).reshape(-1, 3))
+            if progress:
+                progress(done + k + 1, total)
+        return out
+
+    found = marks(model, 0)
+    refs = []
+    for n in names:
+        ann = labels[n]
+        refs.append(
+            (
+                np.array([(les.x, les.y) for les in ann.lesions]).reshape(-1, 2),
+                reference_tolerance_px([les.radius or 0.0 for les in ann.lesions], mode="radius", min_px=8.0),
+            )
+        )
+    table = []
+    for t in grid:
+        tp = fp = fn = 0
+        for m, (ref, tol) in zip(found, refs, strict=True):
+            pred = m[m[:, 2] >= t, :2]
+            hits = len(match_centres(pred, ref, tol)[0])
+            tp, fp, fn = tp + hits, fp + len(pred) - hits, fn + len(ref) - hits
+        table.append((float(t), 2 * tp / max(1, 2 * tp + fp + fn), tp + fp))
+    best, f1, n_marks = max(table, key=lambda row: (row[1], -row[0]))
+    update_contract(model, expert_threshold=best)
+    res: dict[str, Any] = {
+        "threshold": best,
+        "f1": f1,
+        "photos": len(names),
+        "points": sum(len(r) for r, _ in refs),
+        "table": table,
+    }
+    if int8:
+        found8 = marks(int8, len(names))
+        t8 = float(
+            min(grid, key=lambda t: (abs(sum(int((m[:, 2] >= t).sum()) for m in found8) - n_marks), abs(t - best)))
+        )
+        update_contract(int8, expert_threshold=t8)
+        res |= {
+            "int8_threshold": t8,
+            "fp32_marks": n_marks,
+            "int8_marks": sum(int((m[:, 2] >= t8).sum()) for m in found8),
+        }
+    return res

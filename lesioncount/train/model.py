@@ -57,15 +57,19 @@ class LesionUNet(nn.Module):
         # Focal-loss prior: start with heatmaps near 0.01 so early training is stable (CenterNet practice).
         nn.init.constant_(self.head_hm[-1].bias, -4.6)  # type: ignore[arg-type]
 
-    def forward_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Heatmap logits and log-size maps, each at 1/stride resolution."""
+    def last_decoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the last decoder block reads: the upsampled deeper features beside the first level's."""
         e0 = self.enc0(self.stem(x))
         e1 = self.enc1(self.pool(e0))
         e2 = self.enc2(self.pool(e1))
         e3 = self.enc3(self.pool(e2))
         d2 = self.dec2(torch.cat([self.up(e3), e2], 1))
         d1 = self.dec1(torch.cat([self.up(d2), e1], 1))
-        d0 = self.dec0(torch.cat([self.up(d1), e0], 1))
+        return torch.cat([self.up(d1), e0], 1)
+
+    def forward_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Heatmap logits and log-size maps, each at 1/stride resolution."""
+        d0 = self.dec0(self.last_decoder_input(x))
         return self.head_hm(d0), self.head_size(d0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

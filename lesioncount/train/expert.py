@@ -1,0 +1,260 @@
+"""A second acne heatmap, trained on dermatologists' point labels beside the frozen box-trained network.
+
+ACNE04's boxes and its experts' points count different things: the experts mark 2.3 times as many
+lesions, and one heatmap at one threshold cannot follow both (fine-tuning the whole network on the points
+met the expert goals and lost every box and grade figure; ``docs/model.md``). So the shipped network is
+frozen, count, grade and marks unchanged, and a copy of its last decoder block and heatmap head, reading
+the same features, learns the experts' notion: where a dermatologist would put a mark.
+
+``train_expert_branch`` trains that copy (resumable from ``out_dir/last.pt``) on one fixed half of ACNE04
+valid's expert points, keeping a share of that half's faces apart for calibration, so that the other
+half can be reported on; ``export_expert_model`` writes an ONNX model with both outputs (``maps`` as
+before and ``experts``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lesioncount.io import atomic_path
+from lesioncount.train.checkpoint import load_checkpoint_file
+from lesioncount.train.dataset import Item, LesionDataset, load_point_items, split_by_source
+from lesioncount.train.loop import focal_loss
+from lesioncount.train.model import LesionUNet
+from lesioncount.train.onnx_import import network_from_onnx
+from lesioncount.types import ACNE_CLASSES, CLASSES, EXPERT_OUTPUT
+
+log = logging.getLogger(__name__)
+
+ACNE_CHANNELS = [CLASSES.index(c) for c in ACNE_CLASSES]
+
+
+class ExpertNet(nn.Module):
+    """The frozen lesion network and its expert branch: ``forward`` gives ``(maps, experts)``, the
+    network's own output unchanged and the experts' acne heatmap (N, 1, H/s, W/s) in [0, 1]."""
+
+    def __init__(self, trunk: LesionUNet) -> None:
+        super().__init__()
+        self.trunk = trunk
+        # Start from the network's own last block and acne head: the branch begins where the boxes' notion
+        # is and moves towards the experts'.
+        head = copy.deepcopy(trunk.head_hm)
+        final = head[-1]
+        assert isinstance(final, nn.Conv2d)
+        one = nn.Conv2d(final.in_channels, 1, 1)
+        with torch.no_grad():
+            one.weight.copy_(final.weight[ACNE_CHANNELS[0] : ACNE_CHANNELS[0] + 1])
+            assert one.bias is not None and final.bias is not None
+            one.bias.copy_(final.bias[ACNE_CHANNELS[0] : ACNE_CHANNELS[0] + 1])
+        self.branch = nn.Sequential(copy.deepcopy(trunk.dec0), *list(head)[:-1], one)
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
+
+    def branch_logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.branch(features)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.trunk.last_decoder_input(x)
+        d0 = self.trunk.dec0(f)
+        maps = torch.cat([torch.sigmoid(self.trunk.head_hm(d0)), self.trunk.head_size(d0)], 1)
+        return maps, torch.sigmoid(self.branch(f))
+
+
+def expert_items(
+    coco: str | os.PathLike[str], half: int, calib_fraction: float, seed: int
+) -> tuple[list[Item], list[Item]]:
+    """``(train, calibration)``: the photos of one half (0: all) of a point-label file, split by source face."""
+    items = load_point_items(coco, half)
+    if not items:
+        raise ValueError(f"{coco}: no photos in half {half}")
+    return split_by_source(items, calib_fraction, seed)
+
+
+def train_expert_branch(
+    onnx_path: str | os.PathLike[str],
+    coco: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    half: int = 1,
+    calib_fraction: float = 0.2,
+    steps: int = 3000,
+    batch_size: int = 8,
+    crop_px: int = 384,
+    lr: float = 1e-3,
+    ema_decay: float = 0.998,
+    seed: int = 0,
+    threads: int = 2,
+    checkpoint_every_s: float = 120.0,
+    arch: str = "unet24",
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Train the expert branch (resuming from ``out_dir/last.pt``); returns the path of ``final.pt``.
+
+    The network's BatchNorms keep their folded statistics (eval mode throughout); only the branch learns.
+    Planted scars and marks carry no acne label, so the branch learns to pass over them. ``split.json`` in
+    ``out_dir`` names the photos trained on and those kept apart for calibration. ``progress(step, steps)``
+    follows the training.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    train_items, calib = expert_items(coco, half, calib_fraction, seed)
+    (out / "split.json").write_text(
+        json.dumps(
+            {
+                "points": str(coco),
+                "half": half,
+                "train": [i.path for i in train_items],
+                "calibration": [i.path for i in calib],
+            },
+            indent=1,
+        )
+    )
+    log.info("%d photos to train on, %d kept apart for calibration", len(train_items), len(calib))
+    net = ExpertNet(network_from_onnx(onnx_path, arch)).eval()
+    params = [p for p in net.branch.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    ema = torch.optim.swa_utils.AveragedModel(
+        net.branch, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay), use_buffers=True
+    )
+    step = 0
+    last = out / "last.pt"
+    if last.exists():
+        state = load_checkpoint_file(last)
+        net.branch.load_state_dict(state["branch"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        ema.load_state_dict(state["ema"])
+        step = int(state["step"])
+        if sched.total_steps != steps:
+            # A new step budget on resume: continue the one-cycle schedule, stretched or shrunk to fit.
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=lr, total_steps=steps, pct_start=0.1, last_epoch=step - 1
+            )
+        log.info("resumed from %s at step %d of %d", last, step, steps)
+    ds = LesionDataset(train_items, crop_px, net.trunk.output_stride, length=10**9, seed=seed)
+    ds.epoch = step
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=1)
+
+    def checkpoint() -> None:
+        state = {
+            "branch": net.branch.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "ema": ema.state_dict(),
+            "step": step,
+        }
+        with atomic_path(last) as tmp:
+            torch.save(state, tmp)
+
+    logf = open(out / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
+    t0, seen, run_loss, run_steps, last_ckpt = time.monotonic(), 0, 0.0, 0, time.monotonic()
+    try:
+        if progress:
+            progress(step, steps)
+        it = iter(loader)
+        while step < steps:
+            x, heat, _, _ = next(it)
+            target = heat[:, ACNE_CHANNELS].amax(1, keepdim=True)
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                f = net.trunk.last_decoder_input(x.contiguous(memory_format=torch.channels_last))
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = net.branch_logits(f.float())
+            loss = focal_loss(logits.float(), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            sched.step()
+            ema.update_parameters(net.branch)
+            step += 1
+            seen += x.shape[0]
+            run_loss += float(loss.detach())
+            run_steps += 1
+            if step % 50 == 0 or step == steps:
+                rec = {
+                    "step": step,
+                    "loss": run_loss / run_steps,
+                    "crops_per_s": seen / (time.monotonic() - t0),
+                    "time": time.time(),
+                }
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+                run_loss, run_steps = 0.0, 0
+            if progress:
+                progress(step, steps)
+            if time.monotonic() - last_ckpt >= checkpoint_every_s:
+                checkpoint()
+                last_ckpt = time.monotonic()
+        checkpoint()
+        final = out / "final.pt"
+        with atomic_path(final) as tmp:
+            torch.save({"branch": ema.module.state_dict(), "step": step, "onnx": str(onnx_path)}, tmp)
+        return final
+    finally:
+        logf.close()
+
+
+def export_expert_model(
+    onnx_path: str | os.PathLike[str],
+    branch_checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    metadata: dict[str, str] | None = None,
+    arch: str = "unet24",
+    opset: int = 17,
+) -> float:
+    """Write the network with its expert branch as one ONNX model (outputs ``maps`` and ``experts``),
+    carrying the source model's metadata updated by ``metadata``; returns the largest difference of its
+    ``maps`` from the source model's on a fixed input (the network itself must not change)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    net = ExpertNet(network_from_onnx(onnx_path, arch)).eval()
+    net.branch.load_state_dict(load_checkpoint_file(branch_checkpoint)["branch"])
+    out = Path(out)
+    dummy = torch.zeros(1, 3, 256, 256)
+    with atomic_path(out) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (dummy,),
+            str(tmp),
+            input_names=["image"],
+            output_names=["maps", EXPERT_OUTPUT],
+            dynamic_axes={
+                "image": {0: "batch", 2: "height", 3: "width"},
+                "maps": {0: "batch", 2: "oh", 3: "ow"},
+                EXPERT_OUTPUT: {0: "batch", 2: "oh", 3: "ow"},
+            },
+            opset_version=opset,
+            dynamo=False,
+        )
+        model = onnx.load(str(tmp))
+        meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props} | (metadata or {})
+        del model.metadata_props[:]
+        for k, v in meta.items():
+            model.metadata_props.add(key=k, value=v)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
+    x = np.random.default_rng(0).standard_normal((1, 3, 160, 224)).astype(np.float32)
+    runs: list[Any] = []
+    for path in (onnx_path, out):
+        s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        runs.append(s.run(["maps"], {s.get_inputs()[0].name: x})[0])
+    return float(np.abs(runs[0] - runs[1]).max())
