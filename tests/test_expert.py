@@ -99,7 +99,7 @@ def test_branch_trains_resumes_exports_calibrates_and_counts(tmp_path: Path, pla
     plain = LesionCounter(shipped, threads=1).count(photo)
     both = LesionCounter(model, threads=1).count(photo)
     assert both.counts == plain.counts and both.lesions == plain.lesions and both.grades == plain.grades
-    assert both.expert_marks and LesionCounter(int8=True, threads=1).count(photo).expert_marks == ()  # int8: none
+    assert both.expert_marks
     assert all(m.cls == "acne" and m.score >= 0.1 for m in both.expert_marks)
     d = both.to_dict()
     jsonschema.validate(d, json.loads((ROOT / "lesioncount/schema/count_result.v1.json").read_text()))
@@ -108,6 +108,9 @@ def test_branch_trains_resumes_exports_calibrates_and_counts(tmp_path: Path, pla
     update_contract(model, expert_threshold=0.5)
     fewer = LesionCounter(model, threads=1).count(photo).expert_marks
     assert {(m.x, m.y) for m in fewer} <= {(m.x, m.y) for m in both.expert_marks}
+    # A threshold of 0 in the contract: the branch is not used, and no expert-style marks are given.
+    update_contract(model, expert_threshold=0.0)
+    assert LesionCounter(model, threads=1).count(photo).expert_marks == ()
 
 
 def test_calibration_refuses_a_model_without_the_experts_output(planted_points: Path) -> None:
@@ -124,10 +127,16 @@ def test_train_experts_command_writes_a_calibrated_model(tmp_path: Path, planted
     model = tmp_path / "m.onnx"
     args = ["train-experts", str(resolve_model_path()), "--points", str(planted_points), "--steps", "2"]
     # The four planted photos' source faces all fall in half 2 (lesioncount.data.split_half).
-    rc = main([*args, "--half", "2", "--out", str(tmp_path / "run"), "--write", str(model), "--threads", "1"])
+    int8_in, int8_out = resolve_model_path(int8=True), tmp_path / "m.int8.onnx"
+    rc = main(
+        [*args, "--half", "2", "--out", str(tmp_path / "run"), "--write", str(model), "--threads", "1"]
+        + ["--int8", str(int8_in), str(int8_out)]
+    )
     assert rc == 0
-    spec = ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(model)).metadata_props})
-    assert 0 < spec.expert_threshold < 1
+    for path in (model, int8_out):
+        spec = ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(path)).metadata_props})
+        assert 0 < spec.expert_threshold < 1
+        assert [o.name for o in onnx.load(str(path)).graph.output] == ["maps", "experts"]
     # Points of a half with no photos: a clear error, no model written.
     rc = main([*args, "--half", "1", "--out", str(tmp_path / "run2"), "--write", str(tmp_path / "none.onnx")])
     assert rc == 2 and not (tmp_path / "none.onnx").exists()
@@ -149,3 +158,26 @@ def test_the_shipped_model_has_an_experts_heatmap_beside_an_unchanged_network() 
         want = network_from_onnx(path)(torch.from_numpy(x)).numpy()
     assert np.abs(maps - want).max() < 1e-4
     assert experts.shape == (1, 1, 32, 48) and 0 <= experts.min() <= experts.max() <= 1
+
+
+def test_the_branch_copied_into_the_int8_twin_leaves_its_maps_alone(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from lesioncount.train.expert import graft_expert_branch
+
+    bare = resolve_model_path(int8=True)  # the shipped int8 twin has no branch (speed)
+    grafted = tmp_path / "grafted.int8.onnx"
+    graft_expert_branch(resolve_model_path(), bare, grafted)
+    x = np.random.default_rng(2).standard_normal((1, 3, 96, 128)).astype(np.float32)
+
+    def run(path: Path) -> list[np.ndarray]:
+        s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return s.run(None, {"image": x})
+
+    (plain,), (maps, experts), (_, experts32) = run(bare), run(grafted), run(resolve_model_path())
+    assert np.array_equal(plain, maps)  # the int8 network's own output is untouched
+    assert np.abs(experts - experts32).max() < 0.1  # the branch reads int8's features, in float
+    with pytest.raises(ValueError, match="already has"):
+        graft_expert_branch(resolve_model_path(), grafted, tmp_path / "twice.onnx")
+    with pytest.raises(ValueError, match="no 'experts' branch"):
+        graft_expert_branch(bare, bare, tmp_path / "none.onnx")

@@ -362,6 +362,13 @@ def add_train_experts(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--half", type=int, choices=(1, 2), default=1, help="the half of the source faces to train on")
     p.add_argument("--out", default="runs/experts", help="checkpoints, log and split (default: runs/experts)")
     p.add_argument("--write", required=True, metavar="ONNX", help="where to write the model with both outputs")
+    p.add_argument(
+        "--int8",
+        nargs=2,
+        metavar=("INT8_ONNX", "OUT"),
+        help="also copy the branch into the model's int8 twin (run in float there), written to OUT with the "
+        "threshold at which its marks on the photos kept apart total the fp32 model's",
+    )
     p.add_argument("--steps", type=int, default=3000, help="training steps of 8 crops (default: 3000)")
     p.add_argument("--calib-fraction", type=float, default=0.2, help="share of the half's faces kept apart")
     p.add_argument("--seed", type=int, default=0)
@@ -376,7 +383,7 @@ def run_train_experts(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from lesioncount.train.calibrate import calibrate_expert_threshold
-    from lesioncount.train.expert import export_expert_model, train_expert_branch
+    from lesioncount.train.expert import export_expert_model, graft_expert_branch, train_expert_branch
 
     console = Console(stderr=True)
     columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -398,6 +405,8 @@ def run_train_experts(args: argparse.Namespace) -> int:
         if diff > 1e-4:
             console.print(f"[red]error:[/red] the network's own output moved by {diff:.2e} in the export")
             return 1
+        if args.int8:
+            graft_expert_branch(args.write, args.int8[0], args.int8[1])
         photos = json.loads((Path(args.out) / "split.json").read_text(encoding="utf-8"))["calibration"]
         with Progress(TextColumn("calibration photos"), *columns, console=console) as progress:
             task = progress.add_task("calibrate", total=len(photos))
@@ -405,6 +414,7 @@ def run_train_experts(args: argparse.Namespace) -> int:
                 args.write,
                 args.points,
                 photos,
+                int8=args.int8[1] if args.int8 else None,
                 threads=args.threads,
                 progress=lambda d, n: progress.update(task, completed=d, total=n),
             )
@@ -415,6 +425,11 @@ def run_train_experts(args: argparse.Namespace) -> int:
         f"experts' threshold {res['threshold']:g}: F1 {res['f1']:.3f} against {res['points']} expert points on "
         f"{res['photos']} photos kept apart; written with the model to {args.write}"
     )
+    if args.int8:
+        print(
+            f"int8 experts' threshold {res['int8_threshold']:g}: {res['int8_marks']} marks against fp32's "
+            f"{res['fp32_marks']} there; written to {args.int8[1]}"
+        )
     return 0
 
 

@@ -258,3 +258,52 @@ def export_expert_model(
         s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         runs.append(s.run(["maps"], {s.get_inputs()[0].name: x})[0])
     return float(np.abs(runs[0] - runs[1]).max())
+
+
+def graft_expert_branch(
+    with_branch: str | os.PathLike[str], target: str | os.PathLike[str], out: str | os.PathLike[str]
+) -> None:
+    """Copy the experts' branch of one exported model (its ``/branch/`` nodes, their weights and the
+    ``experts`` output) into another model of the same network, such as its int8 twin, where it reads the
+    same tensor (the last decoder block's input; its dequantised copy in a QDQ model) and runs in float. The target's own outputs and metadata
+    are untouched (set its ``expert_threshold`` after, e.g. with ``calibrate_expert_threshold(int8=...)``).
+
+    Raises:
+        ValueError: the source has no experts' branch, or the target lacks the tensor the branch reads.
+    """
+    src, dst = onnx.load(str(with_branch)), onnx.load(str(target))
+    nodes = [n for n in src.graph.node if any(o.startswith("/branch/") or o == EXPERT_OUTPUT for o in n.output)]
+    if not any(EXPERT_OUTPUT in n.output for n in nodes):
+        raise ValueError(f"{with_branch}: no '{EXPERT_OUTPUT}' branch to copy")
+    made = {o for n in nodes for o in n.output}
+    weights = {t.name: t for t in src.graph.initializer}
+    reads = {i for n in nodes for i in n.input if i and i not in made and i not in weights}
+    have = {o for n in dst.graph.node for o in n.output} | {i.name for i in dst.graph.input}
+    if not reads <= have:
+        raise ValueError(f"{target}: lacks {sorted(reads - have)}, which the experts' branch reads")
+    if EXPERT_OUTPUT in {o.name for o in dst.graph.output}:
+        raise ValueError(f"{target}: already has an '{EXPERT_OUTPUT}' output")
+    # In a quantised (QDQ) target, read the dequantised copy of each tensor the network's own next layer
+    # reads: a second float consumer of the tensor itself keeps ONNX Runtime from fusing the quantised ops
+    # around it (the int8 network ran at less than half its speed that way).
+    q_of = {n.input[0]: n.output[0] for n in dst.graph.node if n.op_type == "QuantizeLinear"}
+    dq_of = {n.input[0]: n.output[0] for n in dst.graph.node if n.op_type == "DequantizeLinear"}
+    source = {t: dq_of.get(q_of.get(t, ""), t) for t in reads}
+    # The branch's weights keep their values under names of their own (exporters reuse names like onnx::Conv_12).
+    rename = {name: f"expert_branch/{name}" for n in nodes for name in n.input if name in weights}
+    for name, new in rename.items():
+        t = onnx.TensorProto()
+        t.CopyFrom(weights[name])
+        t.name = new
+        dst.graph.initializer.append(t)
+    for n in nodes:
+        copy_node = onnx.NodeProto()
+        copy_node.CopyFrom(n)
+        copy_node.name = f"expert_branch/{n.name}"
+        for k, name in enumerate(copy_node.input):
+            copy_node.input[k] = rename.get(name, source.get(name, name))
+        dst.graph.node.append(copy_node)
+    dst.graph.output.extend([o for o in src.graph.output if o.name == EXPERT_OUTPUT])
+    onnx.checker.check_model(dst)
+    with atomic_path(out) as tmp:
+        onnx.save(dst, str(tmp))
