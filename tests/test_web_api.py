@@ -867,3 +867,20 @@ def test_comparability_with_the_baseline_is_the_reports_verdict(web, astronaut):
     assert c.get(f"/api/v1/photos/{base}/comparability", params={"to": base}).status_code == 400
     page = c.get(f"/patients/{pid}").text
     assert page.count('class="comparable" data-url=') == 2  # each follow-up is checked from the page
+
+
+def test_photo_api_gives_the_models_expert_style_marks_apart_from_the_marks(web):
+    csrf = login(web.client, "carl", PW)
+    _, vid = _patient_and_visit(web.client, csrf)
+    _upload(web, csrf, vid, ("a.jpg", photo_bytes(seed=1)))
+    web.fake.expert_marks = 4
+    _upload(web, csrf, vid, ("b.jpg", photo_bytes(seed=2)))
+    assert web.app.state.queue.wait_idle(30)
+    photos = web.client.get(f"/api/v1/visits/{vid}/progress").json()["photos"]
+    plain, expert = (web.client.get(f"/api/v1/photos/{p['id']}").json() for p in photos)
+    assert plain["expert_marks"] == []
+    assert len(expert["expert_marks"]) == 4 and set(expert["expert_marks"][0]) == {"x", "y", "score"}
+    # They are not marks: the counts and the correctable marks are the same as without them.
+    assert expert["counts"] == plain["counts"] and len(expert["marks"]) == len(plain["marks"])
+    page = web.client.get(f"/photos/{expert['id']}").text
+    assert 'id="show-experts"' in page

@@ -265,8 +265,9 @@ def graft_expert_branch(
 ) -> None:
     """Copy the experts' branch of one exported model (its ``/branch/`` nodes, their weights and the
     ``experts`` output) into another model of the same network, such as its int8 twin, where it reads the
-    same tensor (the last decoder block's input; its dequantised copy in a QDQ model) and runs in float. The target's own outputs and metadata
-    are untouched (set its ``expert_threshold`` after, e.g. with ``calibrate_expert_threshold(int8=...)``).
+    same tensor (the last decoder block's input; its dequantised copy in a QDQ model) and runs in float.
+    The target's own outputs and metadata are untouched (set its ``expert_threshold`` after, e.g. with
+    ``calibrate_expert_threshold(int8=...)``).
 
     Raises:
         ValueError: the source has no experts' branch, or the target lacks the tensor the branch reads.

@@ -132,6 +132,11 @@ class PhotoOut(PhotoStatusOut):
     counts: dict[str, int] | None = Field(description="counts of the current marks")
     counts_by_region: dict[str, dict[str, int]] = Field(description="region -> class -> count, current marks")
     model_counts: dict[str, int] | None
+    expert_marks: list[dict[str, float]] = Field(
+        default_factory=list,
+        description="where dermatologists would mark acne (x, y, score in photo pixels), from a model with an "
+        "experts' heatmap; not counted, not corrected, empty otherwise",
+    )
     warnings: list[str]
     changed_by: str | None
     changed_at: str | None
@@ -200,6 +205,9 @@ def photo_json(db: DB, ph: Photo) -> dict[str, Any]:
             "counts": mv.counts if mv else None,
             "counts_by_region": counts_by_region_of(mv.marks) if mv else {},
             "model_counts": (ph.result or {}).get("counts"),
+            "expert_marks": [
+                {"x": m["x"], "y": m["y"], "score": m["score"]} for m in (ph.result or {}).get("expert_marks", [])
+            ],
             "warnings": sv.photo_warnings(ph.result or {}),
             "changed_by": (mv.author.username if mv and mv.author else None),
             "changed_at": (mv.created_at.isoformat() + "Z" if mv else None),

@@ -19,7 +19,8 @@ class FakeCounter:
 
     The marks sit on a grid inside the photo so that tests and the browser can click them. ``fail`` makes
     every count raise; ``gate`` (a threading.Event) holds counting until set, to observe progress;
-    ``warnings`` go into every result (as the counter's quality warnings would).
+    ``warnings`` go into every result (as the counter's quality warnings would); ``expert_marks`` that many
+    expert-style marks (as a model with an experts' heatmap gives).
     """
 
     def __init__(
@@ -28,11 +29,13 @@ class FakeCounter:
         fail: bool = False,
         gate: threading.Event | None = None,
         warnings: tuple[str, ...] = (),
+        expert_marks: int = 0,
     ) -> None:
         self.counts = counts or {"inflammatory": 3, "comedone": 2, "scar": 1}
         self.fail = fail
         self.gate = gate
         self.warnings = warnings
+        self.expert_marks = expert_marks
         self.calls: list[str] = []
 
     def count(self, image_or_path: str) -> CountResult:
@@ -64,6 +67,10 @@ class FakeCounter:
             counts_by_region=count_by_region(lesions),
             grades=grades(lesions, regions_known=True),
             warnings=self.warnings,
+            expert_marks=tuple(
+                Lesion("acne", w * (0.1 + 0.8 * k / max(1, self.expert_marks)), h / 2, 12.0, (0, 0, 4, 4), 0.5)
+                for k in range(self.expert_marks)
+            ),
         )
 
 

@@ -35,9 +35,24 @@
     return new Set(Array.from(document.querySelectorAll(".class-toggle")).filter((c) => c.checked).map((c) => c.value));
   }
 
+  function renderExperts() {
+    // Expert-style marks: small dots under the counted marks, never selectable or corrected.
+    const marks = data.expert_marks || [];
+    document.getElementById("expert-toggle").hidden = marks.length === 0;
+    document.getElementById("expert-count").textContent = marks.length;
+    if (!document.getElementById("show-experts").checked) return;
+    marks.forEach((m) => {
+      const d = document.createElementNS(SVGNS, "circle");
+      d.setAttribute("cx", m.x); d.setAttribute("cy", m.y); d.setAttribute("r", 3);
+      d.classList.add("expert-mark");
+      svg.append(d);
+    });
+  }
+
   function render() {
     const show = visibleClasses();
     svg.replaceChildren();
+    renderExperts();
     const tbody = document.querySelector("#lesion-list tbody");
     tbody.replaceChildren();
     data.marks.forEach((m) => {
@@ -190,6 +205,7 @@
   });
 
   document.querySelectorAll(".class-toggle").forEach((c) => c.addEventListener("change", render));
+  document.getElementById("show-experts").addEventListener("change", render);
   document.querySelector("#lesion-list tbody").addEventListener("click", (e) => {
     const tr = e.target.closest("tr");
     if (tr) select(tr.dataset.id);
