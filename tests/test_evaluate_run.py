@@ -13,6 +13,7 @@ from lesioncount.evaluate import EvalConfig, EvaluateError, LesionSet, evaluate_
 from lesioncount.evaluate.run import (
     Pair,
     evaluate_pairs,
+    evaluate_photos,
     evaluate_predictions,
     evaluate_raters,
     load_labels,
@@ -480,3 +481,32 @@ def test_speed_line_from_the_counts_timings(tmp_path: Path) -> None:
     m = evaluate_predictions(labels, tmp_path / "pred", FAST).metrics
     assert m["speed_ms_per_photo"]["inference"]["median_ms"] == pytest.approx(200)
     assert m["speed_ms_per_photo"]["total"]["mean_ms"] == pytest.approx(600)
+
+
+def test_expert_style_marks_are_scored_when_asked(tmp_path: Path) -> None:
+    """--marks expert scores a result's expert-style marks (one untyped class) instead of its counted lesions."""
+    labels = [ImageAnnotation("a.jpg", 640, 640, tuple(_ref("lesion", 100 + 100 * k, 100) for k in range(4)))]
+    res = CountResult(
+        ImageInfo("a.jpg", 640, 640, "0" * 64),
+        ModelInfo("test", "0", "0" * 64),
+        FaceInfo(True, (0, 0, 640, 640), "test"),
+        (_les("inflammatory", 100, 100, 0.9),),
+        counts={},
+        counts_by_region={},
+        grades={},
+        expert_marks=tuple(_les("acne", 100 + 100 * k, 102, 0.5) for k in range(3)),
+    )
+    write_json(tmp_path / "p" / "a.json", res.to_dict())
+    counted = evaluate_predictions(labels, tmp_path / "p", FAST).metrics["groups"]["all"]["detection"]
+    expert = evaluate_predictions(labels, tmp_path / "p", EvalConfig(bootstrap=50, marks="expert"))
+    d = expert.metrics["groups"]["all"]["detection"]
+    assert (counted["tp"], counted["fn"]) == (1, 3) and (d["tp"], d["fp"], d["fn"]) == (3, 0, 1)
+    with pytest.raises(EvaluateError, match="marks 'both' unknown"):
+        EvalConfig(marks="both")
+
+
+def test_expert_marks_of_a_model_without_them_are_refused(tmp_path: Path) -> None:
+    from lesioncount.infer import resolve_model_path
+
+    with pytest.raises(EvaluateError, match="gives no expert-style marks"):
+        evaluate_photos(LABELS, tmp_path, EvalConfig(marks="expert"), model=resolve_model_path(int8=True))

@@ -52,6 +52,11 @@ def add_cli(subparsers: Any) -> None:
         choices=["auto", "labels", "counts"],
         help="reference Hayashi grade: from the labels where given (auto), labels only, or counts",
     )
+    p.add_argument(
+        "--marks",
+        choices=["counted", "expert"],
+        help="score the counted lesions (default) or the expert-style marks of a model with an experts' heatmap",
+    )
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples for 95%% intervals (default 1000; 0: none)")
     p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
     p.add_argument("--worst", type=int, help="photos in the report's worst-photo gallery (default 12)")
@@ -88,6 +93,7 @@ _CONFIG_FLAGS = (
     "seed",
     "worst",
     "missing",
+    "marks",
 )
 
 

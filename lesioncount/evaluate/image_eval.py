@@ -39,6 +39,10 @@ class EvaluateError(ValueError):
     """Inputs to an evaluation are unusable; the message says which and how to fix them."""
 
 
+#: Which predictions ``EvalConfig.marks`` can score.
+MARKS = ("counted", "expert")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """How predictions are matched and scored (saved into ``metrics.json``).
@@ -59,6 +63,9 @@ class EvalConfig:
         worst: photos shown in the report's gallery of worst count errors.
         missing: a labelled photo with no prediction (or photo): ``error`` or ``skip``.
         class_map: extra source-name -> class entries on top of ``lesioncount.data.DEFAULT_CLASS_MAP``.
+        marks: which predictions are scored: ``counted`` (the lesions, as counted and graded) or ``expert``
+            (the expert-style marks of a model with an experts' heatmap, as one untyped class; the count and
+            grade figures then describe them).
     """
 
     tolerance_mode: str = "radius"
@@ -73,6 +80,7 @@ class EvalConfig:
     worst: int = 12
     missing: str = "error"
     class_map: dict[str, str] = field(default_factory=dict)
+    marks: str = "counted"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude_classes", tuple(self.exclude_classes))
@@ -83,6 +91,8 @@ class EvalConfig:
             )
         if self.grade_from not in GRADE_SOURCES:
             raise EvaluateError(f"grade_from {self.grade_from!r} unknown; use one of {', '.join(GRADE_SOURCES)}")
+        if self.marks not in MARKS:
+            raise EvaluateError(f"marks {self.marks!r} unknown; use one of {', '.join(MARKS)}")
         if self.missing not in ("error", "skip"):
             raise EvaluateError(f"missing {self.missing!r} unknown; use 'error' or 'skip'")
         if not 0 < self.iou_threshold <= 1:

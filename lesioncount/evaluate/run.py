@@ -259,6 +259,28 @@ def evaluate_pairs(
     return EvalResult(records, metrics, ordered, cfg, mode, notes, kept)
 
 
+def _scored(res: CountResult, cfg: EvalConfig) -> LesionSet:
+    """The predictions ``cfg.marks`` names: the counted lesions, or the expert-style marks as one untyped class."""
+    if cfg.marks == "expert":
+        return LesionSet.from_lesions(dataclasses.replace(m, cls="lesion") for m in res.expert_marks)
+    return LesionSet.from_lesions(res.lesions)
+
+
+def _check_expert_model(counter: Any, model: str | os.PathLike[str] | None) -> None:
+    """Refuse to score expert-style marks with a model that gives none (every photo would score zero)."""
+    if counter is None:
+        from lesioncount.infer import Predictor, resolve_model_path
+
+        predictor = Predictor(resolve_model_path(model))
+    else:
+        predictor = counter.predictor
+    if not predictor.has_experts or predictor.spec.expert_threshold <= 0:
+        raise EvaluateError(
+            f"{predictor.path.name} gives no expert-style marks (it has no experts' heatmap): "
+            "score its counted marks (--marks counted) or use a model that has one"
+        )
+
+
 def evaluate_predictions(
     labels: list[ImageAnnotation],
     predictions: str | os.PathLike[str],
@@ -303,7 +325,7 @@ def evaluate_predictions(
         for ann in todo:
             res = read_count_json(index[_key(ann.file_name)])
             photo = photo_index.get(_key(ann.file_name)) or (res.image.path if Path(res.image.path).is_file() else None)
-            pred = to_label_frame(LesionSet.from_lesions(res.lesions), (res.image.width, res.image.height), ann)
+            pred = to_label_frame(_scored(res, cfg), (res.image.width, res.image.height), ann)
             yield Pair(ann, pred, str(photo) if photo else None, res.model, res.timing_s)
 
     return evaluate_pairs(pairs(), cfg, mode="predictions", total=len(todo), progress=progress, notes=notes)
@@ -423,6 +445,8 @@ def evaluate_photos(
         save_predictions: folder to write each photo's count JSON into (to re-score later without counting).
     """
     cfg = cfg or EvalConfig()
+    if cfg.marks == "expert":
+        _check_expert_model(counter, model)
     photo_index = _photo_index(photos)
     notes: list[str] = []
     todo = [a for a in labels if _key(a.file_name) in photo_index]
@@ -442,7 +466,7 @@ def evaluate_photos(
             if out_dir is not None:
                 write_json(out_dir / (Path(path).stem + ".json"), d)
             res = CountResult.from_dict(d)
-            pred = to_label_frame(LesionSet.from_lesions(res.lesions), (res.image.width, res.image.height), ann)
+            pred = to_label_frame(_scored(res, cfg), (res.image.width, res.image.height), ann)
             yield Pair(ann, pred, path, res.model, res.timing_s)
 
     def run(results: Iterator[dict[str, Any]]) -> EvalResult:
