@@ -126,6 +126,8 @@ def test_summary_rows_always_agree_with_the_jsons(toy: Path, tmp_path: Path, mon
             doc = json.loads((out / rel).read_text())
             assert int(row["total_acne"]) == doc["counts"]["total_acne"], rel
             assert json.loads(row["thresholds"]) == doc["model"]["thresholds"], rel
+            assert row["acne_expected"] == ("" if doc["acne_expected"] is None else str(doc["acne_expected"]))
+            assert row["acne_expert_marks"] == (str(len(doc["expert_marks"])) if doc["expert_marks"] else "")
 
     real_write = commands.write_json
     calls = []
@@ -209,3 +211,13 @@ def test_outputs_inside_the_input_folder_are_not_counted_again(toy: Path, tmp_pa
     assert sorted(_summary(tmp_path / "out2")) == ["a.png.json"]
     err = capsys.readouterr().err
     assert "unsupported format (.gif)" in err
+
+
+def test_summary_row_carries_the_expected_count_and_the_expert_style_marks() -> None:
+    from lesioncount.results import SUMMARY_COLUMNS, _row
+
+    doc = {"counts": {"total_acne": 14}, "acne_expected": 13.6, "expert_marks": [{"class": "acne"}] * 5}
+    row = dict(zip(SUMMARY_COLUMNS, _row("a.json", doc), strict=True))
+    assert (row["total_acne"], row["acne_expected"], row["acne_expert_marks"]) == (14, 13.6, 5)
+    bare = dict(zip(SUMMARY_COLUMNS, _row("b.json", {"counts": {"total_acne": 2}}), strict=True))
+    assert (bare["acne_expected"], bare["acne_expert_marks"]) == ("", "")
