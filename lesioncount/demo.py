@@ -74,6 +74,12 @@ def run_demo(out_dir: str | Path = "demo-out", *, model: str | None = None, seed
         1 for p in marks if any(np.hypot(les.x - p.x, les.y - p.y) <= p.radius + 4 for les in result.lesions)
     )
     page = out / "index.html"
+    experts = (
+        f" The white dots are the model's {len(result.expert_marks)} expert-style marks: where dermatologists"
+        " would mark acne (they mark about twice as many places as are counted); they are not counted."
+        if result.expert_marks
+        else ""
+    )
     rows = "".join(f"<tr><td>{c}</td><td>{planted_counts[c]}</td><td>{result.counts[c]}</td></tr>" for c in CLASSES)
     page.write_text(
         f"""<!doctype html><html><head><meta charset="utf-8"><title>lesioncount demo</title>
@@ -85,7 +91,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;t
 ({marks_counted} were). Counted in {elapsed:.2f} s with model {html.escape(result.model.name)}
 {html.escape(result.model.version)}.</p>
 <table><tr><th>class</th><th>planted</th><th>found</th></tr>{rows}</table>
-<p>{matched} of {len(targets)} planted lesions matched a found lesion; {len(result.lesions)} lesions found.</p>
+<p>{matched} of {len(targets)} planted lesions matched a found lesion; {len(result.lesions)} lesions found.{experts}</p>
 <img src="demo_face.overlay.jpg" alt="the demo photo with every found lesion marked"></body></html>
 """,
         encoding="utf-8",
@@ -125,6 +131,7 @@ def _cli(args: argparse.Namespace) -> int:
     con.print(
         f"{o.matched} of {o.n_planted} planted lesions found at their place; {o.n_found} lesions found in all; "
         f"{o.marks_counted} flat marks (not lesions) counted by mistake."
+        + (f" {len(o.result.expert_marks)} expert-style marks (dots; not counted)." if o.result.expert_marks else "")
     )
     con.print(f"open {o.files['html']} to see the marked photo")
     return 0
