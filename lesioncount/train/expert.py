@@ -286,7 +286,7 @@ def graft_expert_branch(
         raise ValueError(f"{target}: already has an '{EXPERT_OUTPUT}' output")
     # In a quantised (QDQ) target, read the dequantised copy of each tensor the network's own next layer
     # reads: a second float consumer of the tensor itself keeps ONNX Runtime from fusing the quantised ops
-    # around it (the int8 network ran at less than half its speed that way).
+    # around it (per 608 px pass: 86 ms that way, 73 ms reading the copy, 37 ms without the branch).
     q_of = {n.input[0]: n.output[0] for n in dst.graph.node if n.op_type == "QuantizeLinear"}
     dq_of = {n.input[0]: n.output[0] for n in dst.graph.node if n.op_type == "DequantizeLinear"}
     source = {t: dq_of.get(q_of.get(t, ""), t) for t in reads}
