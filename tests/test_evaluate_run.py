@@ -506,7 +506,8 @@ def test_expert_style_marks_are_scored_when_asked(tmp_path: Path) -> None:
 
 
 def test_expert_marks_of_a_model_without_them_are_refused(tmp_path: Path) -> None:
-    from lesioncount.infer import resolve_model_path
+    from toy_model import make_toy_model  # a model with no experts' heatmap
 
+    toy = make_toy_model(tmp_path / "toy.onnx")
     with pytest.raises(EvaluateError, match="gives no expert-style marks"):
-        evaluate_photos(LABELS, tmp_path, EvalConfig(marks="expert"), model=resolve_model_path(int8=True))
+        evaluate_photos(LABELS, tmp_path, EvalConfig(marks="expert"), model=toy)

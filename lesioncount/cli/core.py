@@ -366,8 +366,8 @@ def add_train_experts(sub: argparse._SubParsersAction) -> None:
         "--int8",
         nargs=2,
         metavar=("INT8_ONNX", "OUT"),
-        help="also copy the branch into the model's int8 twin (run in float there), written to OUT with the "
-        "threshold at which its marks on the photos kept apart total the fp32 model's",
+        help="also copy the branch into the model's int8 twin (quantised on 64 tiles of the photos trained on), "
+        "written to OUT with the threshold at which its marks on the photos kept apart total the fp32 model's",
     )
     p.add_argument("--steps", type=int, default=3000, help="training steps of 8 crops (default: 3000)")
     p.add_argument("--calib-fraction", type=float, default=0.2, help="share of the half's faces kept apart")
@@ -405,9 +405,13 @@ def run_train_experts(args: argparse.Namespace) -> int:
         if diff > 1e-4:
             console.print(f"[red]error:[/red] the network's own output moved by {diff:.2e} in the export")
             return 1
+        split = json.loads((Path(args.out) / "split.json").read_text(encoding="utf-8"))
         if args.int8:
-            graft_expert_branch(args.write, args.int8[0], args.int8[1])
-        photos = json.loads((Path(args.out) / "split.json").read_text(encoding="utf-8"))["calibration"]
+            from lesioncount.train.export import calibration_tiles
+
+            tiles = calibration_tiles(split["train"], n_tiles=64, tile_px=256, seed=args.seed)
+            graft_expert_branch(args.write, args.int8[0], args.int8[1], calibration_tiles=tiles)
+        photos = split["calibration"]
         with Progress(TextColumn("calibration photos"), *columns, console=console) as progress:
             task = progress.add_task("calibrate", total=len(photos))
             res = calibrate_expert_threshold(

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -260,51 +260,138 @@ def export_expert_model(
     return float(np.abs(runs[0] - runs[1]).max())
 
 
-def graft_expert_branch(
-    with_branch: str | os.PathLike[str], target: str | os.PathLike[str], out: str | os.PathLike[str]
-) -> None:
-    """Copy the experts' branch of one exported model (its ``/branch/`` nodes, their weights and the
-    ``experts`` output) into another model of the same network, such as its int8 twin, where it reads the
-    same tensor (the last decoder block's input; its dequantised copy in a QDQ model) and runs in float.
-    The target's own outputs and metadata are untouched (set its ``expert_threshold`` after, e.g. with
-    ``calibrate_expert_threshold(int8=...)``).
+def branch_model(with_branch: str | os.PathLike[str]) -> tuple[onnx.ModelProto, str]:
+    """The experts' branch of an exported model alone: a model from the feature tensor it reads (the last
+    decoder block's input) to ``experts``. Returns the model and the name of that tensor.
 
     Raises:
-        ValueError: the source has no experts' branch, or the target lacks the tensor the branch reads.
+        ValueError: the model has no experts' branch.
     """
-    src, dst = onnx.load(str(with_branch)), onnx.load(str(target))
+    src = onnx.load(str(with_branch))
     nodes = [n for n in src.graph.node if any(o.startswith("/branch/") or o == EXPERT_OUTPUT for o in n.output)]
     if not any(EXPERT_OUTPUT in n.output for n in nodes):
         raise ValueError(f"{with_branch}: no '{EXPERT_OUTPUT}' branch to copy")
     made = {o for n in nodes for o in n.output}
     weights = {t.name: t for t in src.graph.initializer}
-    reads = {i for n in nodes for i in n.input if i and i not in made and i not in weights}
+    reads = sorted({i for n in nodes for i in n.input if i and i not in made and i not in weights})
+    if len(reads) != 1:
+        raise ValueError(f"{with_branch}: the experts' branch reads {reads}, not one feature tensor")
+    used = {i for n in nodes for i in n.input}
+    channels = next(
+        (int(weights[n.input[1]].dims[1]) for n in nodes if n.op_type == "Conv" and n.input[0] == reads[0]), None
+    )
+    graph = onnx.helper.make_graph(
+        nodes,
+        "experts_branch",
+        [onnx.helper.make_tensor_value_info(reads[0], onnx.TensorProto.FLOAT, [1, channels, None, None])],
+        [o for o in src.graph.output if o.name == EXPERT_OUTPUT],
+        [t for t in src.graph.initializer if t.name in used],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = src.ir_version
+    return model, reads[0]
+
+
+def _values(model: onnx.ModelProto, tensor: str, tiles: Sequence[Any]) -> list[Any]:
+    """A tensor's values in ``model`` for each input tile (the tensor made an extra output of a copy)."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return [session.run([tensor], {name: t})[0] for t in tiles]
+
+
+def _quantize_branch(branch: onnx.ModelProto, feature: str, features: Sequence[Any]) -> onnx.ModelProto:
+    """Static QDQ int8 (per-channel weights) of a branch model, calibrated on ``features``; its last
+    convolution and the sigmoid stay in float, as the int8 network's heads do."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(features)
+
+        def get_next(self) -> dict[str, Any] | None:
+            x = next(self.it, None)
+            return None if x is None else {feature: x}
+
+    last = [n.name for n in branch.graph.node if n.op_type == "Sigmoid" or EXPERT_OUTPUT in n.output]
+    final_conv = [n.name for n in branch.graph.node if n.op_type == "Conv"][-1:]
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "branch.onnx", Path(tmp) / "branch.int8.onnx"
+        onnx.save(branch, str(src))
+        quantize_static(
+            str(src),
+            str(dst),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=last + final_conv,
+        )
+        return onnx.load(str(dst))
+
+
+def graft_expert_branch(
+    with_branch: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    calibration_tiles: Sequence[Any] | None = None,
+) -> None:
+    """Copy the experts' branch of one exported model into another model of the same network, such as its
+    int8 twin, where it reads the same tensor (the last decoder block's input; its dequantised copy in a
+    QDQ model). With ``calibration_tiles`` (normalised 1x3xHxW input tiles) the branch is quantised first
+    (static QDQ, calibrated on the target's own features of those tiles; its last convolution and sigmoid
+    in float), else it runs in float. The target's own outputs and metadata are untouched (set its
+    ``expert_threshold`` after, e.g. with ``calibrate_expert_threshold(int8=...)``).
+
+    Raises:
+        ValueError: the source has no experts' branch, or the target lacks the tensor the branch reads.
+    """
+    branch, feature = branch_model(with_branch)
+    dst = onnx.load(str(target))
     have = {o for n in dst.graph.node for o in n.output} | {i.name for i in dst.graph.input}
-    if not reads <= have:
-        raise ValueError(f"{target}: lacks {sorted(reads - have)}, which the experts' branch reads")
+    if feature not in have:
+        raise ValueError(f"{target}: lacks {feature}, which the experts' branch reads")
     if EXPERT_OUTPUT in {o.name for o in dst.graph.output}:
         raise ValueError(f"{target}: already has an '{EXPERT_OUTPUT}' output")
-    # In a quantised (QDQ) target, read the dequantised copy of each tensor the network's own next layer
+    # In a quantised (QDQ) target, read the dequantised copy of the tensor the network's own next layer
     # reads: a second float consumer of the tensor itself keeps ONNX Runtime from fusing the quantised ops
     # around it (per 608 px pass: 86 ms that way, 73 ms reading the copy, 37 ms without the branch).
     q_of = {n.input[0]: n.output[0] for n in dst.graph.node if n.op_type == "QuantizeLinear"}
     dq_of = {n.input[0]: n.output[0] for n in dst.graph.node if n.op_type == "DequantizeLinear"}
-    source = {t: dq_of.get(q_of.get(t, ""), t) for t in reads}
-    # The branch's weights keep their values under names of their own (exporters reuse names like onnx::Conv_12).
-    rename = {name: f"expert_branch/{name}" for n in nodes for name in n.input if name in weights}
-    for name, new in rename.items():
-        t = onnx.TensorProto()
-        t.CopyFrom(weights[name])
-        t.name = new
-        dst.graph.initializer.append(t)
-    for n in nodes:
+    source = dq_of.get(q_of.get(feature, ""), feature)
+    if calibration_tiles:
+        branch = _quantize_branch(branch, feature, _values(dst, source, calibration_tiles))
+
+    # Every name of the branch gets a prefix (exporters and quantisers reuse names such as onnx::Conv_12 or
+    # <tensor>_scale), except the tensor it reads, which becomes the target's, and its output.
+    def renamed(name: str) -> str:
+        if name == feature:
+            return source
+        return name if name in ("", EXPERT_OUTPUT) else f"expert_branch/{name}"
+
+    for t in branch.graph.initializer:
+        copy_t = onnx.TensorProto()
+        copy_t.CopyFrom(t)
+        copy_t.name = renamed(t.name)
+        dst.graph.initializer.append(copy_t)
+    for n in branch.graph.node:
         copy_node = onnx.NodeProto()
         copy_node.CopyFrom(n)
         copy_node.name = f"expert_branch/{n.name}"
         for k, name in enumerate(copy_node.input):
-            copy_node.input[k] = rename.get(name, source.get(name, name))
+            copy_node.input[k] = renamed(name)
+        for k, name in enumerate(copy_node.output):
+            copy_node.output[k] = renamed(name)
         dst.graph.node.append(copy_node)
-    dst.graph.output.extend([o for o in src.graph.output if o.name == EXPERT_OUTPUT])
+    dst.graph.output.extend(branch.graph.output)
     onnx.checker.check_model(dst)
     with atomic_path(out) as tmp:
         onnx.save(dst, str(tmp))
