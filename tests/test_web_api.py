@@ -873,6 +873,7 @@ def test_photo_api_gives_the_models_expert_style_marks_apart_from_the_marks(web)
     csrf = login(web.client, "carl", PW)
     _, vid = _patient_and_visit(web.client, csrf)
     _upload(web, csrf, vid, ("a.jpg", photo_bytes(seed=1)))
+    assert web.app.state.queue.wait_idle(30)  # counted before the fake starts giving expert-style marks
     web.fake.expert_marks = 4
     _upload(web, csrf, vid, ("b.jpg", photo_bytes(seed=2)))
     assert web.app.state.queue.wait_idle(30)
