@@ -63,14 +63,9 @@ class ExpertNet(nn.Module):
         for p in self.trunk.parameters():
             p.requires_grad_(False)
 
-    def branch_logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.branch(features)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.trunk.last_decoder_input(x)
-        d0 = self.trunk.dec0(f)
-        maps = torch.cat([torch.sigmoid(self.trunk.head_hm(d0)), self.trunk.head_size(d0)], 1)
-        return maps, torch.sigmoid(self.branch(f))
+        return self.trunk.outputs_from(f), torch.sigmoid(self.branch(f))
 
 
 def expert_items(
@@ -174,7 +169,7 @@ def train_expert_branch(
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
                 f = net.trunk.last_decoder_input(x.contiguous(memory_format=torch.channels_last))
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                logits = net.branch_logits(f.float())
+                logits = net.branch(f.float())
             loss = focal_loss(logits.float(), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -309,31 +304,14 @@ def _quantize_branch(branch: onnx.ModelProto, feature: str, features: Sequence[A
     convolution and the sigmoid stay in float, as the int8 network's heads do."""
     import tempfile
 
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(features)
-
-        def get_next(self) -> dict[str, Any] | None:
-            x = next(self.it, None)
-            return None if x is None else {feature: x}
+    from lesioncount.train.export import static_qdq
 
     last = [n.name for n in branch.graph.node if n.op_type == "Sigmoid" or EXPERT_OUTPUT in n.output]
     final_conv = [n.name for n in branch.graph.node if n.op_type == "Conv"][-1:]
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "branch.onnx", Path(tmp) / "branch.int8.onnx"
         onnx.save(branch, str(src))
-        quantize_static(
-            str(src),
-            str(dst),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=last + final_conv,
-        )
+        static_qdq(src, dst, ({feature: x} for x in features), last + final_conv)
         return onnx.load(str(dst))
 
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,6 +214,33 @@ MAX_INT8_COUNT_CHANGE = 0.05
 MIN_PEAKS_FOR_CHECK = 20
 
 
+def static_qdq(
+    src: Path, dst: Path, feeds: Iterable[dict[str, npt.NDArray[np.float32]]], keep_float: Sequence[str]
+) -> None:
+    """ONNX Runtime static quantisation as every int8 model here is made: QDQ format, per-channel int8
+    weights, uint8 activations, calibrated on ``feeds`` (input name -> array); the nodes named in
+    ``keep_float`` stay in float."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it: Iterator[dict[str, npt.NDArray[np.float32]]] = iter(feeds)
+
+        def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
+            return next(self.it, None)
+
+    quantize_static(
+        str(src),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(keep_float),
+    )
+
+
 def quantize_int8(
     fp32_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -225,16 +252,7 @@ def quantize_int8(
     Raises:
         ExportError: the int8 total count differs from fp32's by more than ``max_count_change``.
     """
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it: Iterator[npt.NDArray[np.float32]] = iter(tiles)
-
-        def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
-            x = next(self.it, None)
-            return None if x is None else {"image": x}
 
     fp32_path, out = Path(fp32_path), Path(out)
     model = onnx.load(str(fp32_path))
@@ -252,16 +270,7 @@ def quantize_int8(
         keep_float = sorted(final | {n.name for n in nodes if n.op_type == "Conv" and set(n.output) & feeds})
         log.info("kept in float: %s", keep_float)
         candidate = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(pre),
-            str(candidate),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=keep_float,
-        )
+        static_qdq(pre, candidate, ({"image": t} for t in tiles), keep_float)
         m = onnx.load(str(candidate))
         del m.metadata_props[:]
         for k, v in meta.items():

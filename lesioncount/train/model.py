@@ -67,14 +67,22 @@ class LesionUNet(nn.Module):
         d1 = self.dec1(torch.cat([self.up(d2), e1], 1))
         return torch.cat([self.up(d1), e0], 1)
 
-    def forward_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Heatmap logits and log-size maps, each at 1/stride resolution."""
-        d0 = self.dec0(self.last_decoder_input(x))
+    def logits_from(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Heatmap logits and log-size maps from ``last_decoder_input``'s features."""
+        d0 = self.dec0(features)
         return self.head_hm(d0), self.head_size(d0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits, log_size = self.forward_logits(x)
+    def forward_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Heatmap logits and log-size maps, each at 1/stride resolution."""
+        return self.logits_from(self.last_decoder_input(x))
+
+    def outputs_from(self, features: torch.Tensor) -> torch.Tensor:
+        """The network's output (sigmoid heatmaps, then log sizes) from ``last_decoder_input``'s features."""
+        logits, log_size = self.logits_from(features)
         return torch.cat([torch.sigmoid(logits), log_size], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outputs_from(self.last_decoder_input(x))
 
 
 MODELS: dict[str, Callable[..., LesionUNet]] = {
