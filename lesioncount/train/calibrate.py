@@ -386,13 +386,11 @@ def calibrate_expert_threshold(
     }
     if int8:
         found8 = marks(int8, len(names))
-        t8 = float(
-            min(grid, key=lambda t: (abs(sum(int((m[:, 2] >= t).sum()) for m in found8) - n_marks), abs(t - best)))
-        )
+
+        def marks8(t: float) -> int:
+            return sum(int((m[:, 2] >= t).sum()) for m in found8)
+
+        t8 = float(min(grid, key=lambda t: (abs(marks8(t) - n_marks), abs(t - best))))
         update_contract(int8, expert_threshold=t8)
-        res |= {
-            "int8_threshold": t8,
-            "fp32_marks": n_marks,
-            "int8_marks": sum(int((m[:, 2] >= t8).sum()) for m in found8),
-        }
+        res |= {"int8_threshold": t8, "fp32_marks": n_marks, "int8_marks": marks8(t8)}
     return res
