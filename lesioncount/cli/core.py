@@ -437,6 +437,36 @@ def run_train_experts(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="make one model of two networks: one on the photo, one on its mirror (needs the `train` extra)",
+        description=(
+            "Write one ONNX model that runs the first network on the image and the second on its mirror image "
+            "and averages their maps: an ensemble of two networks at the cost of test-time flip averaging. The "
+            "first model's other outputs (its experts' heatmap) and contract are kept; calibrate the result "
+            "after (`lesioncount calibrate OUT --soft-count`)."
+        ),
+    )
+    p.add_argument("first", help="the model run on the image (.onnx; its contract and experts' heatmap are kept)")
+    p.add_argument("second", help="the model run on the mirror image (.onnx; its maps only)")
+    p.add_argument("--write", required=True, metavar="ONNX", help="where to write the ensemble")
+    p.add_argument("--version", help="the ensemble's model version (default: the first model's)")
+    p.set_defaults(func=run_ensemble)
+
+
+def run_ensemble(args: argparse.Namespace) -> int:
+    from lesioncount.train.ensemble import ensemble_onnx
+
+    try:
+        spec = ensemble_onnx(args.first, args.second, args.write, version=args.version)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{spec.name} {spec.version}: {args.first} on the image, {args.second} on its mirror: {args.write}")
+    return 0
+
+
 def _print_soft(res: dict[str, Any], args: argparse.Namespace) -> int:
     print(
         f"acne threshold {res['threshold']:g}, count softness {res['count_softness']:g} on {res['held_out_photos']} "
