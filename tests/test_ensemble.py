@@ -78,3 +78,27 @@ def test_cli_writes_the_ensemble(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "on its mirror" in capsys.readouterr().out
     assert Predictor(out).spec.name == "toy"
     assert main(["ensemble", str(a), str(tmp_path / "missing.onnx"), "--write", str(out)]) == 2
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model")
+def test_the_first_network_loads_back_from_an_ensemble(tmp_path: Path) -> None:
+    """``network_from_onnx`` (what `train-experts` trains beside) reads the first network, never the second's
+    convolutions of the same names."""
+    torch = pytest.importorskip("torch")
+    from onnx import numpy_helper
+
+    from lesioncount.train.onnx_import import network_from_onnx
+
+    other = onnx.load(str(SHIPPED))
+    for t in other.graph.initializer:
+        if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 4:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 0.5, t.name))
+    onnx.save(other, str(tmp_path / "other.onnx"))
+    ensemble_onnx(SHIPPED, tmp_path / "other.onnx", tmp_path / "ens.onnx")
+    want = network_from_onnx(SHIPPED).state_dict()
+    got = network_from_onnx(tmp_path / "ens.onnx").state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert not torch.equal(
+        network_from_onnx(tmp_path / "other.onnx").state_dict()["enc0.0.0.weight"], want["enc0.0.0.weight"]
+    )

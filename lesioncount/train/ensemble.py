@@ -19,6 +19,8 @@ from lesioncount.io import atomic_path
 from lesioncount.types import ModelSpec
 
 MAPS = "maps"
+#: Every name of the second network (run on the mirror) starts so.
+SECOND_PREFIX = "mirror/"
 _INT64_MIN = -(2**63)
 
 
@@ -74,7 +76,7 @@ def ensemble_onnx(
     # The second network's maps alone (an experts' branch of its own would run for nothing), every name
     # prefixed so that it cannot meet the first's.
     b = onnx.utils.Extractor(b).extract_model([x_b.name], [MAPS])
-    b = onnx.compose.add_prefix(b, "mirror/")
+    b = onnx.compose.add_prefix(b, SECOND_PREFIX)
     first_maps = "first/maps"
     nodes = []
     for n in a.graph.node:
@@ -87,10 +89,11 @@ def ensemble_onnx(
             if name == MAPS:
                 copy_node.input[k] = first_maps
         nodes.append(copy_node)
-    nodes += _mirror(x_a.name, f"mirror/{x_b.name}", "mirror/flip_in")
+    back = f"{SECOND_PREFIX}maps_back"
+    nodes += _mirror(x_a.name, f"{SECOND_PREFIX}{x_b.name}", f"{SECOND_PREFIX}flip_in")
     nodes += list(b.graph.node)
-    nodes += _mirror(f"mirror/{MAPS}", "mirror/maps_back", "mirror/flip_out")
-    nodes.append(helper.make_node("Add", [first_maps, "mirror/maps_back"], ["ensemble/sum"], name="ensemble/sum"))
+    nodes += _mirror(f"{SECOND_PREFIX}{MAPS}", back, f"{SECOND_PREFIX}flip_out")
+    nodes.append(helper.make_node("Add", [first_maps, back], ["ensemble/sum"], name="ensemble/sum"))
     half = helper.make_tensor("ensemble/half", onnx.TensorProto.FLOAT, [], [0.5])
     nodes.append(helper.make_node("Constant", [], ["ensemble/half"], value=half))
     nodes.append(helper.make_node("Mul", ["ensemble/sum", "ensemble/half"], [MAPS], name="ensemble/mean"))

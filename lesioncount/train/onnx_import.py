@@ -5,7 +5,8 @@ one bias per convolution. Loading them back gives each BatchNorm the identity st
 variance ``1 - eps``, scale 1) and the folded bias as its shift: in eval mode the network computes
 exactly what the ONNX model does. Train such a network with its BatchNorms in eval mode (their
 statistics are the folded ones, not batch statistics). A model with an experts' heatmap
-(``lesioncount.train.expert``) loads its network alone.
+(``lesioncount.train.expert``) loads its network alone; an ensemble (``lesioncount.train.ensemble``) its
+first network, the one run on the image.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from lesioncount.train.ensemble import SECOND_PREFIX
 from lesioncount.train.model import LesionUNet, create_model
 
 
@@ -26,8 +28,8 @@ def _conv_nodes(graph: onnx.GraphProto) -> dict[str, tuple[onnx.TensorProto, onn
     init = {t.name: t for t in graph.initializer}
     out = {}
     for node in graph.node:
-        if node.op_type != "Conv":
-            continue
+        if node.op_type != "Conv" or node.output[0].startswith(SECOND_PREFIX):
+            continue  # an ensemble's second network is not the one loaded
         parts = node.output[0].strip("/").split("/")
         if len(parts) < 2 or not parts[-1].startswith("Conv"):
             raise ValueError(f"unexpected Conv node name {node.output[0]!r}: not a lesioncount export")
