@@ -102,3 +102,15 @@ def test_the_first_network_loads_back_from_an_ensemble(tmp_path: Path) -> None:
     assert not torch.equal(
         network_from_onnx(tmp_path / "other.onnx").state_dict()["enc0.0.0.weight"], want["enc0.0.0.weight"]
     )
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model")
+def test_train_experts_refuses_an_ensemble(tmp_path: Path) -> None:
+    """The model written with the branch holds one network: an ensemble's second would be lost silently."""
+    pytest.importorskip("torch")
+    from lesioncount.train.expert import train_expert_branch
+
+    ensemble_onnx(SHIPPED, SHIPPED, tmp_path / "ens.onnx")
+    with pytest.raises(ValueError, match="ensemble"):
+        train_expert_branch(tmp_path / "ens.onnx", tmp_path / "none.json", tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -78,6 +78,17 @@ def expert_items(
     return split_by_source(items, calib_fraction, seed)
 
 
+def _refuse_ensemble(onnx_path: str | os.PathLike[str]) -> None:
+    """An ensemble's second network would be dropped from the model written with the branch."""
+    from lesioncount.train.ensemble import SECOND_PREFIX
+
+    if any(o.startswith(SECOND_PREFIX) for n in onnx.load(str(onnx_path)).graph.node for o in n.output):
+        raise ValueError(
+            f"{onnx_path} is an ensemble of two networks: train the experts' branch on its first model, "
+            "then build the ensemble (`lesioncount ensemble`)"
+        )
+
+
 def train_expert_branch(
     onnx_path: str | os.PathLike[str],
     coco: str | os.PathLike[str],
@@ -103,6 +114,7 @@ def train_expert_branch(
     ``out_dir`` names the photos trained on and those kept apart for calibration. ``progress(step, steps)``
     follows the training.
     """
+    _refuse_ensemble(onnx_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
@@ -220,6 +232,7 @@ def export_expert_model(
     import numpy as np
     import onnxruntime as ort
 
+    _refuse_ensemble(onnx_path)
     net = ExpertNet(network_from_onnx(onnx_path, arch)).eval()
     net.branch.load_state_dict(load_checkpoint_file(branch_checkpoint)["branch"])
     out = Path(out)
