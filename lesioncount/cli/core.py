@@ -338,12 +338,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         f"acne threshold {res['threshold']:g} on {res['held_out_photos']} held-out faces: Hayashi accuracy "
         f"{res['hayashi_acc']:.3f}, count r {res['count_r']:.3f}; written into {args.checkpoint}"
     )
-    if args.int8:
-        print(
-            f"int8 acne threshold {res['int8_threshold']:g}: {res['int8_total']} lesions on the held-out faces "
-            f"against fp32's {res['fp32_total']}; written into {args.int8}"
-        )
-    return 0
+    return _print_int8_threshold(res, args)
 
 
 def add_train_experts(sub: argparse._SubParsersAction) -> None:
@@ -467,18 +462,23 @@ def run_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_soft(res: dict[str, Any], args: argparse.Namespace) -> int:
-    print(
-        f"acne threshold {res['threshold']:g}, count softness {res['count_softness']:g} on {res['held_out_photos']} "
-        f"held-out faces: Hayashi accuracy {res['hayashi_acc']:.3f}, count r {res['count_r']:.3f}; written into "
-        f"{args.checkpoint}"
-    )
+def _print_int8_threshold(res: dict[str, Any], args: argparse.Namespace) -> int:
+    """The int8 twin's own acne threshold, when calibration gave it one; the exit code."""
     if args.int8:
         print(
             f"int8 acne threshold {res['int8_threshold']:g}: {res['int8_total']} lesions on the held-out faces "
             f"against fp32's {res['fp32_total']}; written into {args.int8}"
         )
     return 0
+
+
+def _print_soft(res: dict[str, Any], args: argparse.Namespace) -> int:
+    print(
+        f"acne threshold {res['threshold']:g}, count softness {res['count_softness']:g} on {res['held_out_photos']} "
+        f"held-out faces: Hayashi accuracy {res['hayashi_acc']:.3f}, count r {res['count_r']:.3f}; written into "
+        f"{args.checkpoint}"
+    )
+    return _print_int8_threshold(res, args)
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
