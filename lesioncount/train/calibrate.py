@@ -296,7 +296,9 @@ def _acne_scores(counter: Any, low: float, held_out: Sequence[Any], step: Callab
 def _spec(onnx_path: str | Path) -> ModelSpec:
     import onnx
 
-    return ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props})
+    from lesioncount.train.contract import contract_of
+
+    return contract_of(onnx.load(str(onnx_path)))
 
 
 #: Thresholds tried for the experts' heatmap, and the floor its calibration counts down to.

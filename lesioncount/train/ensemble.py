@@ -16,16 +16,13 @@ import onnx
 from onnx import helper
 
 from lesioncount.io import atomic_path
+from lesioncount.train.contract import contract_of, write_contract
 from lesioncount.types import ModelSpec
 
 MAPS = "maps"
 #: Every name of the second network (run on the mirror) starts so.
 SECOND_PREFIX = "mirror/"
 _INT64_MIN = -(2**63)
-
-
-def _spec(model: onnx.ModelProto) -> ModelSpec:
-    return ModelSpec.from_metadata({p.key: p.value for p in model.metadata_props})
 
 
 def _mirror(src: str, dst: str, name: str) -> list[onnx.NodeProto]:
@@ -66,7 +63,7 @@ def ensemble_onnx(
         ValueError: the two models do not share that contract, or the second has no ``maps`` output.
     """
     a, b = onnx.load(str(first)), onnx.load(str(second))
-    spec_a, spec_b = _spec(a), _spec(b)
+    spec_a, spec_b = contract_of(a), contract_of(b)
     for field in ("classes", "output_stride", "input_multiple", "mean", "std"):
         if getattr(spec_a, field) != getattr(spec_b, field):
             raise ValueError(f"the two models differ in {field}: {getattr(spec_a, field)} vs {getattr(spec_b, field)}")
@@ -112,8 +109,7 @@ def ensemble_onnx(
     model.ir_version = max(a.ir_version, b.ir_version)
     spec = dataclasses.replace(spec_a, flip_average=False, version=version or spec_a.version)
     spec.check()
-    for key, value in spec.to_metadata().items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    write_contract(model, spec)
     model.doc_string = (
         f"{spec.name} {spec.version}: two networks, the first on the image and the second on its mirror, "
         f"their maps averaged ({Path(first).name} + {Path(second).name})"

@@ -26,6 +26,7 @@ import torch
 
 from lesioncount.io import atomic_path
 from lesioncount.train.checkpoint import load_checkpoint_file
+from lesioncount.train.contract import contract_of, write_contract
 from lesioncount.train.dataset import MEAN, STD, normalise, synthetic_skin
 from lesioncount.train.model import LesionUNet, create_model
 from lesioncount.types import CLASSES, ModelSpec
@@ -88,9 +89,7 @@ def spec_for(
 
 def _set_metadata(path: Path, spec: ModelSpec) -> None:
     m = onnx.load(str(path))
-    del m.metadata_props[:]
-    for k, v in spec.to_metadata().items():
-        m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    write_contract(m, spec)
     m.doc_string = f"{spec.name} {spec.version}: acne lesion heatmaps ({', '.join(spec.classes)}) + log box size"
     onnx.checker.check_model(m)
     onnx.save(m, str(path))
@@ -103,12 +102,9 @@ def update_contract(path: str | os.PathLike[str], **changes: Any) -> ModelSpec:
         ValueError: the changed contract fails ``ModelSpec.check``, or the file has no contract.
     """
     model = onnx.load(str(path))
-    spec = ModelSpec.from_metadata({p.key: p.value for p in model.metadata_props})
-    spec = dataclasses.replace(spec, **changes)
+    spec = dataclasses.replace(contract_of(model), **changes)
     spec.check()
-    del model.metadata_props[:]
-    for k, v in spec.to_metadata().items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    write_contract(model, spec)
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
     return spec
