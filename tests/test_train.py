@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 from lesioncount.config import ConfigError, TrainConfig, load_yaml  # noqa: E402
 from lesioncount.infer import models_dir  # noqa: E402
-from lesioncount.train.targets import make_targets  # noqa: E402
+from lesioncount.train.targets import make_density, make_targets  # noqa: E402
 from lesioncount.types import ModelSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +31,26 @@ def test_targets_from_known_boxes() -> None:
     # Off-grid centres are ignored, not wrapped.
     h2, _, w2 = make_targets((32, 32), [(-5.0, 3.0, 4.0, 4.0, 0)], 3, 2)
     assert h2.max() == 0 and w2.sum() == 0
+
+
+def test_density_sums_to_the_lesions_of_the_chosen_classes() -> None:
+    # Two acne lesions well inside, one scar (not counted), one acne lesion half off the right edge.
+    centres = [
+        (21.0, 21.0, 6.0, 6.0, 0),
+        (60.0, 40.0, 16.0, 12.0, 1),
+        (40.0, 60.0, 8.0, 8.0, 2),
+        (95.0, 30.0, 20.0, 20.0, 0),
+    ]
+    dens = make_density((80, 96), centres, (0, 1), 2)
+    assert dens.shape == (1, 40, 48) and dens.min() >= 0
+    # Each lesion inside adds a mass of 1; the cut one adds less than 1 but more than 0.
+    inner = make_density((80, 96), centres[:3], (0, 1), 2)
+    assert abs(float(inner.sum()) - 2.0) < 1e-4
+    assert 2.1 < float(dens.sum()) < 3.0
+    # Its mass sits at its centre: output pixel (x / 2 - 0.5, y / 2 - 0.5).
+    one = make_density((80, 96), centres[:1], (0, 1), 2)
+    assert np.unravel_index(one[0].argmax(), one[0].shape) == (10, 10)
+    assert make_density((80, 96), centres, (2,), 2).sum() == pytest.approx(1.0, abs=1e-4)
 
 
 def test_config_unknown_key_suggests(tmp_path: Path) -> None:

@@ -182,7 +182,8 @@ class LesionDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torc
                     lesions.append((p.x, p.y, p.bbox[2], p.bbox[3], CLASSES.index(p.cls)))
         return image, lesions
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def augmented(self, index: int) -> tuple[npt.NDArray[np.uint8], list[tuple[float, float, float, float, int]]]:
+        """Sample ``index`` augmented and cropped: the crop and its lesions as ``(x, y, w, h, class_index)``."""
         image, lesions = self.sample(index)
         ih, iw = image.shape[:2]
         # Centres on the very edge (boxes cut by the export's crops) must lie inside for albumentations.
@@ -200,9 +201,13 @@ class LesionDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torc
         for (x, y, s), k, a in zip(out["keypoints"], out["cls"], out["aspect"], strict=True):
             w, h = s * np.sqrt(a), s / np.sqrt(a)
             centres.append((float(x), float(y), float(w), float(h), int(k)))
+        return out["image"], centres
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        image, centres = self.augmented(index)
         heat, log_size, weight = make_targets((self.crop_px, self.crop_px), centres, len(CLASSES), self.stride)
         return (
-            torch.from_numpy(normalise(out["image"])),
+            torch.from_numpy(normalise(image)),
             torch.from_numpy(heat),
             torch.from_numpy(log_size),
             torch.from_numpy(weight),

@@ -50,3 +50,33 @@ def make_targets(
         log_size[:, iy, ix] = (np.log(max(w, 1.0)), np.log(max(h, 1.0)))
         weight[iy, ix] = 1.0
     return heat, log_size, weight
+
+
+def make_density(
+    shape_hw: tuple[int, int],
+    centres: Sequence[tuple[float, float, float, float, int]],
+    classes: Sequence[int],
+    stride: int,
+) -> npt.NDArray[np.float32]:
+    """A density map (1, h, w) for one crop: each lesion of ``classes`` adds a Gaussian of total mass 1.
+
+    The Gaussian has the heatmap's sigma (``make_targets``) and is centred at the lesion's exact centre;
+    its mass is normalised over its whole support before the crop cuts it, so the map's sum over a whole
+    photo is its lesion count (density-map counting, as crowd counters and AcneFusionNet do).
+    """
+    oh, ow = shape_hw[0] // stride, shape_hw[1] // stride
+    dens = np.zeros((1, oh, ow), np.float32)
+    wanted = set(classes)
+    for x, y, w, h, k in centres:
+        if k not in wanted:
+            continue
+        cx, cy = x / stride - 0.5, y / stride - 0.5
+        sigma = max(0.7, 0.25 * float(np.sqrt(max(w, 1.0) * max(h, 1.0))) / stride)
+        r = int(np.ceil(3 * sigma))
+        ix, iy = int(round(cx)), int(round(cy))
+        yy, xx = np.mgrid[iy - r : iy + r + 1, ix - r : ix + r + 1]
+        g = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma * sigma))
+        g /= g.sum()
+        inside = (yy >= 0) & (yy < oh) & (xx >= 0) & (xx < ow)
+        np.add.at(dens[0], (yy[inside], xx[inside]), g[inside].astype(np.float32))
+    return dens
