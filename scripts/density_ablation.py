@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,9 +32,10 @@ from torch.utils.data import DataLoader
 from lesioncount.io import atomic_path
 from lesioncount.train.checkpoint import load_checkpoint_file
 from lesioncount.train.dataset import Item, LesionDataset, normalise, split_by_source
+from lesioncount.train.loop import focal_loss, size_loss
 from lesioncount.train.model import LesionUNet
 from lesioncount.train.onnx_import import network_from_onnx
-from lesioncount.train.targets import make_density
+from lesioncount.train.targets import make_density, make_targets
 from lesioncount.types import ACNE_CLASSES, CLASSES
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,14 @@ class DensityNet(nn.Module):
 
 
 class DensityDataset(LesionDataset):
-    """``LesionDataset``'s crops with the acne density map as the target: ``(image, density)``."""
+    """``LesionDataset``'s crops and targets with the acne density map beside them:
+    ``(image, heatmap, log_size, size_weight, density)``."""
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         image, centres = self.augmented(index)
+        heat, log_size, weight = make_targets((self.crop_px, self.crop_px), centres, len(CLASSES), self.stride)
         dens = make_density((self.crop_px, self.crop_px), centres, ACNE_CHANNELS, self.stride)
-        return torch.from_numpy(normalise(image)), torch.from_numpy(dens)
+        return tuple(torch.from_numpy(a) for a in (normalise(image), heat, log_size, weight, dens))
 
 
 def density_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -92,37 +94,49 @@ def train_density_branch(
     out_dir: str | os.PathLike[str],
     *,
     steps: int = 3000,
+    joint: bool = False,
+    start: str | os.PathLike[str] | None = None,
     batch_size: int = 8,
     crop_px: int = 384,
     lr: float = 1e-3,
+    trunk_lr: float = 3e-4,
     ema_decay: float = 0.998,
     seed: int = 0,
     threads: int = 2,
     checkpoint_every_s: float = 120.0,
     arch: str = "unet24",
-    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Train the density branch on ``items`` (resuming from ``out_dir/last.pt``); returns ``final.pt``.
 
-    The network's BatchNorms keep their folded statistics (eval mode throughout); only the branch learns.
-    Planted scars and marks carry no acne mass, so the branch learns to pass over them.
+    The network's BatchNorms keep their folded statistics (eval mode throughout). Frozen (the default),
+    only the branch learns. ``joint`` fine-tunes the network too (at ``trunk_lr``), on its own heatmap and
+    size losses beside the density's, so that the density can shape the features both read; ``start``
+    names a branch (a ``final.pt`` of this script) to begin from. Planted scars and marks carry no acne
+    mass, so the branch learns to pass over them.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     net = DensityNet(network_from_onnx(onnx_path, arch)).eval()
-    params = [p for p in net.branch.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    if start:
+        net.load_state_dict(_net_state(load_checkpoint_file(start), net), strict=True)
+    groups = [{"params": list(net.branch.parameters()), "lr": lr}]
+    if joint:
+        for p in net.trunk.parameters():
+            p.requires_grad_(True)
+        groups.append({"params": list(net.trunk.parameters()), "lr": trunk_lr})
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=0.1)
     ema = torch.optim.swa_utils.AveragedModel(
-        net.branch, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay), use_buffers=True
+        net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay), use_buffers=True
     )
     step = 0
     last = out / "last.pt"
     if last.exists():
         state = load_checkpoint_file(last)
-        net.branch.load_state_dict(state["branch"])
+        net.load_state_dict(state["net"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         ema.load_state_dict(state["ema"])
@@ -134,7 +148,7 @@ def train_density_branch(
 
     def checkpoint() -> None:
         state = {
-            "branch": net.branch.state_dict(),
+            "net": net.state_dict(),
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
             "ema": ema.state_dict(),
@@ -148,18 +162,25 @@ def train_density_branch(
     try:
         it = iter(loader)
         while step < steps:
-            x, target = next(it)
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-                f = net.trunk.last_decoder_input(x.contiguous(memory_format=torch.channels_last))
+            x, heat, log_size, weight, target = next(it)
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                pred = net.branch(f.float())
+                if joint:
+                    f = net.trunk.last_decoder_input(x)
+                    hm_logits, size_pred = net.trunk.logits_from(f)
+                else:
+                    with torch.no_grad():
+                        f = net.trunk.last_decoder_input(x)
+                pred = net.branch(f.float() if not joint else f)
             loss = density_loss(pred.float(), target)
+            if joint:
+                loss = loss + focal_loss(hm_logits.float(), heat) + 0.1 * size_loss(size_pred, log_size, weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
             sched.step()
-            ema.update_parameters(net.branch)
+            ema.update_parameters(net)
             step += 1
             seen += x.shape[0]
             run_loss += float(loss.detach())
@@ -169,18 +190,27 @@ def train_density_branch(
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 run_loss, run_steps = 0.0, 0
-            if progress:
-                progress(step, steps)
             if time.monotonic() - last_ckpt >= checkpoint_every_s:
                 checkpoint()
                 last_ckpt = time.monotonic()
         checkpoint()
         final = out / "final.pt"
         with atomic_path(final) as tmp:
-            torch.save({"branch": ema.module.state_dict(), "step": step, "onnx": str(onnx_path)}, tmp)
+            torch.save({"net": ema.module.state_dict(), "step": step, "onnx": str(onnx_path), "joint": joint}, tmp)
         return final
     finally:
         logf.close()
+
+
+def _net_state(state: dict, net: DensityNet) -> dict:
+    """The whole ``DensityNet`` state of a ``final.pt``: ``net``, or (a frozen run's first files) the
+    branch alone beside the model's own network."""
+    if "net" in state:
+        return state["net"]
+    return {
+        **{f"trunk.{k}": v for k, v in net.trunk.state_dict().items()},
+        **{f"branch.{k}": v for k, v in state["branch"].items()},
+    }
 
 
 def training_items(config: str | os.PathLike[str]) -> list[Item]:
@@ -261,7 +291,7 @@ def evaluate(checkpoint: str, cache: str, model: str, scales: tuple[float, ...])
     from lesioncount.preprocess import pad_to_multiple
 
     net = DensityNet(network_from_onnx(model, "unet24")).eval()
-    net.branch.load_state_dict(load_checkpoint_file(checkpoint)["branch"])
+    net.load_state_dict(_net_state(load_checkpoint_file(checkpoint), net))
     meta = json.loads((Path(cache) / "meta.json").read_text())
     dens = []
     for rec in meta:
@@ -301,6 +331,39 @@ def evaluate(checkpoint: str, cache: str, model: str, scales: tuple[float, ...])
             )
 
 
+def export_network(checkpoint: str, model: str, out: str) -> float:
+    """Write the (fine-tuned) network of a joint run as an ONNX model with ``model``'s contract (its
+    experts' heatmap left out; recalibrate the count with ``lesioncount calibrate OUT --soft-count``);
+    returns the largest difference between torch and ONNX Runtime on a fixed input."""
+    import dataclasses
+    import warnings
+
+    import onnx
+
+    from lesioncount.train.contract import contract_of, write_contract
+    from lesioncount.train.export import parity
+
+    net = DensityNet(network_from_onnx(model, "unet24")).eval()
+    net.load_state_dict(_net_state(load_checkpoint_file(checkpoint), net))
+    spec = dataclasses.replace(contract_of(onnx.load(model)), expert_threshold=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net.trunk,
+            (torch.zeros(1, 3, 256, 256),),
+            out,
+            input_names=["image"],
+            output_names=["maps"],
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "maps": {0: "batch", 2: "oh", 3: "ow"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    written = onnx.load(out)
+    write_contract(written, spec)
+    onnx.save(written, out)
+    return parity(net.trunk, Path(out))
+
+
 def main() -> None:
     import argparse
 
@@ -312,6 +375,11 @@ def main() -> None:
     t.add_argument("--config", default="configs/unet24.yaml", help="the network's training config")
     t.add_argument("--steps", type=int, default=3000)
     t.add_argument("--out", default="runs/density")
+    t.add_argument("--joint", action="store_true", help="fine-tune the network too")
+    t.add_argument("--start", help="a branch (final.pt) to begin from")
+    x = sub.add_parser("export", help="write a joint run's network as an ONNX model")
+    x.add_argument("checkpoint")
+    x.add_argument("out")
     c = sub.add_parser("cache", help="cache the pipeline's working images and counting areas")
     c.add_argument("--photos", required=True, help="a training config (its held-out faces) or a folder")
     c.add_argument("--out", required=True)
@@ -321,7 +389,11 @@ def main() -> None:
     e.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.1, 1.2, 1.3, 1.4])
     args = p.parse_args()
     if args.cmd == "train":
-        train_density_branch(args.model, training_items(args.config), args.out, steps=args.steps)
+        train_density_branch(
+            args.model, training_items(args.config), args.out, steps=args.steps, joint=args.joint, start=args.start
+        )
+    elif args.cmd == "export":
+        print(f"torch vs ONNX Runtime: {export_network(args.checkpoint, args.model, args.out):.2e}")
     elif args.cmd == "cache":
         cache_photos(args.photos, args.out, args.model)
     else:
