@@ -354,3 +354,43 @@ def test_calibration_reads_the_planted_check_as_the_pipeline_counts_it(heat_sigm
         tolerance = [1.5 * p.radius + 4 for p in targets]
         hits = match_centres([(m.x, m.y) for m in marks], [(p.x, p.y) for p in targets], tolerance)[0]
         assert recall(threshold, softness) == len(hits) / len(targets), threshold
+
+
+def _sprinkle(image: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Salt-and-pepper noise on ``n`` pixels, as Roboflow's augmented ACNE04 copies carry."""
+    rng = np.random.default_rng(seed)
+    out = image.copy()
+    ys, xs = rng.integers(0, image.shape[0], n), rng.integers(0, image.shape[1], n)
+    out[ys, xs] = np.where(rng.random(n) < 0.5, 0, 255)[:, None]
+    return out
+
+
+def test_noise_speckles_are_found_on_sprinkled_photos_only(astronaut: np.ndarray) -> None:
+    from lesioncount.train.calibrate import MAX_SPECKLES, noise_speckles
+
+    bgr = np.ascontiguousarray(astronaut[..., ::-1])
+    clean = noise_speckles(bgr)
+    assert clean <= MAX_SPECKLES  # a real photo, edges, hair and all
+    sprinkled = noise_speckles(_sprinkle(bgr, 300))
+    assert sprinkled >= clean + 100  # half of the 300 pixels at least (on black space or the white suit many hide)
+
+
+def test_calibration_leaves_out_the_speckled_held_out_copies(tmp_path: Path, astronaut: np.ndarray) -> None:
+    import cv2
+
+    from lesioncount.data import ImageAnnotation, RefLesion, write_voc_file
+    from lesioncount.train.calibrate import _held_out_faces
+
+    bgr = np.ascontiguousarray(astronaut[..., ::-1])
+    photos = {"levle1_1_jpg.rf.a.jpg": bgr, "levle1_2_jpg.rf.b.jpg": _sprinkle(bgr, 300)}
+    for name, image in photos.items():
+        cv2.imwrite(str(tmp_path / name), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        lesions = (RefLesion("inflammatory", 50.0, 60.0, (45.0, 55.0, 10.0, 10.0)),)
+        write_voc_file(tmp_path / name.replace(".jpg", ".xml"), ImageAnnotation(name, 512, 512, lesions))
+    cfg = TrainConfig(data_dir=str(tmp_path), val_fraction=1.0)
+    kept, grades = _held_out_faces(cfg)
+    assert [Path(i.path).name for i in kept] == ["levle1_1_jpg.rf.a.jpg"] and grades == [1]
+    assert len(_held_out_faces(cfg, keep_speckled=True)[0]) == 2
+    (tmp_path / "levle1_1_jpg.rf.a.jpg").write_bytes((tmp_path / "levle1_2_jpg.rf.b.jpg").read_bytes())
+    with pytest.raises(ValueError, match="--keep-speckled"):
+        _held_out_faces(cfg)

@@ -295,6 +295,12 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
         metavar="INT8_ONNX",
         help="the int8 twin: give it the acne threshold that matches the fp32 count on the held-out faces",
     )
+    p.add_argument(
+        "--keep-speckled",
+        action="store_true",
+        help="also calibrate on held-out photos sprinkled with salt-and-pepper noise (augmented copies, left "
+        "out by default: they push the threshold up)",
+    )
     p.set_defaults(func=run_calibrate)
 
 
@@ -320,6 +326,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                     heat_sigma=args.heat_sigma if args.heat_sigma > 0 else None,
                     int8=args.int8,
                     threads=args.threads,
+                    keep_speckled=args.keep_speckled,
                     progress=lambda d, n: progress.update(task, completed=d, total=n),
                 )
                 return _print_soft(res, args)
@@ -329,6 +336,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                 flip_average=args.flip_average,
                 heat_sigma=args.heat_sigma,
                 int8=args.int8,
+                keep_speckled=args.keep_speckled,
                 progress=lambda d, n: progress.update(task, completed=d, total=n),
             )
         except (FileNotFoundError, ValueError) as e:
