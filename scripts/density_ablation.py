@@ -18,7 +18,6 @@ Needs the ``train`` extra and ``../shared/data``. The figures are in ``docs/mode
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -30,10 +29,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lesioncount.io import atomic_path
-from lesioncount.train.checkpoint import load_checkpoint_file
+from lesioncount.train.checkpoint import load_checkpoint_file, resume_training_state, save_training_state
 from lesioncount.train.dataset import Item, LesionDataset, normalise, split_by_source
 from lesioncount.train.loop import focal_loss, size_loss
-from lesioncount.train.model import LesionUNet
+from lesioncount.train.model import LesionUNet, one_channel_branch
 from lesioncount.train.onnx_import import network_from_onnx
 from lesioncount.train.targets import make_density, make_targets
 from lesioncount.types import ACNE_CLASSES, CLASSES
@@ -52,13 +51,9 @@ class DensityNet(nn.Module):
     def __init__(self, trunk: LesionUNet) -> None:
         super().__init__()
         self.trunk = trunk
-        head = copy.deepcopy(trunk.head_hm)
-        final = head[-1]
-        assert isinstance(final, nn.Conv2d)
-        one = nn.Conv2d(final.in_channels, 1, 1)
+        self.branch, one = one_channel_branch(trunk)
         nn.init.zeros_(one.weight)
         nn.init.zeros_(one.bias)  # type: ignore[arg-type]
-        self.branch = nn.Sequential(copy.deepcopy(trunk.dec0), *list(head)[:-1], one)
         for p in self.trunk.parameters():
             p.requires_grad_(False)
 
@@ -132,30 +127,22 @@ def train_density_branch(
     ema = torch.optim.swa_utils.AveragedModel(
         net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay), use_buffers=True
     )
-    step = 0
     last = out / "last.pt"
-    if last.exists():
-        state = load_checkpoint_file(last)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        ema.load_state_dict(state["ema"])
-        step = int(state["step"])
+    parts = {"net": net, "optimizer": opt, "scheduler": sched, "ema": ema}
+    step = resume_training_state(last, **parts)
+    if step:
+        if sched.total_steps != steps:  # a new step budget: the one-cycle schedule stretched or shrunk to fit
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=0.1, last_epoch=step - 1
+            )
+            parts["scheduler"] = sched
         log.info("resumed from %s at step %d of %d", last, step, steps)
     ds = DensityDataset(items, crop_px, net.trunk.output_stride, length=10**9, seed=seed)
     ds.epoch = step
     loader = DataLoader(ds, batch_size=batch_size, num_workers=1)
 
     def checkpoint() -> None:
-        state = {
-            "net": net.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "ema": ema.state_dict(),
-            "step": step,
-        }
-        with atomic_path(last) as tmp:
-            torch.save(state, tmp)
+        save_training_state(last, step, **parts)
 
     logf = open(out / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
     t0, seen, run_loss, run_steps, last_ckpt = time.monotonic(), 0, 0.0, 0, time.monotonic()

@@ -32,3 +32,23 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a lesioncount checkpoint (a dict with 'model' weights)")
     return state
+
+
+def save_training_state(path: str | os.PathLike[str], step: int, **parts: Any) -> None:
+    """Write a resumable training state atomically: each part's ``state_dict()`` under its name (a
+    module, optimizer, scheduler or averaged model) and ``step``."""
+    from lesioncount.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({name: part.state_dict() for name, part in parts.items()} | {"step": step}, tmp)
+
+
+def resume_training_state(path: str | os.PathLike[str], **parts: Any) -> int:
+    """Load a state written by ``save_training_state`` into the same parts; returns its step, or 0 when
+    there is no file yet."""
+    if not os.path.exists(path):
+        return 0
+    state = load_checkpoint_file(path)
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    return int(state["step"])

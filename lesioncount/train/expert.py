@@ -14,7 +14,6 @@ before and ``experts``).
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -30,10 +29,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lesioncount.io import atomic_path
-from lesioncount.train.checkpoint import load_checkpoint_file
+from lesioncount.train.checkpoint import load_checkpoint_file, resume_training_state, save_training_state
 from lesioncount.train.dataset import Item, LesionDataset, load_point_items, split_by_source
 from lesioncount.train.loop import focal_loss
-from lesioncount.train.model import LesionUNet
+from lesioncount.train.model import LesionUNet, one_channel_branch
 from lesioncount.train.onnx_import import network_from_onnx
 from lesioncount.types import ACNE_CLASSES, CLASSES, EXPERT_OUTPUT
 
@@ -51,15 +50,13 @@ class ExpertNet(nn.Module):
         self.trunk = trunk
         # Start from the network's own last block and acne head: the branch begins where the boxes' notion
         # is and moves towards the experts'.
-        head = copy.deepcopy(trunk.head_hm)
-        final = head[-1]
+        self.branch, one = one_channel_branch(trunk)
+        final = trunk.head_hm[-1]
         assert isinstance(final, nn.Conv2d)
-        one = nn.Conv2d(final.in_channels, 1, 1)
         with torch.no_grad():
             one.weight.copy_(final.weight[ACNE_CHANNELS[0] : ACNE_CHANNELS[0] + 1])
             assert one.bias is not None and final.bias is not None
             one.bias.copy_(final.bias[ACNE_CHANNELS[0] : ACNE_CHANNELS[0] + 1])
-        self.branch = nn.Sequential(copy.deepcopy(trunk.dec0), *list(head)[:-1], one)
         for p in self.trunk.parameters():
             p.requires_grad_(False)
 
@@ -139,15 +136,10 @@ def train_expert_branch(
     ema = torch.optim.swa_utils.AveragedModel(
         net.branch, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay), use_buffers=True
     )
-    step = 0
     last = out / "last.pt"
-    if last.exists():
-        state = load_checkpoint_file(last)
-        net.branch.load_state_dict(state["branch"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        ema.load_state_dict(state["ema"])
-        step = int(state["step"])
+    parts = {"branch": net.branch, "optimizer": opt, "scheduler": sched, "ema": ema}
+    step = resume_training_state(last, **parts)
+    if step:
         if sched.total_steps != steps:
             # A new step budget on resume: continue the one-cycle schedule, stretched or shrunk to fit.
             sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -159,15 +151,7 @@ def train_expert_branch(
     loader = DataLoader(ds, batch_size=batch_size, num_workers=1)
 
     def checkpoint() -> None:
-        state = {
-            "branch": net.branch.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "ema": ema.state_dict(),
-            "step": step,
-        }
-        with atomic_path(last) as tmp:
-            torch.save(state, tmp)
+        save_training_state(last, step, **(parts | {"scheduler": sched}))  # the schedule may have been remade
 
     logf = open(out / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
     t0, seen, run_loss, run_steps, last_ckpt = time.monotonic(), 0, 0.0, 0, time.monotonic()

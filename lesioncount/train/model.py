@@ -7,6 +7,7 @@ sigmoid heatmaps in [0, 1] (one per lesion class, peaks at lesion centres) and t
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -83,6 +84,17 @@ class LesionUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.outputs_from(self.last_decoder_input(x))
+
+
+def one_channel_branch(trunk: LesionUNet) -> tuple[nn.Sequential, nn.Conv2d]:
+    """A copy of the network's last decoder block and heatmap head ending in a fresh one-channel 1x1
+    convolution: a branch that reads ``last_decoder_input``'s features (the caller initialises the new
+    convolution, returned beside the branch)."""
+    head = copy.deepcopy(trunk.head_hm)
+    final = head[-1]
+    assert isinstance(final, nn.Conv2d)
+    one = nn.Conv2d(final.in_channels, 1, 1)
+    return nn.Sequential(copy.deepcopy(trunk.dec0), *list(head)[:-1], one), one
 
 
 MODELS: dict[str, Callable[..., LesionUNet]] = {
