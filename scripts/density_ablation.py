@@ -225,7 +225,7 @@ def cache_photos(photos: str, out_dir: str | os.PathLike[str], model: str) -> No
     from lesioncount.train.dataset import load_items
 
     if photos.endswith(".yaml"):
-        items, grades = _held_out_faces(load_yaml(TrainConfig, photos), keep_speckled=True)
+        items, grades = _held_out_faces(load_yaml(TrainConfig, photos))
     else:
         items = load_items(photos)
         grades = [int(hayashi_grade_from_name(i.path) or 0) for i in items]

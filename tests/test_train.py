@@ -375,7 +375,7 @@ def test_noise_speckles_are_found_on_sprinkled_photos_only(astronaut: np.ndarray
     assert sprinkled >= clean + 100  # half of the 300 pixels at least (on black space or the white suit many hide)
 
 
-def test_calibration_leaves_out_the_speckled_held_out_copies(tmp_path: Path, astronaut: np.ndarray) -> None:
+def test_calibration_can_leave_out_the_speckled_held_out_copies(tmp_path: Path, astronaut: np.ndarray) -> None:
     import cv2
 
     from lesioncount.data import ImageAnnotation, RefLesion, write_voc_file
@@ -388,9 +388,9 @@ def test_calibration_leaves_out_the_speckled_held_out_copies(tmp_path: Path, ast
         lesions = (RefLesion("inflammatory", 50.0, 60.0, (45.0, 55.0, 10.0, 10.0)),)
         write_voc_file(tmp_path / name.replace(".jpg", ".xml"), ImageAnnotation(name, 512, 512, lesions))
     cfg = TrainConfig(data_dir=str(tmp_path), val_fraction=1.0)
-    kept, grades = _held_out_faces(cfg)
+    kept, grades = _held_out_faces(cfg, skip_speckled=True)
     assert [Path(i.path).name for i in kept] == ["levle1_1_jpg.rf.a.jpg"] and grades == [1]
-    assert len(_held_out_faces(cfg, keep_speckled=True)[0]) == 2
+    assert len(_held_out_faces(cfg)[0]) == 2  # every held-out photo unless asked
     (tmp_path / "levle1_1_jpg.rf.a.jpg").write_bytes((tmp_path / "levle1_2_jpg.rf.b.jpg").read_bytes())
-    with pytest.raises(ValueError, match="--keep-speckled"):
-        _held_out_faces(cfg)
+    with pytest.raises(ValueError, match="without --skip-speckled"):
+        _held_out_faces(cfg, skip_speckled=True)

@@ -296,10 +296,10 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
         help="the int8 twin: give it the acne threshold that matches the fp32 count on the held-out faces",
     )
     p.add_argument(
-        "--keep-speckled",
+        "--skip-speckled",
         action="store_true",
-        help="also calibrate on held-out photos sprinkled with salt-and-pepper noise (augmented copies, left "
-        "out by default: they push the threshold up)",
+        help="leave out held-out photos sprinkled with salt-and-pepper noise (augmented copies): models then "
+        "rank as on plain photos (see docs/model.md)",
     )
     p.set_defaults(func=run_calibrate)
 
@@ -326,7 +326,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                     heat_sigma=args.heat_sigma if args.heat_sigma > 0 else None,
                     int8=args.int8,
                     threads=args.threads,
-                    keep_speckled=args.keep_speckled,
+                    skip_speckled=args.skip_speckled,
                     progress=lambda d, n: progress.update(task, completed=d, total=n),
                 )
                 return _print_soft(res, args)
@@ -336,7 +336,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                 flip_average=args.flip_average,
                 heat_sigma=args.heat_sigma,
                 int8=args.int8,
-                keep_speckled=args.keep_speckled,
+                skip_speckled=args.skip_speckled,
                 progress=lambda d, n: progress.update(task, completed=d, total=n),
             )
         except (FileNotFoundError, ValueError) as e:

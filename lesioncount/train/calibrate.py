@@ -19,8 +19,8 @@ names are noisy but its grades are not.
   (``ModelSpec.count_softness``) chosen together by the same rule and written into its contract; its int8
   twin keeps the softness and gets the threshold at which its held-out soft total matches fp32's.
 
-Each after-training calibration leaves out the held-out photos sprinkled with salt-and-pepper noise
-(``MAX_SPECKLES``; Roboflow's augmented copies of ACNE04) unless asked to keep them.
+Each after-training calibration can leave out the held-out photos sprinkled with salt-and-pepper noise
+(``skip_speckled``; ``MAX_SPECKLES``; Roboflow's augmented copies of ACNE04).
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ INT8_SEARCH, INT8_STEP = 0.05, 0.0005
 #: Roboflow's ACNE04 training export sprinkles two of most faces' three copies with salt-and-pepper noise
 #: (176 of the 288 held-out photos, 2 of valid's 283). The peaks that noise raises push a threshold chosen
 #: on those copies up: calibrated on all the held-out faces, three candidate models ranked opposite to
-#: valid; on the copies without speckles, as valid ranks them (docs/model.md). A pixel is a speckle when
-#: it differs from its 3x3 median by more than ``SPECKLE_LEVELS`` grey levels; a photo with more than
-#: ``MAX_SPECKLES`` of them is left out of the calibration unless asked for.
+#: valid; on the copies without speckles, as valid ranks them. But 2.2.0's soft count chosen on those
+#: copies alone (112 photos) did no better on valid (docs/model.md), so they are left out only when asked
+#: (``skip_speckled``). A pixel is a speckle when it differs from its 3x3 median by more than
+#: ``SPECKLE_LEVELS`` grey levels; a photo is speckled with more than ``MAX_SPECKLES`` of them.
 SPECKLE_LEVELS, MAX_SPECKLES = 120, 20
 
 
@@ -99,7 +100,7 @@ def calibrate_checkpoint(
     flip_average: bool = False,
     heat_sigma: float = 0.0,
     int8: str | Path | None = None,
-    keep_speckled: bool = False,
+    skip_speckled: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Choose the acne threshold through the counting pipeline and write it into ``checkpoint``.
@@ -110,7 +111,7 @@ def calibrate_checkpoint(
         heat_sigma: count with the heatmaps smoothed by this sigma (output pixels); recorded likewise.
         int8: the checkpoint's int8 twin (from ``lesioncount export --int8``); when given, its acne
             threshold is matched to the fp32 count on the same faces and written into its metadata.
-        keep_speckled: calibrate on the held-out copies sprinkled with noise speckles too (``MAX_SPECKLES``).
+        skip_speckled: leave out the held-out copies sprinkled with noise speckles (``MAX_SPECKLES``).
 
     Returns:
         ``{"threshold", "hayashi_acc", "count_r", "held_out_photos", "table"}``, and with ``int8`` also
@@ -121,7 +122,7 @@ def calibrate_checkpoint(
     from lesioncount.train.export import export_onnx
 
     state = load_checkpoint_file(checkpoint)
-    held_out, grades = _held_out_faces(from_dict(TrainConfig, state["config"]), keep_speckled=keep_speckled)
+    held_out, grades = _held_out_faces(from_dict(TrainConfig, state["config"]), skip_speckled=skip_speckled)
     total = len(held_out) * (2 if int8 else 1)
 
     def acne_scores(model: Path, low: float, done: int) -> list[np.ndarray]:
@@ -170,7 +171,7 @@ def calibrate_soft_count(
     softnesses: Sequence[float] = SOFTNESSES,
     heat_sigma: float | None = None,
     threads: int | None = None,
-    keep_speckled: bool = False,
+    skip_speckled: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Choose an exported model's acne threshold and count softness together through the counting pipeline,
@@ -189,7 +190,7 @@ def calibrate_soft_count(
         int8: the int8 twin: same softness, and the threshold at which its held-out total matches fp32's.
         heat_sigma: count with the heatmaps smoothed so (output pixels), and write it into the contracts;
             None: as each model's contract says.
-        keep_speckled: calibrate on the held-out copies sprinkled with noise speckles too (``MAX_SPECKLES``).
+        skip_speckled: leave out the held-out copies sprinkled with noise speckles (``MAX_SPECKLES``).
 
     Returns:
         ``{"threshold", "count_softness", "hayashi_acc", "count_r", "held_out_photos", "table"}``, the table
@@ -202,7 +203,7 @@ def calibrate_soft_count(
     from lesioncount.train.export import update_contract
     from lesioncount.types import NEAR_THRESHOLD_FRACTION
 
-    held_out, grades = _held_out_faces(load_yaml(TrainConfig, config), keep_speckled=keep_speckled)
+    held_out, grades = _held_out_faces(load_yaml(TrainConfig, config), skip_speckled=skip_speckled)
     total = len(held_out) * (2 if int8 else 1)
 
     def acne_scores(path: str | Path, low: float, done: int) -> list[np.ndarray]:
@@ -300,22 +301,22 @@ def is_speckled(path: str | Path) -> bool:
     return noise_speckles(grey) > MAX_SPECKLES
 
 
-def _held_out_faces(cfg: Any, *, keep_speckled: bool = False) -> tuple[list[Any], list[int]]:
+def _held_out_faces(cfg: Any, *, skip_speckled: bool = False) -> tuple[list[Any], list[int]]:
     """The held-out faces of a training run (``TrainConfig``: its data, held-out share and seed) and the
-    Hayashi grade of each, from its file name; without the copies sprinkled with noise speckles unless
-    ``keep_speckled`` (see ``MAX_SPECKLES``)."""
+    Hayashi grade of each, from its file name; with ``skip_speckled``, without the copies sprinkled with
+    noise speckles (see ``MAX_SPECKLES``)."""
     from lesioncount.data import hayashi_grade_from_name
     from lesioncount.train.dataset import load_items, split_by_source
 
     _, held_out = split_by_source(load_items(cfg.data_dir, cfg.class_map), cfg.val_fraction, cfg.seed)
     if not held_out:
         raise ValueError(f"{cfg.data_dir}: no held-out faces to calibrate on")
-    if not keep_speckled:
+    if skip_speckled:
         plain = [item for item in held_out if not is_speckled(item.path)]
         if not plain:
             raise ValueError(
                 f"{cfg.data_dir}: every held-out photo is sprinkled with noise speckles; "
-                "calibrate on them anyway with --keep-speckled"
+                "calibrate on them without --skip-speckled"
             )
         log.info("%d of %d held-out photos have noise speckles: left out", len(held_out) - len(plain), len(held_out))
         held_out = plain
