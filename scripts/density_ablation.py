@@ -12,6 +12,8 @@ over the pipeline's counting area, on the pipeline's own working image.
     python scripts/density_ablation.py cache --photos configs/unet24.yaml --out runs/density/heldout
     python scripts/density_ablation.py cache --photos ../shared/data/acne04/valid --out runs/density/valid
     python scripts/density_ablation.py evaluate runs/density/final.pt runs/density/heldout
+    python scripts/density_ablation.py train --joint --start runs/density/final.pt --steps 2500 --out runs/joint
+    python scripts/density_ablation.py export runs/joint/final.pt runs/joint/net.onnx  # then calibrate it
 
 Needs the ``train`` extra and ``../shared/data``. The figures are in ``docs/model.md``.
 """
@@ -31,6 +33,7 @@ from torch.utils.data import DataLoader
 from lesioncount.io import atomic_path
 from lesioncount.train.checkpoint import load_checkpoint_file, resume_training_state, save_training_state
 from lesioncount.train.dataset import Item, LesionDataset, normalise, split_by_source
+from lesioncount.train.expert import ACNE_CHANNELS
 from lesioncount.train.loop import focal_loss, size_loss
 from lesioncount.train.model import LesionUNet, one_channel_branch
 from lesioncount.train.onnx_import import network_from_onnx
@@ -39,7 +42,6 @@ from lesioncount.types import ACNE_CLASSES, CLASSES
 
 log = logging.getLogger(__name__)
 
-ACNE_CHANNELS = [CLASSES.index(c) for c in ACNE_CLASSES]
 #: The head learns the density times this (unit-mass Gaussians are small numbers per pixel).
 DENSITY_SCALE = 100.0
 
@@ -323,32 +325,16 @@ def export_network(checkpoint: str, model: str, out: str) -> float:
     experts' heatmap left out; recalibrate the count with ``lesioncount calibrate OUT --soft-count``);
     returns the largest difference between torch and ONNX Runtime on a fixed input."""
     import dataclasses
-    import warnings
 
     import onnx
 
-    from lesioncount.train.contract import contract_of, write_contract
-    from lesioncount.train.export import parity
+    from lesioncount.train.contract import contract_of
+    from lesioncount.train.export import write_network
 
     net = DensityNet(network_from_onnx(model, "unet24")).eval()
     net.load_state_dict(_net_state(load_checkpoint_file(checkpoint), net))
     spec = dataclasses.replace(contract_of(onnx.load(model)), expert_threshold=0.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net.trunk,
-            (torch.zeros(1, 3, 256, 256),),
-            out,
-            input_names=["image"],
-            output_names=["maps"],
-            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "maps": {0: "batch", 2: "oh", 3: "ow"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    written = onnx.load(out)
-    write_contract(written, spec)
-    onnx.save(written, out)
-    return parity(net.trunk, Path(out))
+    return write_network(net.trunk, Path(out), spec)
 
 
 def main() -> None:

@@ -121,6 +121,25 @@ def parity(model: LesionUNet, onnx_path: Path, *, seed: int = 0, shape: tuple[in
     return float(np.abs(ref - got).max())
 
 
+def write_network(model: LesionUNet, out: Path, spec: ModelSpec, *, opset: int = 17) -> float:
+    """Write a network as an ONNX model (input ``image``, output ``maps``, dynamic batch and size) with
+    ``spec`` as its contract; returns the largest torch / ONNX Runtime difference on a fixed input."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter warns about its own deprecation
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 3, 256, 256),),
+            str(out),
+            input_names=["image"],
+            output_names=["maps"],
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "maps": {0: "batch", 2: "oh", 3: "ow"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    _set_metadata(out, spec)
+    return parity(model, out)
+
+
 def export_onnx(
     checkpoint: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -144,21 +163,7 @@ def export_onnx(
         raise ExportError(str(e)) from e
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    dummy = torch.zeros(1, 3, 256, 256)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter warns about its own deprecation
-        torch.onnx.export(
-            model,
-            (dummy,),
-            str(out),
-            input_names=["image"],
-            output_names=["maps"],
-            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "maps": {0: "batch", 2: "oh", 3: "ow"}},
-            opset_version=opset,
-            dynamo=False,
-        )
-    _set_metadata(out, spec)
-    diff = parity(model, out)
+    diff = write_network(model, out, spec, opset=opset)
     if diff > tolerance:
         raise ExportError(f"ONNX Runtime and torch differ by {diff:.2e} (> {tolerance:g}) on the fixed input")
     log.info("exported %s (torch vs ORT max abs diff %.2e)", out, diff)
