@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterable, Mapping
@@ -362,3 +363,16 @@ def source_id_from_name(file_name: str) -> str:
     """ACNE04 source photo id (``levleK_N``) from a Roboflow export name; the stem otherwise."""
     stem = Path(file_name).name
     return stem.split("_jpg")[0] if "_jpg" in stem else Path(stem).stem
+
+
+#: A Roboflow export's file name: the source photo's stem, its extension, ``.rf.`` and a hash.
+_ROBOFLOW_NAME = re.compile(r"^(?P<stem>.+)_(?:jpe?g|png|bmp|webp|tiff?)\.rf\.[0-9a-f]+\.\w+$", re.IGNORECASE)
+
+
+def source_face(file_name: str) -> str:
+    """The photo a labelled file was made from: a Roboflow export's copies of one photo (``x_jpg.rf.<hash>.jpg``,
+    often augmented) share it, folder included; any other file is its own. Bootstrap intervals resample these,
+    so that three copies of a face count as one face."""
+    path = Path(file_name)
+    m = _ROBOFLOW_NAME.match(path.name)
+    return (path.parent / m["stem"]).as_posix() if m else path.as_posix()

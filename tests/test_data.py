@@ -276,3 +276,15 @@ def test_acne04_names() -> None:
     assert hayashi_grade_from_name("levle3_12_jpg.rf.0a1b.jpg") == 3
     assert hayashi_grade_from_name("photo.jpg") is None
     assert source_id_from_name("levle3_12_jpg.rf.0a1b.jpg") == "levle3_12"
+
+
+def test_source_face_joins_a_roboflow_exports_copies_only() -> None:
+    from lesioncount.data import source_face
+
+    copies = ["train/levle3_12_jpg.rf.0a1b.jpg", "train/levle3_12_jpg.rf.ff09.jpg", "train/levle3_12_JPG.rf.77.jpg"]
+    assert {source_face(n) for n in copies} == {"train/levle3_12"}
+    assert source_face("valid/levle3_12_jpg.rf.0a1b.jpg") != source_face(copies[0])  # another folder
+    assert source_face("train/levle3_120_jpg.rf.0a1b.jpg") != source_face(copies[0])
+    # Anything else is its own face: two patients' front.jpg are two faces.
+    assert source_face("p1/front.jpg") != source_face("p2/front.jpg")
+    assert source_face("my_jpg_photo.png") == "my_jpg_photo.png"

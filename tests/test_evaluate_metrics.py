@@ -191,3 +191,24 @@ def test_bootstrap_ci_is_reproducible_and_brackets_the_estimate() -> None:
     assert hi - lo == pytest.approx(2 * 1.96 * x.std(ddof=1) / math.sqrt(len(x)), rel=0.25)
     assert all(math.isnan(v) for v in a["undefined"])
     assert bootstrap_ci(0, stat) == {}
+
+
+def test_bootstrap_by_group_draws_copies_together() -> None:
+    # 40 faces, each photographed three times with almost the same value (a Roboflow export's copies).
+    rng = np.random.default_rng(3)
+    faces = rng.normal(10, 2, 40)
+    x = np.repeat(faces, 3) + rng.normal(0, 0.01, 120)
+    groups = np.repeat(np.arange(40), 3).tolist()
+
+    def stat(idx: np.ndarray) -> dict[str, float]:
+        return {"mean": float(x[idx].mean()), "n": float(len(idx))}
+
+    by_photo = bootstrap_ci(len(x), stat, n_boot=400, rng=1)["mean"]
+    by_face = bootstrap_ci(len(x), stat, n_boot=400, rng=1, groups=groups)
+    # The copies carry no new evidence: the interval is that of 40 photos, sqrt(3) times the naive one.
+    width = by_face["mean"][1] - by_face["mean"][0]
+    assert width == pytest.approx(2 * 1.96 * faces.std(ddof=1) / math.sqrt(40), rel=0.25)
+    assert (by_face["mean"][1] - by_face["mean"][0]) > 1.4 * (by_photo[1] - by_photo[0])
+    assert by_face["n"] == (120.0, 120.0)  # each draw brings every copy of a drawn face
+    with pytest.raises(ValueError, match="3 keys for 120 items"):
+        bootstrap_ci(len(x), stat, groups=[0, 1, 2])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -209,6 +210,29 @@ def test_scars_stay_out_of_the_class_agnostic_group() -> None:
     assert rec.groups["scar"].n_pred == 1
     rec, _ = evaluate_image(pred, ref, EvalConfig(exclude_classes=(), class_agnostic=True), file_name="x.jpg")
     assert rec.groups["all"].n_pred == 2 and list(rec.groups) == ["all"]
+
+
+def test_intervals_resample_faces_not_copies() -> None:
+    # 12 faces, each a photo and two Roboflow copies of it; the count is right on half the faces.
+    rng = np.random.default_rng(0)
+    records = []
+    for face in range(12):
+        n_ref, n_pred = (3, 3) if face % 2 else (3, int(rng.integers(6, 9)))
+        ref = LesionSet.from_refs([_ref("inflammatory", 20 * k, 20) for k in range(n_ref)])
+        pred = LesionSet.from_lesions([_les("inflammatory", 20 * k, 20, 0.9) for k in range(n_pred)])
+        for copy in ("a1", "b2", "c3"):
+            name = f"train/levle0_{face}_jpg.rf.{copy}.jpg"
+            records.append(evaluate_image(pred, ref, FAST, file_name=name, label_grade=0)[0])
+    by_face = summarize(records, EvalConfig(bootstrap=400))
+    assert (by_face["n_images"], by_face["n_faces"]) == (36, 12)
+    assert "source face" in by_face["bootstrap_unit"]
+    lo, hi = by_face["ci95"]["grade_accuracy"]
+    assert by_face["headline"]["grade_accuracy"] == pytest.approx(0.5)
+    # 12 faces, not 36 photos: about +-0.28, where 36 independent photos would give about +-0.16.
+    assert hi - lo > 0.4
+    distinct = [dataclasses.replace(r, file_name=f"p{k}.jpg") for k, r in enumerate(records)]
+    lo36, hi36 = summarize(distinct, EvalConfig(bootstrap=400))["ci95"]["grade_accuracy"]
+    assert summarize(distinct, FAST)["n_faces"] == 36 and hi36 - lo36 < hi - lo
 
 
 def test_malformed_label_files_give_clear_errors(tmp_path: Path) -> None:

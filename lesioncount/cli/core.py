@@ -343,8 +343,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
             console.print(f"[red]error:[/red] {e}")
             return 2
     print(
-        f"acne threshold {res['threshold']:g} on {res['held_out_photos']} held-out faces: Hayashi accuracy "
-        f"{res['hayashi_acc']:.3f}, count r {res['count_r']:.3f}; written into {args.checkpoint}"
+        f"acne threshold {res['threshold']:g} on {_held_out(res)}: Hayashi accuracy {_accuracy(res)}, count r "
+        f"{res['count_r']:.3f}; written into {args.checkpoint}"
     )
     return _print_int8_threshold(res, args)
 
@@ -480,11 +480,20 @@ def _print_int8_threshold(res: dict[str, Any], args: argparse.Namespace) -> int:
     return 0
 
 
+def _held_out(res: dict[str, Any]) -> str:
+    """'288 held-out photos of 96 faces': copies of one face are not independent evidence."""
+    return f"{res['held_out_photos']} held-out photos of {res['held_out_faces']} faces"
+
+
+def _accuracy(res: dict[str, Any]) -> str:
+    lo, hi = res["hayashi_ci95"]
+    return f"{res['hayashi_acc']:.3f} (95% interval {lo:.3f}-{hi:.3f}, resampling faces)"
+
+
 def _print_soft(res: dict[str, Any], args: argparse.Namespace) -> int:
     print(
-        f"acne threshold {res['threshold']:g}, count softness {res['count_softness']:g} on {res['held_out_photos']} "
-        f"held-out faces: Hayashi accuracy {res['hayashi_acc']:.3f}, count r {res['count_r']:.3f}; written into "
-        f"{args.checkpoint}"
+        f"acne threshold {res['threshold']:g}, count softness {res['count_softness']:g} on {_held_out(res)}: "
+        f"Hayashi accuracy {_accuracy(res)}, count r {res['count_r']:.3f}; written into {args.checkpoint}"
     )
     return _print_int8_threshold(res, args)
 

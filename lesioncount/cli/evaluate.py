@@ -199,7 +199,9 @@ def headline_table(metrics: dict[str, Any]) -> Any:
     """The terminal summary: headline numbers with their 95% intervals, then one row per class group."""
     from rich.table import Table
 
-    t = Table(title=f"lesioncount evaluate: {metrics['n_images']} photos ({metrics['mode']})")
+    from lesioncount.report.evaluate_html import photos_and_faces
+
+    t = Table(title=f"lesioncount evaluate: {photos_and_faces(metrics)} ({metrics['mode']})")
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_column("95% CI", justify="right")

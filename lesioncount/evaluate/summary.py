@@ -1,7 +1,8 @@
 """Reduce second: per-photo records -> the metrics dict written to ``metrics.json``.
 
 Detection numbers are micro-averaged (match counts summed over photos, then divided); count numbers
-compare per-photo counts; intervals come from resampling photos (``metrics.bootstrap_ci``).
+compare per-photo counts; intervals come from resampling source faces (``metrics.bootstrap_ci``): the copies
+of one photo in a Roboflow export are drawn together.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lesioncount.count import HAYASHI_LABELS
+from lesioncount.data import source_face
 from lesioncount.evaluate.image_eval import (
     ALL,
     BACKGROUND,
@@ -53,6 +55,11 @@ HEADLINE = (
 AVERAGING = (
     "headline and 'all': every lesion as one class, matches summed over photos (micro average); "
     "'map' and 'box_map50': the mean over the classes the reference marks of each class's AP"
+)
+#: What the intervals resample, as metrics.json states it.
+BOOTSTRAP_UNIT = (
+    "source face: the copies of one photo in a Roboflow export (name_jpg.rf.<hash>.jpg) are drawn together; "
+    "any other photo is its own face"
 )
 #: Most points of the PR curve kept in metrics.json.
 PR_POINTS = 200
@@ -224,8 +231,13 @@ def _bootstrap(records: Sequence[ImageEval], groups: list[str], cfg: EvalConfig,
         out["grade_qwk"] = quadratic_weighted_kappa(confusion_matrix(ref_grade[idx], pred_grade[idx], 4))
         return out
 
-    ci = bootstrap_ci(n, stat, n_boot=cfg.bootstrap, rng=cfg.seed)
+    ci = bootstrap_ci(n, stat, n_boot=cfg.bootstrap, rng=cfg.seed, groups=source_faces(records))
     return {k: list(ci[k]) for k in HEADLINE if k in ci}
+
+
+def source_faces(records: Sequence[ImageEval]) -> list[str]:
+    """The source face of each photo (``data.source_face``): the unit the bootstrap resamples."""
+    return [source_face(r.file_name) for r in records]
 
 
 def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
@@ -245,6 +257,8 @@ def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
     groups = reported_groups(records, cfg)
     out: dict[str, Any] = {
         "n_images": n,
+        "n_faces": len(set(source_faces(records))),
+        "bootstrap_unit": BOOTSTRAP_UNIT,
         "scored": scored,
         "averaging": AVERAGING,
         "skipped_classes": skipped_classes(records, groups) if not cfg.class_agnostic else {},

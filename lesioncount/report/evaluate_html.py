@@ -225,6 +225,12 @@ def grade_reference(metrics: Mapping[str, Any]) -> str:
     return words["labels"] if n_labels else words["counts"]
 
 
+def photos_and_faces(metrics: Mapping[str, Any]) -> str:
+    """'288 photos of 96 faces' where copies of a face were drawn together for the intervals, else '283 photos'."""
+    n, faces = metrics["n_images"], metrics.get("n_faces", metrics["n_images"])
+    return f"{n} photos" if faces == n else f"{n} photos of {faces} faces"
+
+
 def run_facts(metrics: Mapping[str, Any]) -> list[str]:
     """One line per model scored (name, version, sha256, thresholds, count softness), the averaging rule, the
     notes and the classes left out: what a reader needs to reproduce or trust the numbers."""
@@ -284,10 +290,11 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
     ]
     cfg = metrics.get("config", {})
     parts.append(
-        f"<p>{_fmt(metrics['n_images'])} photos, mode <code>{_fmt(metrics.get('mode'))}</code>. Centre matching within "
+        f"<p>{_fmt(photos_and_faces(metrics))}, mode <code>{_fmt(metrics.get('mode'))}</code>. Centre matching within "
         f"the reference {_fmt(cfg.get('tolerance_mode'))} x {_num(cfg.get('tolerance_scale'))}, at least "
         f"{_num(cfg.get('min_tolerance_px'))} px; box matching at IoU &ge; {_num(cfg.get('iou_threshold'))}. "
-        "Intervals: 95% bootstrap over photos.</p>"
+        "Intervals: 95% bootstrap over source faces (the copies of a photo in a Roboflow export are drawn "
+        "together; any other photo is its own face).</p>"
     )
     for line in run_facts(metrics):
         parts.append(f"<p class='note'>{html.escape(line)}</p>")

@@ -114,7 +114,8 @@ def calibrate_checkpoint(
         skip_speckled: leave out the held-out copies sprinkled with noise speckles (``MAX_SPECKLES``).
 
     Returns:
-        ``{"threshold", "hayashi_acc", "count_r", "held_out_photos", "table"}``, and with ``int8`` also
+        ``{"threshold", "hayashi_acc", "count_r", "held_out_photos", "table"}`` and ``held_out_uncertainty``'s
+        keys, and with ``int8`` also
         ``"int8_threshold"``, ``"fp32_total"`` and ``"int8_total"`` (held-out acne counts).
     """
     from lesioncount.config import TrainConfig, from_dict
@@ -141,10 +142,13 @@ def calibrate_checkpoint(
     state["thresholds"] = dict(state["thresholds"]) | dict.fromkeys(ACNE_CLASSES, best)
     state["flip_average"] = flip_average  # the thresholds hold for this way of running the model
     state["heat_sigma"] = float(heat_sigma)
+    faces = held_out_uncertainty(held_out, [int((s >= best).sum()) for s in scores], grades)
     state["calibration"] = {"held_out_photos": len(held_out), "hayashi_acc": acc, "count_r": r, "via": "pipeline"}
+    state["calibration"] |= faces
     with atomic_path(checkpoint) as tmp_path:  # a kill never leaves a half-written checkpoint
         torch.save(state, tmp_path)
     res = {"threshold": best, "hayashi_acc": acc, "count_r": r, "held_out_photos": len(held_out), "table": table}
+    res |= faces
     if int8:
         fp32_total = sum(int((s >= best).sum()) for s in scores)
         scores8 = acne_scores(Path(int8), max(INT8_STEP, best - INT8_SEARCH), len(held_out))
@@ -193,7 +197,8 @@ def calibrate_soft_count(
         skip_speckled: leave out the held-out copies sprinkled with noise speckles (``MAX_SPECKLES``).
 
     Returns:
-        ``{"threshold", "count_softness", "hayashi_acc", "count_r", "held_out_photos", "table"}``, the table
+        ``{"threshold", "count_softness", "hayashi_acc", "count_r", "held_out_photos", "table"}`` and
+        ``held_out_uncertainty``'s keys, the table
         holding ``(accuracy, r, threshold, softness, planted recall)``; with ``int8`` also
         ``"int8_threshold"``, ``"fp32_total"`` and ``"int8_total"``.
     """
@@ -244,6 +249,7 @@ def calibrate_soft_count(
         "held_out_photos": len(held_out),
         "table": table,
     }
+    res |= held_out_uncertainty(held_out, counts(scores, best, softness), grades)
     if int8:
         fp32_total = sum(counts(scores, best, softness))
         scores8 = acne_scores(int8, NEAR_THRESHOLD_FRACTION * max(INT8_STEP, best - INT8_SEARCH), len(held_out))
@@ -254,6 +260,23 @@ def calibrate_soft_count(
         )
         res |= {"int8_threshold": t8, "fp32_total": fp32_total, "int8_total": sum(counts(scores8, t8, softness))}
     return res
+
+
+def held_out_uncertainty(items: Sequence[Any], counts: Sequence[int], grades: Sequence[int]) -> dict[str, Any]:
+    """How many faces the held-out photos are, and the 95% bootstrap interval of the Hayashi accuracy of
+    ``counts``, resampling faces (``data.source_face``): ``{"held_out_faces", "hayashi_ci95"}``.
+
+    ACNE04's Roboflow export holds most faces three times (288 held-out photos of 96 faces for the shipped
+    model), so the accuracy measured there is about as uncertain as 96 photos' would be, and two
+    candidates a few photos apart on it are not told apart (``docs/model.md``).
+    """
+    from lesioncount.data import source_face
+    from lesioncount.evaluate.metrics import bootstrap_ci
+
+    faces = [source_face(str(item.path)) for item in items]
+    right = np.array([hayashi_grade(int(n)) == g for n, g in zip(counts, grades, strict=True)], float)
+    ci = bootstrap_ci(len(right), lambda idx: {"acc": float(right[idx].mean())}, rng=0, groups=faces)
+    return {"held_out_faces": len(set(faces)), "hayashi_ci95": list(ci.get("acc", (float("nan"),) * 2))}
 
 
 def planted_recall(
