@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 from rich.progress import track
 
+from lesioncount.bootstrap import bootstrap_ci
 from lesioncount.compare import Visit, compare_visits
 from lesioncount.data import voc_files
-from lesioncount.evaluate.metrics import bootstrap_ci
 from lesioncount.evaluate.retake import retake
 from lesioncount.pipeline import LesionCounter
 

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from lesioncount.bootstrap import bootstrap_ci
 from lesioncount.count import hayashi_grade
 from lesioncount.data import (
     AnnotationError,
@@ -40,7 +41,7 @@ from lesioncount.data import (
     split_half,
     voc_files,
 )
-from lesioncount.evaluate.metrics import bootstrap_ci, pearson_r
+from lesioncount.evaluate.metrics import pearson_r
 from lesioncount.evaluate.retake import retake
 from lesioncount.matching import match_centres, reference_tolerance_px
 from lesioncount.pipeline import LesionCounter

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from lesioncount.bootstrap import bootstrap_ci
 from lesioncount.evaluate.metrics import (
     average_precision,
     bland_altman,
-    bootstrap_ci,
     confusion_matrix,
     count_agreement,
     detection_scores,

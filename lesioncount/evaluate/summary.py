@@ -1,8 +1,8 @@
 """Reduce second: per-photo records -> the metrics dict written to ``metrics.json``.
 
 Detection numbers are micro-averaged (match counts summed over photos, then divided); count numbers
-compare per-photo counts; intervals come from resampling source faces (``metrics.bootstrap_ci``): the copies
-of one photo in a Roboflow export are drawn together.
+compare per-photo counts; intervals come from resampling source faces (``lesioncount.bootstrap``): the
+copies of one photo in a Roboflow export are drawn together.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lesioncount.bootstrap import bootstrap_ci
 from lesioncount.count import HAYASHI_LABELS
 from lesioncount.data import source_face
 from lesioncount.evaluate.image_eval import (
@@ -26,7 +27,6 @@ from lesioncount.evaluate.image_eval import (
 )
 from lesioncount.evaluate.metrics import (
     average_precision,
-    bootstrap_ci,
     confusion_matrix,
     count_agreement,
     detection_scores,

@@ -270,8 +270,8 @@ def held_out_uncertainty(items: Sequence[Any], counts: Sequence[int], grades: Se
     model), so the accuracy measured there is about as uncertain as 96 photos' would be, and two
     candidates a few photos apart on it are not told apart (``docs/model.md``).
     """
+    from lesioncount.bootstrap import bootstrap_ci
     from lesioncount.data import source_face
-    from lesioncount.evaluate.metrics import bootstrap_ci
 
     faces = [source_face(str(item.path)) for item in items]
     right = np.array([hayashi_grade(int(n)) == g for n, g in zip(counts, grades, strict=True)], float)
