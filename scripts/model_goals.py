@@ -38,6 +38,7 @@ from lesioncount.data import (
     hayashi_grade_from_name,
     read_coco,
     read_voc_file,
+    source_face,
     split_half,
     voc_files,
 )
@@ -182,7 +183,9 @@ def _figures(rows: list[dict], seed: int) -> tuple[dict[str, float], dict[str, t
         return out
 
     figs = stats(np.arange(len(rows)))
-    return figs, bootstrap_ci(len(rows), stats, n_boot=1000, rng=seed)
+    # Copies of one face (a Roboflow export's) are drawn together; valid holds one photo per face.
+    faces = [source_face(r["file"]) for r in rows]
+    return figs, bootstrap_ci(len(rows), stats, n_boot=1000, rng=seed, groups=faces)
 
 
 GOALS = {
