@@ -26,6 +26,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -212,12 +213,55 @@ def training_items(config: str | os.PathLike[str]) -> list[Item]:
     return train
 
 
+def despeckle(image: np.ndarray) -> np.ndarray:
+    """A BGR photo with its salt-and-pepper speckles (``calibrate.noise_speckles``: pixels more than
+    ``SPECKLE_LEVELS`` grey levels from their 3x3 median) replaced by each channel's 3x3 median."""
+    import cv2
+
+    from lesioncount.train.calibrate import SPECKLE_LEVELS
+
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    speckle = np.abs(grey.astype(np.int16) - cv2.medianBlur(grey, 3).astype(np.int16)) > SPECKLE_LEVELS
+    out = image.copy()
+    out[speckle] = cv2.medianBlur(image, 3)[speckle]
+    return out
+
+
+def despeckled_items(items: list[Item], out_dir: str | os.PathLike[str]) -> list[Item]:
+    """``items`` with each speckled photo (``calibrate.is_speckled``: Roboflow's noisy augmented copies)
+    replaced by a despeckled PNG copy written under ``out_dir`` (derived from the data: never committed)."""
+    import dataclasses
+
+    import cv2
+
+    from lesioncount.train.calibrate import MAX_SPECKLES, noise_speckles
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for item in items:
+        clean = out / (Path(item.path).stem + ".png")
+        if not clean.exists():
+            bgr = cv2.imread(item.path, cv2.IMREAD_COLOR)
+            if bgr is None or noise_speckles(bgr) <= MAX_SPECKLES:
+                kept.append(item)
+                continue
+            ok, png = cv2.imencode(".png", despeckle(bgr))
+            if not ok:
+                raise RuntimeError(f"cannot encode a despeckled copy of {item.path}")
+            with atomic_path(clean) as tmp:
+                tmp.write_bytes(png.tobytes())
+        kept.append(dataclasses.replace(item, path=str(clean)))
+    n_clean = sum(k.path.startswith(str(out)) for k in kept)
+    log.info("%d of %d training photos despeckled into %s", n_clean, len(kept), out)
+    return kept
+
+
 def cache_photos(photos: str, out_dir: str | os.PathLike[str], model: str) -> None:
     """For each photo (a training config's held-out faces, or a folder of VOC-labelled photos): the
     pipeline's working image, its counting area on the output grid, the box count, the file-name grade
     and the model's own acne count, written to ``out_dir``."""
     import cv2
-    import numpy as np
     from rich.progress import track
 
     import lesioncount.pipeline as pipeline
@@ -274,7 +318,6 @@ def evaluate(checkpoint: str, cache: str, model: str, scales: tuple[float, ...])
     """Hayashi accuracy and count r against the boxes of the density count (times each scale) beside the
     model's own count, on cached photos."""
     import cv2
-    import numpy as np
 
     from lesioncount.count import hayashi_grade
     from lesioncount.preprocess import pad_to_multiple
@@ -350,6 +393,11 @@ def main() -> None:
     t.add_argument("--out", default="runs/density")
     t.add_argument("--joint", action="store_true", help="fine-tune the network too")
     t.add_argument("--start", help="a branch (final.pt) to begin from")
+    t.add_argument(
+        "--despeckle",
+        metavar="DIR",
+        help="train on despeckled copies of the speckled photos (written to DIR once; Roboflow's augmented copies)",
+    )
     x = sub.add_parser("export", help="write a joint run's network as an ONNX model")
     x.add_argument("checkpoint")
     x.add_argument("out")
@@ -362,9 +410,10 @@ def main() -> None:
     e.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.1, 1.2, 1.3, 1.4])
     args = p.parse_args()
     if args.cmd == "train":
-        train_density_branch(
-            args.model, training_items(args.config), args.out, steps=args.steps, joint=args.joint, start=args.start
-        )
+        items = training_items(args.config)
+        if args.despeckle:
+            items = despeckled_items(items, args.despeckle)
+        train_density_branch(args.model, items, args.out, steps=args.steps, joint=args.joint, start=args.start)
     elif args.cmd == "export":
         print(f"torch vs ONNX Runtime: {export_network(args.checkpoint, args.model, args.out):.2e}")
     elif args.cmd == "cache":
