@@ -394,3 +394,17 @@ def test_calibration_can_leave_out_the_speckled_held_out_copies(tmp_path: Path, 
     (tmp_path / "levle1_1_jpg.rf.a.jpg").write_bytes((tmp_path / "levle1_2_jpg.rf.b.jpg").read_bytes())
     with pytest.raises(ValueError, match="without --skip-speckled"):
         _held_out_faces(cfg, skip_speckled=True)
+
+
+def test_calibration_reports_its_faces_and_the_accuracys_interval_by_face() -> None:
+    from lesioncount.train.calibrate import held_out_uncertainty
+    from lesioncount.train.dataset import Item
+
+    # 20 faces, three copies each (as Roboflow exports them); the count grades the odd faces right.
+    items = [Item(f"train/levle1_{f}_jpg.rf.{c}.jpg", f"levle1_{f}", ()) for f in range(20) for c in ("a", "b", "c")]
+    counts = [10 if f % 2 else 2 for f in range(20) for _ in range(3)]  # 10 lesions: grade 1; 2: grade 0
+    out = held_out_uncertainty(items, counts, [1] * 60)
+    assert out["held_out_faces"] == 20
+    lo, hi = out["hayashi_ci95"]
+    assert lo < 0.5 < hi
+    assert hi - lo > 0.3  # 20 faces (about +-0.22), not 60 photos (about +-0.13)
