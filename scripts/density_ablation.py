@@ -213,15 +213,11 @@ def training_items(config: str | os.PathLike[str]) -> list[Item]:
     return train
 
 
-def despeckle(image: np.ndarray) -> np.ndarray:
-    """A BGR photo with its salt-and-pepper speckles (``calibrate.noise_speckles``: pixels more than
-    ``SPECKLE_LEVELS`` grey levels from their 3x3 median) replaced by each channel's 3x3 median."""
+def despeckle(image: np.ndarray, speckle: np.ndarray) -> np.ndarray:
+    """A BGR photo with its salt-and-pepper speckles (``calibrate.speckle_mask``) replaced by each
+    channel's 3x3 median."""
     import cv2
 
-    from lesioncount.train.calibrate import SPECKLE_LEVELS
-
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    speckle = np.abs(grey.astype(np.int16) - cv2.medianBlur(grey, 3).astype(np.int16)) > SPECKLE_LEVELS
     out = image.copy()
     out[speckle] = cv2.medianBlur(image, 3)[speckle]
     return out
@@ -234,7 +230,7 @@ def despeckled_items(items: list[Item], out_dir: str | os.PathLike[str]) -> list
 
     import cv2
 
-    from lesioncount.train.calibrate import MAX_SPECKLES, noise_speckles
+    from lesioncount.train.calibrate import MAX_SPECKLES, speckle_mask
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,10 +239,11 @@ def despeckled_items(items: list[Item], out_dir: str | os.PathLike[str]) -> list
         clean = out / (Path(item.path).stem + ".png")
         if not clean.exists():
             bgr = cv2.imread(item.path, cv2.IMREAD_COLOR)
-            if bgr is None or noise_speckles(bgr) <= MAX_SPECKLES:
+            speckle = speckle_mask(bgr) if bgr is not None else None
+            if bgr is None or speckle is None or speckle.sum() <= MAX_SPECKLES:
                 kept.append(item)
                 continue
-            ok, png = cv2.imencode(".png", despeckle(bgr))
+            ok, png = cv2.imencode(".png", despeckle(bgr, speckle))
             if not ok:
                 raise RuntimeError(f"cannot encode a despeckled copy of {item.path}")
             with atomic_path(clean) as tmp:

@@ -304,14 +304,18 @@ def planted_recall(
     return recall
 
 
-def noise_speckles(image: np.ndarray) -> int:
-    """The pixels of an image (HxW grey or HxWx3) that differ from their 3x3 median by more than
-    ``SPECKLE_LEVELS`` grey levels: salt-and-pepper noise, which photos of skin do not have."""
+def speckle_mask(image: np.ndarray) -> np.ndarray:
+    """Where an image (HxW grey or HxWx3 BGR) differs from its 3x3 median by more than ``SPECKLE_LEVELS``
+    grey levels: salt-and-pepper noise, which photos of skin do not have."""
     import cv2
 
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    diff = np.abs(grey.astype(np.int16) - cv2.medianBlur(grey, 3).astype(np.int16))
-    return int((diff > SPECKLE_LEVELS).sum())
+    return np.abs(grey.astype(np.int16) - cv2.medianBlur(grey, 3).astype(np.int16)) > SPECKLE_LEVELS
+
+
+def noise_speckles(image: np.ndarray) -> int:
+    """The number of noise speckles in an image (``speckle_mask``)."""
+    return int(speckle_mask(image).sum())
 
 
 def is_speckled(path: str | Path) -> bool:
