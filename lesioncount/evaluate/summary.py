@@ -202,7 +202,8 @@ def _pr_curve(records: Sequence[ImageEval]) -> dict[str, list[float]]:
     return {"recall": recall.tolist(), "precision": precision.tolist(), "threshold": thr.tolist()}
 
 
-def _bootstrap(records: Sequence[ImageEval], groups: list[str], cfg: EvalConfig, scored: bool) -> dict[str, Any]:
+def _bootstrap(records: Sequence[ImageEval], faces: list[str], cfg: EvalConfig, scored: bool) -> dict[str, Any]:
+    """The headline numbers' intervals, resampling ``faces`` (each photo's source face)."""
     a = _group_arrays(records, ALL)
     n = len(records)
     s, t, ix = concat_scores(records, ALL)
@@ -231,7 +232,7 @@ def _bootstrap(records: Sequence[ImageEval], groups: list[str], cfg: EvalConfig,
         out["grade_qwk"] = quadratic_weighted_kappa(confusion_matrix(ref_grade[idx], pred_grade[idx], 4))
         return out
 
-    ci = bootstrap_ci(n, stat, n_boot=cfg.bootstrap, rng=cfg.seed, groups=source_faces(records))
+    ci = bootstrap_ci(n, stat, n_boot=cfg.bootstrap, rng=cfg.seed, groups=faces)
     return {k: list(ci[k]) for k in HEADLINE if k in ci}
 
 
@@ -253,11 +254,12 @@ def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
         ``pr_curve``.
     """
     n = len(records)
+    faces = source_faces(records)
     scored = n > 0 and all(r.scored for r in records)
     groups = reported_groups(records, cfg)
     out: dict[str, Any] = {
         "n_images": n,
-        "n_faces": len(set(source_faces(records))),
+        "n_faces": len(set(faces)),
         "bootstrap_unit": BOOTSTRAP_UNIT,
         "scored": scored,
         "averaging": AVERAGING,
@@ -318,7 +320,7 @@ def summarize(records: Sequence[ImageEval], cfg: EvalConfig) -> dict[str, Any]:
         "grade_accuracy": out["grades"]["accuracy"],
         "grade_qwk": out["grades"]["quadratic_weighted_kappa"],
     }
-    out["ci95"] = _bootstrap(records, groups, cfg, scored) if n else {}
+    out["ci95"] = _bootstrap(records, faces, cfg, scored) if n else {}
     out["pr_curve"] = _pr_curve(records) if scored and n else None
     out["best_f1"] = best_f1(records) if scored and n else None
     out["class_confusion"] = class_confusion_table(records)

@@ -142,7 +142,8 @@ def calibrate_checkpoint(
     state["thresholds"] = dict(state["thresholds"]) | dict.fromkeys(ACNE_CLASSES, best)
     state["flip_average"] = flip_average  # the thresholds hold for this way of running the model
     state["heat_sigma"] = float(heat_sigma)
-    faces = held_out_uncertainty(held_out, [int((s >= best).sum()) for s in scores], grades)
+    chosen = [int((s >= best).sum()) for s in scores]  # each held-out face's count at the chosen threshold
+    faces = held_out_uncertainty(held_out, chosen, grades)
     state["calibration"] = {"held_out_photos": len(held_out), "hayashi_acc": acc, "count_r": r, "via": "pipeline"}
     state["calibration"] |= faces
     with atomic_path(checkpoint) as tmp_path:  # a kill never leaves a half-written checkpoint
@@ -150,7 +151,7 @@ def calibrate_checkpoint(
     res = {"threshold": best, "hayashi_acc": acc, "count_r": r, "held_out_photos": len(held_out), "table": table}
     res |= faces
     if int8:
-        fp32_total = sum(int((s >= best).sum()) for s in scores)
+        fp32_total = sum(chosen)
         scores8 = acne_scores(Path(int8), max(INT8_STEP, best - INT8_SEARCH), len(held_out))
         t8 = match_threshold(scores8, fp32_total, best)
         set_acne_threshold(int8, t8)
@@ -249,9 +250,10 @@ def calibrate_soft_count(
         "held_out_photos": len(held_out),
         "table": table,
     }
-    res |= held_out_uncertainty(held_out, counts(scores, best, softness), grades)
+    chosen = counts(scores, best, softness)  # each held-out face's count at the chosen pair
+    res |= held_out_uncertainty(held_out, chosen, grades)
     if int8:
-        fp32_total = sum(counts(scores, best, softness))
+        fp32_total = sum(chosen)
         scores8 = acne_scores(int8, NEAR_THRESHOLD_FRACTION * max(INT8_STEP, best - INT8_SEARCH), len(held_out))
         grid = np.round(np.arange(max(INT8_STEP, best - INT8_SEARCH), best + INT8_SEARCH + 1e-9, INT8_STEP), 4)
         t8 = float(min(grid, key=lambda t: (abs(sum(counts(scores8, t, softness)) - fp32_total), abs(t - best))))
