@@ -403,9 +403,7 @@ def load_image(
     if not data:
         raise ImageReadError(p, "empty file")
     digest = hashlib.sha256(data).hexdigest()
-    # Some libraries (weasyprint, on import) switch Pillow to silently padding truncated files with grey;
-    # a truncated photo must be an error here, so insist on strict decoding for every read.
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    strict_decoding()
     # Our megapixel cap replaces Pillow's bomb limit: raise Pillow's (never lower it) so that a cap above
     # its default works, and check the header against our cap before any pixel is decoded.
     limit = max_megapixels * 1e6
@@ -450,6 +448,15 @@ def load_image(
         grayscale=gray,
         damaged=damaged,
     )
+
+
+def strict_decoding() -> None:
+    """Make Pillow refuse truncated files again, before any decode that must catch them.
+
+    Some libraries (weasyprint, on import) switch Pillow to silently padding truncated files with grey, and
+    the setting is process-wide: a truncated photo must be an error for every reader, so each one calls this.
+    """
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 def read_image(

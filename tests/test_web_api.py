@@ -187,7 +187,22 @@ def test_failed_count_is_reported(web):
     assert _upload(web, csrf, vid, ("a.jpg", photo_bytes())).status_code == 201
     assert web.app.state.queue.wait_idle(30)
     p = web.client.get(f"/api/v1/visits/{vid}/progress").json()["photos"][0]
-    assert p["status"] == "failed" and "fake counter failure" in p["error"]
+    assert p["status"] == "failed" and p["error"] == "counting failed: fake counter failure"
+
+
+def test_a_photo_that_cannot_be_read_says_why_without_the_store_path(web, monkeypatch):
+    from lesioncount.io import ImageReadError
+
+    def unreadable(self, path, **kwargs):
+        raise ImageReadError(path, "corrupt or truncated image")
+
+    monkeypatch.setattr(type(web.fake), "count", unreadable)
+    csrf = login(web.client, "carl", PW)
+    _, vid = _patient_and_visit(web.client, csrf)
+    assert _upload(web, csrf, vid, ("a.jpg", photo_bytes())).status_code == 201
+    assert web.app.state.queue.wait_idle(30)
+    p = web.client.get(f"/api/v1/visits/{vid}/progress").json()["photos"][0]
+    assert p["status"] == "failed" and p["error"] == "the photo could not be read: corrupt or truncated image"
 
 
 def test_undo_and_revert_are_new_versions_and_ids_are_never_reused(web):

@@ -281,6 +281,23 @@ def test_bad_uploads_are_refused_and_leave_nothing(web, payload, fragment):
     assert not any((web.root / "tmp").iterdir())
 
 
+def test_a_truncated_upload_is_refused_even_after_a_library_relaxed_pillow(web):
+    from PIL import ImageFile
+
+    good = photo_bytes()
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # what importing weasyprint (the PDF reports) does in the server
+    try:
+        r = web.client.post(
+            f"/api/v1/visits/{web.vid}/photos",
+            files=[("files", ("half.jpg", good[: len(good) // 2], "image/jpeg"))],
+            headers=web.h,
+        )
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+    assert r.status_code == 400 and "corrupt or truncated" in r.json()["detail"], r.text
+    assert _rows(web.app, Photo) == 1
+
+
 def test_one_bad_file_refuses_the_whole_batch(web):
     before = _files_under(web.root)
     r = web.client.post(

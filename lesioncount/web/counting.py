@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lesioncount.io import ImageReadError
 from lesioncount.web.marks import counts_of, marks_from_result
 from lesioncount.web.models import MarkVersion, Photo
 from lesioncount.web.settings import Counter
@@ -88,7 +89,7 @@ class CountQueue:
                 photo = db.get(Photo, photo_id)
                 if photo is not None:
                     photo.status = "failed"
-                    photo.error = f"{e.__class__.__name__}: {e}"[:500]
+                    photo.error = _failure_message(e)[:500]
                     db.commit()
             return
         # The stored file is named by its hash; keep the client's label instead of that path.
@@ -104,3 +105,10 @@ class CountQueue:
             if not photo.mark_versions:
                 db.add(MarkVersion(photo_id=photo.id, version=1, marks=marks, counts=counts_of(marks), change="model"))
             db.commit()
+
+
+def _failure_message(e: Exception) -> str:
+    """What the clinic sees for a photo that could not be counted: the reason, not the store's file name."""
+    if isinstance(e, ImageReadError):  # its message starts with the content-addressed path: drop it
+        return f"the photo could not be read: {e.reason}"
+    return f"counting failed: {e}" if str(e) else f"counting failed ({e.__class__.__name__})"
