@@ -26,7 +26,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -92,9 +97,36 @@ def _interpreter(name: str) -> Any:
     path = models_dir() / "face" / name
     if not path.is_file():
         raise RuntimeError(f"face model {name} missing (expected at {path}); reinstall lesioncount")
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
+    with _without_litert_banner():
+        it = Interpreter(model_path=str(path), num_threads=1)
+        it.allocate_tensors()
     return it
+
+
+#: What LiteRT's native code prints on the process's stderr for every model it loads (no setting silences it).
+_LITERT_BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextmanager
+def _without_litert_banner() -> Iterator[None]:
+    """Keep LiteRT's delegate banner off the terminal; anything else written to stderr meanwhile is passed on."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to redirect (a service without one)
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            rest = b"".join(line for line in caught.read().splitlines(keepends=True) if _LITERT_BANNER not in line)
+            if rest:
+                sys.stderr.write(rest.decode(errors="replace"))
 
 
 #: One LiteRT interpreter per model is shared by the whole process, and interpreters are not thread-safe.

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -262,3 +264,16 @@ def test_acne04_half_faces_are_found_lateral_and_regioned(acne04) -> None:
     assert f.lateral_share >= 0.88  # ACNE04 photos are all half faces
     assert f.region_share("other") <= 0.2
     assert f.found_flips <= 2 and np.median(np.abs(f.height_change)) < 0.02
+
+
+def test_loading_a_face_model_keeps_litert_banner_off_the_terminal(capfd):
+    from lesioncount import landmarks
+
+    landmarks._interpreter.cache_clear()
+    try:
+        landmarks._interpreter("face_landmark.tflite")
+        print("still here", file=sys.stderr)
+    finally:
+        landmarks._interpreter.cache_clear()
+    err = capfd.readouterr().err
+    assert "XNNPACK" not in err and "still here" in err
