@@ -80,3 +80,66 @@ def test_cannot_run_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str], f
     m = _manifest(tmp_path, {"front": "a.png"})
     assert main(["score", str(m), "-o", str(tmp_path / "out"), *flags]) == 3
     assert message in capsys.readouterr().err
+
+
+def test_bad_flags_are_refused_by_check_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_image(tmp_path / "a.png", np.full((80, 80, 3), 180, np.uint8))
+    m = _manifest(tmp_path, {"front": "a.png"})
+    assert main(["score", str(m), "-o", str(tmp_path / "out"), "--check", "--workers", "-1"]) == 3
+    assert "--workers must be 0 or more" in capsys.readouterr().err
+
+
+def test_an_out_folder_that_is_a_file_is_refused_before_anything_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_image(tmp_path / "a.png", np.full((80, 80, 3), 180, np.uint8))
+    m = _manifest(tmp_path, {"front": "a.png"})
+    (tmp_path / "afile").write_text("x")
+    for extra in ([], ["--check"]):
+        assert main(["score", str(m), "-o", str(tmp_path / "afile"), *extra]) == 3
+        assert "is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_baseline_visit_that_is_no_visit_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_image(tmp_path / "a.png", np.full((80, 80, 3), 180, np.uint8))
+    write_image(tmp_path / "b.png", np.full((80, 80, 3), 170, np.uint8))
+    write_image(tmp_path / "c.png", np.full((80, 80, 3), 160, np.uint8))
+    rows = [
+        ("S1", "baseline", "2026-01-05", "front", "a.png"),
+        ("S1", "week4", "2026-02-05", "front", "b.png"),
+        ("S2", "week4", "2026-02-06", "front", "c.png"),
+    ]
+    path = tmp_path / "m.csv"
+    pd.DataFrame(rows, columns=["subject_id", "visit", "visit_date", "view", "path"]).to_csv(path, index=False)
+    assert main(["score", str(path), "-o", str(tmp_path / "out"), "--baseline-visit", "screening"]) == 2
+    err = capsys.readouterr().err
+    assert "'screening' is no visit of the manifest (its visits: baseline, week4)" in err
+    assert not (tmp_path / "out").exists()
+    # A real visit that some subjects lack is allowed, with a warning naming them.
+    assert main(["score", str(path), "-o", str(tmp_path / "out"), "--baseline-visit", "baseline", "--check"]) == 0
+    assert "1 subject(s) have no visit 'baseline', so no change from baseline: S2" in capsys.readouterr().err
+
+
+def test_a_folder_given_as_the_manifest_is_named_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["score", str(tmp_path), "-o", str(tmp_path / "out")]) == 2
+    assert "a folder: give the manifest file" in capsys.readouterr().err
+
+
+def test_sigterm_stops_a_command_like_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import signal
+
+    import lesioncount.cli.score as score
+
+    def killed(args):  # the job scheduler's SIGTERM arrives mid-run
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(score, "run_score", killed)
+    assert main(["score", "m.csv", "-o", "out"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before

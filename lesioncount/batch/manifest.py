@@ -161,6 +161,10 @@ def read_manifest(
             duplicate subject/visit/view rows, a visit with two dates, a subject in two arms, missing files).
     """
     src = Path(path)
+    if src.is_dir():
+        raise ManifestError(
+            str(src), [Problem("missing manifest", (), "a folder: give the manifest file (.csv or .parquet)")]
+        )
     if not src.is_file():
         raise ManifestError(str(src), [Problem("missing manifest", (), "no such file")])
     try:

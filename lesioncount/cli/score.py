@@ -68,12 +68,27 @@ def run_score(args: argparse.Namespace) -> int:
         return EXIT_BAD_MANIFEST
     for w in manifest.warnings:
         say(f"warning: {w}")
-    if args.check:
-        return _check_only(args, manifest, console, say)
-    problem = _bad_flag(args)
+    problem = _bad_flag(args) or _bad_out(args)
     if problem:
         say(problem)
         return EXIT_CANNOT_RUN
+    problem = _unknown_baseline(args.baseline_visit, manifest)
+    if problem:
+        say(problem)
+        return EXIT_BAD_MANIFEST
+    if args.baseline_visit is not None:
+        t = manifest.table
+        without = sorted(
+            set(t["subject_id"].astype(str))
+            - set(t.loc[t["visit"].astype(str) == args.baseline_visit, "subject_id"].astype(str))
+        )
+        if without:
+            say(
+                f"warning: {len(without)} subject(s) have no visit {args.baseline_visit!r}, so no change from "
+                f"baseline: {', '.join(without[:10])}{' ...' if len(without) > 10 else ''}"
+            )
+    if args.check:
+        return _check_only(args, manifest, console, say)
     try:
         scorer = PipelineScorer.create(
             args.model, int8=args.int8, threshold=args.threshold, max_megapixels=args.max_megapixels
@@ -100,6 +115,9 @@ def run_score(args: argparse.Namespace) -> int:
     except (RuntimeError, OSError) as e:  # Dask scheduler unreachable or workers unfit, store not writable
         say(f"cannot score: {e}")
         return EXIT_CANNOT_RUN
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this)
+        say("interrupted: every photo scored so far is kept in the store; rerun the same command to resume")
+        return 130
     for w in report.warnings:
         say(f"warning: {w}")
     console.print(_report_table(args, report))
@@ -125,6 +143,30 @@ def _check_only(args: argparse.Namespace, manifest: Any, console: Any, say: Any)
         say(f"warning: {w}")
     say(f"{args.manifest}: {len(manifest)} photos, manifest OK")
     return EXIT_OK
+
+
+def _bad_out(args: argparse.Namespace) -> str | None:
+    """A message when ``--out`` or ``--store`` cannot be what they name, or None."""
+    from pathlib import Path
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is a file, not a folder: give a folder for the tables"
+    if args.store and Path(args.store).is_dir():
+        example = Path(args.store) / "results.sqlite"
+        return f"--store {args.store} is a folder: give the results file (for example {example})"
+    return None
+
+
+def _unknown_baseline(baseline_visit: str | None, manifest: Any) -> str | None:
+    """A message when ``--baseline-visit`` names no visit of the manifest (a typo would empty every change)."""
+    if baseline_visit is None:
+        return None
+    visits = sorted(set(manifest.table["visit"].astype(str)))
+    if baseline_visit in visits:
+        return None
+    shown = ", ".join(visits[:12]) + (f" and {len(visits) - 12} more" if len(visits) > 12 else "")
+    return f"--baseline-visit {baseline_visit!r} is no visit of the manifest (its visits: {shown})"
 
 
 def _bad_flag(args: argparse.Namespace) -> str | None:
