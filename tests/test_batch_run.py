@@ -264,7 +264,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path: Path) -> None:
             proc.wait()
     text = log.read_text()
     assert proc.returncode == 130, text
-    assert "interrupted: results written so far are kept" in text and "Traceback" not in text
+    assert "interrupted: every photo scored so far is kept" in text and "Traceback" not in text
+    assert "rerun the same command to resume" in text
     assert _wait_group_gone(proc.pid, timeout_s=15)
     assert _stored(out / "results.sqlite") >= 2
 

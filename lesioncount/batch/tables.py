@@ -352,10 +352,11 @@ def summary_table(changes: pd.DataFrame) -> pd.DataFrame:
     by subjects with tiny baselines (2 -> 6 lesions is +200%), so its median, and ``ratio_pct``, a robust
     alternative, sit beside it: the geometric mean of (count + 1) / (baseline + 1) as a percent change,
     with its 95% CI taken on the log scale. The 95% CI of the others is the t-interval for the mean
-    (missing for n < 2). Baseline rows (change 0 by definition) are left out. ``median_days`` is the
-    median days from baseline; ``n_not_comparable`` counts the rows in ``n`` whose visits are not
-    comparable (different views, or a face not found in a photo). Subjects without an ``arm`` are
-    summarised under arm ``all``. Visits are ordered by their median days from baseline.
+    (missing for n < 2). Baseline rows (change 0 by definition) are left out, and so are the rows whose
+    visits are not comparable (different views, or a face not found in a photo: a grey wall's zero is no
+    lesion count); ``n_not_comparable`` says how many were left out, and the change table keeps them.
+    ``median_days`` is the median days from baseline. Subjects without an ``arm`` are summarised under arm
+    ``all``. Visits are ordered by their median days from baseline.
 
     Args:
         changes: ``change_table`` output.
@@ -365,8 +366,10 @@ def summary_table(changes: pd.DataFrame) -> pd.DataFrame:
     order = df.groupby("visit")["days_from_baseline"].median().sort_values(kind="stable")
     rank = {v: i for i, v in enumerate(order.index)}
     out = []
-    for (visit, arm, cls), grp in df.groupby(["visit", "arm", "class"], sort=False):
-        days = pd.to_numeric(grp["days_from_baseline"], errors="coerce").astype(float).dropna()
+    for (visit, arm, cls), whole in df.groupby(["visit", "arm", "class"], sort=False):
+        days = pd.to_numeric(whole["days_from_baseline"], errors="coerce").astype(float).dropna()
+        not_comparable = (whole["comparable"] == False).fillna(False).to_numpy(dtype=bool)  # noqa: E712 - NA stays in
+        grp = whole[~not_comparable]
         both = grp["count"].notna() & grp["baseline"].notna()
         log_ratio = np.log((grp.loc[both, "count"].astype(float) + 1) / (grp.loc[both, "baseline"].astype(float) + 1))
         for measure in ("count", "change", "change_pct", "ratio_pct"):
@@ -378,12 +381,10 @@ def summary_table(changes: pd.DataFrame) -> pd.DataFrame:
                     for k, v in stats.items()
                 }
                 stats["sd"] = math.nan  # a log-scale spread; the CI carries it
-                rows_used = grp.loc[both]
             else:
                 vals = pd.to_numeric(grp[measure], errors="coerce").astype(float)
                 x = vals.dropna().to_numpy()
                 stats = _mean_ci(x)
-                rows_used = grp.loc[vals.notna()]
             out.append(
                 {
                     "visit": visit,
@@ -392,7 +393,7 @@ def summary_table(changes: pd.DataFrame) -> pd.DataFrame:
                     "measure": measure,
                     **stats,
                     "median_days": float(days.median()) if len(days) else math.nan,
-                    "n_not_comparable": int((rows_used["comparable"] == False).sum()),  # noqa: E712 - NA stays out
+                    "n_not_comparable": int(not_comparable.sum()),
                     "_rank": rank.get(visit, len(rank)),
                 }
             )
