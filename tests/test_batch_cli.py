@@ -44,7 +44,11 @@ def test_check_finds_one_photo_filed_under_two_visits(tmp_path: Path, capsys: py
     pd.DataFrame(rows, columns=["subject_id", "visit", "visit_date", "view", "path"]).to_csv(path, index=False)
     assert main(["score", str(path), "-o", str(tmp_path / "out"), "--check"]) == 0
     err = capsys.readouterr().err
-    assert "rows 2, 3 are the same photo" in err and "manifest OK" in err
+    assert "rows 2, 3 are the same photo" in err and "another visit or view" in err and "manifest OK" in err
+    rows[1] = ("S2", "v1", "2026-01-06", "front", "copy.png")
+    pd.DataFrame(rows, columns=["subject_id", "visit", "visit_date", "view", "path"]).to_csv(path, index=False)
+    assert main(["score", str(path), "-o", str(tmp_path / "out"), "--check"]) == 0
+    assert "filed under 2 subjects (S1, S2): a photo of the wrong patient?" in capsys.readouterr().err
 
 
 def test_score_reports_throughput_and_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

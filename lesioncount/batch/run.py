@@ -346,17 +346,26 @@ def same_content_warnings(
 
 def _same_content_warnings(table: Any, hashes: dict[str, str | OSError]) -> list[str]:
     """One warning per photo content listed under several rows: a copy filed as another visit fakes "no change"."""
-    rows_of: dict[str, list[int]] = {}
-    for row, path in zip(table["row"], table["path"], strict=True):
+    rows_of: dict[str, list[tuple[int, str]]] = {}
+    for row, path, subject in zip(table["row"], table["path"], table["subject_id"].astype(str), strict=True):
         h = hashes.get(path)
         if isinstance(h, str):
-            rows_of.setdefault(h, []).append(int(row))
-    return [
-        f"rows {', '.join(map(str, rows))} are the same photo (identical files, sha256 {h[:12]}...): "
-        "a copy filed under another visit or view?"
-        for h, rows in rows_of.items()
-        if len(rows) > 1
-    ]
+            rows_of.setdefault(h, []).append((int(row), subject))
+    out = []
+    for h, rows in rows_of.items():
+        if len(rows) < 2:
+            continue
+        subjects = sorted({s for _, s in rows})
+        where = (
+            f"filed under {len(subjects)} subjects ({', '.join(subjects)}): a photo of the wrong patient?"
+            if len(subjects) > 1
+            else "a copy filed under another visit or view?"
+        )
+        out.append(
+            f"rows {', '.join(str(r) for r, _ in rows)} are the same photo (identical files, sha256 {h[:12]}...), "
+            + where
+        )
+    return out
 
 
 def collect_outcomes(
