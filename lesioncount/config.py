@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from lesioncount.types import bad_class_map_targets
+
 T = TypeVar("T")
 
 
@@ -113,6 +115,8 @@ class TrainConfig:
             (0 <= getattr(self, k) <= 1, f"{k} must be a probability in [0, 1], got {getattr(self, k)}")
             for k in ("scar_prob", "mark_prob", "synth_acne_prob")
         ]
+        bad_map = bad_class_map_targets(self.class_map)
+        rules.append((bad_map is None, bad_map or ""))
         return [msg for ok, msg in rules if not ok]
 
 

@@ -17,6 +17,18 @@ SCHEMA_VERSION = "1.0"
 CLASSES: tuple[str, ...] = ("inflammatory", "comedone", "scar")
 #: Classes that make up ``total_acne`` (active acne; scars are counted apart).
 ACNE_CLASSES: tuple[str, ...] = ("inflammatory", "comedone")
+#: What a label may be mapped to (a class map's targets): a class, or ``lesion`` for a label with no type.
+LABEL_CLASSES: tuple[str, ...] = (*CLASSES, "lesion")
+
+
+def bad_class_map_targets(class_map: dict[str, str]) -> str | None:
+    """A message naming the class-map entries whose target is no label class, or None when all are."""
+    bad = [f"{k}={v}" for k, v in class_map.items() if v not in LABEL_CLASSES]
+    if not bad:
+        return None
+    return f"class map {', '.join(bad)}: a label maps to one of {', '.join(LABEL_CLASSES)}"
+
+
 #: Facial regions. Left and right are the patient's own (a frontal photo shows the left cheek on the image right).
 #: The count of all acne lesions (inflammatory + comedone): a key of every ``counts`` block.
 TOTAL_ACNE = "total_acne"

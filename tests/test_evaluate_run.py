@@ -365,6 +365,23 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert rc == 2 and "did you mean 'min_tolerance_px'" in capsys.readouterr().err
     rc = main(["evaluate", str(tmp_path), "--against", str(tmp_path), "-o", str(tmp_path / "o"), "--class-map", "x"])
     assert rc == 2 and "NAME=CLASS" in capsys.readouterr().err
+    # A typo in the target would silently drop every typed class: refused, naming the targets.
+    rc = main(
+        [
+            "evaluate",
+            str(tmp_path),
+            "--against",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "o"),
+            "--class-map",
+            "papule=pustule",
+        ]
+    )
+    assert (
+        rc == 2
+        and "papule=pustule: a label maps to one of inflammatory, comedone, scar, lesion" in capsys.readouterr().err
+    )
 
 
 # ---------------------------------------------------------------- the known answer on real data

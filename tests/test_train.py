@@ -80,6 +80,7 @@ def test_config_unknown_key_suggests(tmp_path: Path) -> None:
         ("steps: 0", "steps must be 1 or more"),
         ("extra_half: 3", "extra_half must be 0 (all), 1 or 2"),
         ("extra_repeat: 0", "extra_repeat must be 1 or more"),
+        ("class_map: {papule: pustule}", "class map papule=pustule: a label maps to one of inflammatory, comedone"),
     ],
 )
 def test_config_values_are_checked(tmp_path: Path, text: str, words: str) -> None:

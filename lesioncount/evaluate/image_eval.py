@@ -24,7 +24,7 @@ from lesioncount.matching import (
     match_centres,
     reference_tolerance_px,
 )
-from lesioncount.types import CLASSES, Lesion
+from lesioncount.types import CLASSES, Lesion, bad_class_map_targets
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -85,6 +85,9 @@ class EvalConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude_classes", tuple(self.exclude_classes))
         object.__setattr__(self, "class_map", {str(k).strip().lower(): str(v) for k, v in self.class_map.items()})
+        bad_map = bad_class_map_targets(self.class_map)
+        if bad_map:
+            raise EvaluateError(bad_map)
         if self.tolerance_mode not in TOLERANCE_MODES:
             raise EvaluateError(
                 f"tolerance_mode {self.tolerance_mode!r} unknown; use one of {', '.join(TOLERANCE_MODES)}"
