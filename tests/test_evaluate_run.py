@@ -147,6 +147,22 @@ def test_missing_predictions_fail_clearly_or_are_skipped(dataset: tuple[Path, Pa
     assert res.metrics["ci95"] == {}
 
 
+def test_predictions_that_are_not_results_or_have_no_label_are_said(dataset: tuple[Path, Path]) -> None:
+    coco, pred = dataset
+    (pred / "results.coco.json").write_text('[{"image_id": 1, "bbox": [1, 2, 3, 4]}]')
+    (pred / "notes.json").write_text('{"foo": 1}')
+    _write_prediction(pred / "zz.json", "zz.jpg", [])
+    res = evaluate_predictions(load_labels(coco), pred, FAST)
+    assert res.metrics["n_images"] == 3
+    assert "2 .json file(s) that are not count results left out: notes.json, results.coco.json" in res.notes
+    assert "1 prediction(s) without a labelled photo left out: zz.json" in res.notes
+    # Nothing to score is an error, not an empty report.
+    labels = [a for a in load_labels(coco) if a.file_name == "a.jpg"]
+    (pred / "a.json").unlink()
+    with pytest.raises(EvaluateError, match="nothing to score"):
+        evaluate_predictions(labels, pred, EvalConfig(bootstrap=0, missing="skip"))
+
+
 def test_bad_count_json_names_the_file(dataset: tuple[Path, Path]) -> None:
     coco, pred = dataset
     (pred / "a.json").write_text('{"image": {"path": "a.jpg"}}')
@@ -156,7 +172,10 @@ def test_bad_count_json_names_the_file(dataset: tuple[Path, Path]) -> None:
     with pytest.raises(EvaluateError, match=r"a\.json: not readable JSON"):
         read_count_json(pred / "a.json")
     (coco.parent / "empty").mkdir()
-    with pytest.raises(EvaluateError, match="no .json count results"):
+    with pytest.raises(EvaluateError, match="no count results found"):
+        evaluate_predictions(load_labels(coco), coco.parent / "empty", FAST)
+    (coco.parent / "empty" / "results.coco.json").write_text('[{"image_id": 1, "bbox": [1, 2, 3, 4]}]')
+    with pytest.raises(EvaluateError, match=r"no count results found \(1 .json file\(s\) that are not count results"):
         evaluate_predictions(load_labels(coco), coco.parent / "empty", FAST)
     with pytest.raises(EvaluateError, match="must be a folder"):
         evaluate_predictions(load_labels(coco), coco, FAST)

@@ -24,7 +24,7 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("labels", help="reference labels: COCO .json, VOC folder or YOLO folder")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--photos", help="folder of photos: count them with the model, then score")
-    src.add_argument("--predictions", help="folder of count JSON files (lesioncount count --json) to score")
+    src.add_argument("--predictions", help="folder of count JSON files (what lesioncount count --out writes) to score")
     src.add_argument("--against", metavar="LABELS_B", help="a second label set, scored against LABELS (inter-rater)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--config", help="YAML file of evaluation settings (keys of EvalConfig); flags override it")

@@ -170,10 +170,15 @@ def read_count_json(path: str | os.PathLike[str]) -> CountResult:
         raise EvaluateError(f"{p}: not a lesioncount count result (schema v1): {e!r}") from e
 
 
+def _shown(names: list[str]) -> str:
+    """The first few names of a list, and how many more."""
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
 def _missing(what: str, names: list[str], cfg: EvalConfig, notes: list[str]) -> None:
     if not names:
         return
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    shown = _shown(names)
     if cfg.missing == "error":
         raise EvaluateError(
             f"{len(names)} labelled photo(s) have no {what}: {shown}; pass --skip-missing to leave them out"
@@ -291,8 +296,9 @@ def evaluate_predictions(
 ) -> EvalResult:
     """Score a folder of count JSON files against labels.
 
-    A prediction belongs to the labelled photo whose file stem equals the stem of its ``image.path`` (or,
-    failing that, of the JSON file name). Predictions with no label are ignored.
+    A prediction belongs to the labelled photo whose file stem equals the stem of its ``image.path`` (or
+    of the JSON file name). Predictions with no label are left out, and ``.json`` files that are not count
+    results (a COCO file, a broken file) are left out; the notes say how many of each.
 
     Args:
         labels: the reference (from ``load_labels``).
@@ -305,20 +311,35 @@ def evaluate_predictions(
     d = Path(predictions)
     if not d.is_dir():
         raise EvaluateError(f"{d}: predictions must be a folder of count JSON files")
+    labelled = {_key(a.file_name) for a in labels}
     index: dict[str, Path] = {}
+    keys_of: dict[Path, set[str]] = {}
+    not_results: list[str] = []
     for jp in sorted(d.rglob("*.json")):
+        by_name = _key(jp.name.removesuffix(".json"))
         try:
             doc = json.loads(jp.read_text(encoding="utf-8"))
-            key = _key(str(doc["image"]["path"]))
+            keys_of[jp] = {_key(str(doc["image"]["path"])), by_name}
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
-            key = _key(jp.name.removesuffix(".json"))
-        index.setdefault(key, jp)
-        index.setdefault(_key(jp.name.removesuffix(".json")), jp)
+            if by_name not in labelled:
+                not_results.append(str(jp.relative_to(d)))
+                continue
+            keys_of[jp] = {by_name}  # named after a labelled photo: reading it says what is wrong with it
+        for k in sorted(keys_of[jp]):
+            index.setdefault(k, jp)
+    skipped = ""
+    if not_results:
+        skipped = f"{len(not_results)} .json file(s) that are not count results left out: {_shown(not_results)}"
     if not index:
-        raise EvaluateError(f"{d}: no .json count results found")
-    notes: list[str] = []
+        raise EvaluateError(f"{d}: no count results found" + (f" ({skipped})" if skipped else ""))
+    notes: list[str] = [skipped] if skipped else []
     todo = [a for a in labels if _key(a.file_name) in index]
     _missing("prediction", [a.file_name for a in labels if _key(a.file_name) not in index], cfg, notes)
+    if not todo:
+        raise EvaluateError(f"{d}: no prediction belongs to a labelled photo, so there is nothing to score")
+    extra = [str(jp.relative_to(d)) for jp, keys in keys_of.items() if not keys & labelled]
+    if extra:
+        notes.append(f"{len(extra)} prediction(s) without a labelled photo left out: {_shown(extra)}")
     photo_index = _photo_index(photos) if photos else {}
 
     def pairs() -> Iterator[Pair]:
