@@ -409,3 +409,22 @@ def test_calibration_reports_its_faces_and_the_accuracys_interval_by_face() -> N
     lo, hi = out["hayashi_ci95"]
     assert lo < 0.5 < hi
     assert hi - lo > 0.3  # 20 faces (about +-0.22), not 60 photos (about +-0.13)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 10, 11, 24, 25, 200])
+def test_the_schedule_runs_any_step_budget(steps: int) -> None:
+    import torch
+
+    from lesioncount.train.loop import one_cycle
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    sched = one_cycle(opt, 0.1, steps)
+    lrs = []
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert all(0 < lr <= 0.1 for lr in lrs[:-1]) and max(lrs) <= 0.1
+    if steps >= 25:  # long runs keep the 10% warm-up they were tuned with
+        assert sched.total_steps == steps and sched._schedule_phases[0]["end_step"] == 0.1 * steps - 1

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from lesioncount.io import atomic_path
 from lesioncount.train.checkpoint import load_checkpoint_file, resume_training_state, save_training_state
 from lesioncount.train.dataset import Item, LesionDataset, load_point_items, split_by_source
-from lesioncount.train.loop import focal_loss
+from lesioncount.train.loop import focal_loss, one_cycle, one_cycle_steps
 from lesioncount.train.model import LesionUNet, one_channel_branch
 from lesioncount.train.onnx_import import network_from_onnx
 from lesioncount.types import ACNE_CLASSES, CLASSES, EXPERT_OUTPUT
@@ -132,7 +132,7 @@ def train_expert_branch(
     net = ExpertNet(network_from_onnx(onnx_path, arch)).eval()
     params = [p for p in net.branch.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    sched = one_cycle(opt, lr, steps)
     ema = torch.optim.swa_utils.AveragedModel(
         net.branch, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay), use_buffers=True
     )
@@ -140,11 +140,9 @@ def train_expert_branch(
     parts = {"branch": net.branch, "optimizer": opt, "scheduler": sched, "ema": ema}
     step = resume_training_state(last, **parts)
     if step:
-        if sched.total_steps != steps:
+        if sched.total_steps != one_cycle_steps(steps):
             # A new step budget on resume: continue the one-cycle schedule, stretched or shrunk to fit.
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=lr, total_steps=steps, pct_start=0.1, last_epoch=step - 1
-            )
+            sched = one_cycle(opt, lr, steps, last_epoch=step - 1)
         log.info("resumed from %s at step %d of %d", last, step, steps)
     ds = LesionDataset(train_items, crop_px, net.trunk.output_stride, length=10**9, seed=seed)
     ds.epoch = step

@@ -37,6 +37,26 @@ from lesioncount.types import CLASSES
 log = logging.getLogger(__name__)
 
 
+def one_cycle_steps(steps: int) -> int:
+    """The schedule's length for a step budget: one step is scheduled as two (the first is all it runs)."""
+    return max(int(steps), 2)
+
+
+def one_cycle(
+    opt: torch.optim.Optimizer, max_lr: float, steps: int, *, last_epoch: int = -1
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """The one-cycle learning-rate schedule of a training run: a 10% warm-up, then cosine annealing.
+
+    On short runs (smoke tests) the warm-up lasts at least 1.5 steps: torch divides by its length, and a
+    run of 10 steps or fewer made it zero.
+    """
+    total = one_cycle_steps(steps)
+    pct = min(0.75, max(0.1, 2.5 / total))
+    return torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=max_lr, total_steps=total, pct_start=pct, last_epoch=last_epoch
+    )
+
+
 def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """CenterNet penalty-reduced focal loss on heatmap logits (alpha 2, beta 4), normalised by peaks."""
     logits = logits.float()
@@ -189,7 +209,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
     model = create_model(cfg.arch, len(CLASSES))
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    sched = one_cycle(opt, cfg.lr, cfg.steps)
     step = 0
     ckpt_path = out / "last.pt"
     if cfg.init_from and not ckpt_path.exists():
@@ -202,11 +222,9 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = int(state["step"])
-        if sched.total_steps != cfg.steps:
+        if sched.total_steps != one_cycle_steps(cfg.steps):
             # A new step budget on resume: continue the one-cycle schedule, stretched or shrunk to fit.
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1, last_epoch=step - 1
-            )
+            sched = one_cycle(opt, cfg.lr, cfg.steps, last_epoch=step - 1)
         log.info("resumed from %s at step %d of %d", ckpt_path, step, cfg.steps)
     # EMA of the weights (and BatchNorm buffers): validation, calibration and final.pt use it.
     ema = (
