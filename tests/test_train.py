@@ -167,7 +167,10 @@ def test_init_from_starts_from_the_given_weights(tmp_path: Path) -> None:
     from lesioncount.train.loop import train
 
     base = {"steps": 5, "checkpoint_every_s": 1e9}
-    first = train(load_yaml(TrainConfig, ROOT / "configs" / "tiny.yaml", {**base, "out_dir": str(tmp_path / "a")}))
+    # A large learning rate, so that five steps move the weights well away from a fresh start.
+    first = train(
+        load_yaml(TrainConfig, ROOT / "configs" / "tiny.yaml", {**base, "lr": 0.05, "out_dir": str(tmp_path / "a")})
+    )
     # One step at a vanishing learning rate: the result is the starting point.
     over = {**base, "steps": 1, "lr": 1e-12, "out_dir": str(tmp_path / "b"), "init_from": str(first)}
     second = train(load_yaml(TrainConfig, ROOT / "configs" / "tiny.yaml", over))
