@@ -98,3 +98,18 @@ def test_cli_photo_mode(planted_set: tuple[Path, Path], tmp_path: Path) -> None:
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["n_images"] == 2 and m["mode"] == "photos"
     assert (tmp_path / "report.html").read_text().count("data:image/jpeg") == 1
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_checkpoint_given_as_the_model_is_one_clear_error(
+    planted_set: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: str
+) -> None:
+    from lesioncount.cli import main
+
+    pt = tmp_path / "final.pt"
+    pt.write_bytes(b"PK\x03\x04 a torch checkpoint, say")
+    labels, photos = planted_set
+    args = ["evaluate", str(labels), "--photos", str(photos), "-o", str(tmp_path / "o"), "--model", str(pt)]
+    assert main([*args, "--jobs", jobs, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "final.pt: not a loadable ONNX model" in err and "lesioncount export" in err and "Traceback" not in err

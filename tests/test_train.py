@@ -431,3 +431,35 @@ def test_the_schedule_runs_any_step_budget(steps: int) -> None:
     assert all(0 < lr <= 0.1 for lr in lrs[:-1]) and max(lrs) <= 0.1
     if steps >= 25:  # long runs keep the 10% warm-up they were tuned with
         assert sched.total_steps == steps and sched._schedule_phases[0]["end_step"] == 0.1 * steps - 1
+
+
+def test_commands_given_the_wrong_kind_of_model_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lesioncount.cli import main
+    from lesioncount.infer import models_dir
+
+    shipped = models_dir() / "lesioncount-unet24.onnx"
+    junk = tmp_path / "model.pt"
+    junk.write_bytes(b"\x00\x01 not a checkpoint")
+    assert main(["export", str(shipped), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "this is an ONNX model; give the training checkpoint (.pt)" in capsys.readouterr().err
+    assert main(["export", str(junk), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "model.pt: not a lesioncount training checkpoint" in capsys.readouterr().err
+    assert main(["calibrate", str(junk)]) == 2
+    assert "not a lesioncount training checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_training_without_labelled_photos_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lesioncount.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        (ROOT / "configs" / "tiny.yaml").read_text().replace("synthetic_only: true", "synthetic_only: false")
+    )
+    (tmp_path / "data").mkdir()
+    args = ["train", "--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "run")]
+    assert main([*args, "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'data'}: no Pascal VOC .xml labels beside its photos" in err and "Traceback" not in err

@@ -254,7 +254,12 @@ def run_train(args: argparse.Namespace) -> int:
         def report(step: int, total: int, rec: dict[str, float]) -> None:
             progress.update(task, completed=step, info=f"loss {rec['loss']:.3f} {rec['crops_per_s']:.0f} crops/s")
 
-        final = train(cfg, progress=report)
+        try:
+            final = train(cfg, progress=report)
+        except (FileNotFoundError, ValueError) as e:  # no photos, no labels, a split with nothing on one side
+            progress.stop()
+            Console(stderr=True).print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+            return 2
     print(f"final checkpoint: {final}")
     return 0
 
@@ -519,6 +524,9 @@ def run_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         spec, diff = export_onnx(args.checkpoint, out, version=args.version, tile_px=args.tile_px)
+    except (FileNotFoundError, ValueError) as e:  # no checkpoint, or a file that is none
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

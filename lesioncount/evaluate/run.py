@@ -271,14 +271,22 @@ def _scored(res: CountResult, cfg: EvalConfig) -> LesionSet:
     return LesionSet.from_lesions(res.lesions)
 
 
-def _check_expert_model(counter: Any, model: str | os.PathLike[str] | None) -> None:
-    """Refuse to score expert-style marks with a model that gives none (every photo would score zero)."""
-    if counter is None:
-        from lesioncount.infer import Predictor, resolve_model_path
+def _model_to_count_with(counter: Any, model: str | os.PathLike[str] | None) -> Any:
+    """The model's predictor, loaded once here: a file that is no model (a training checkpoint) is one clear
+    error before any photo is read, not a traceback from each worker."""
+    if counter is not None:
+        return counter.predictor
+    from lesioncount.infer import Predictor, resolve_model_path
 
-        predictor = Predictor(resolve_model_path(model))
-    else:
-        predictor = counter.predictor
+    try:
+        return Predictor(resolve_model_path(model))
+    except ValueError as e:
+        hint = " (a training checkpoint? lesioncount export turns it into one)" if str(model).endswith(".pt") else ""
+        raise EvaluateError(f"{e}{hint}") from e
+
+
+def _check_expert_model(predictor: Any) -> None:
+    """Refuse to score expert-style marks with a model that gives none (every photo would score zero)."""
     if not predictor.has_experts or predictor.spec.expert_threshold <= 0:
         raise EvaluateError(
             f"{predictor.path.name} gives no expert-style marks (it has no experts' heatmap): "
@@ -466,8 +474,9 @@ def evaluate_photos(
         save_predictions: folder to write each photo's count JSON into (to re-score later without counting).
     """
     cfg = cfg or EvalConfig()
+    predictor = _model_to_count_with(counter, model)
     if cfg.marks == "expert":
-        _check_expert_model(counter, model)
+        _check_expert_model(predictor)
     photo_index = _photo_index(photos)
     notes: list[str] = []
     todo = [a for a in labels if _key(a.file_name) in photo_index]

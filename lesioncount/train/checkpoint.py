@@ -27,8 +27,18 @@ _SAFE_GLOBALS = [_multiarray().scalar, np.dtype, type(np.dtype("float64"))]
 
 def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A checkpoint's dict, loaded with ``weights_only=True`` (tensors, plain values, numpy scalars)."""
-    with torch.serialization.safe_globals(_SAFE_GLOBALS):
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a file that is no checkpoint (and advises unsafe loading)
+        hint = (
+            ": this is an ONNX model; give the training checkpoint (.pt) that lesioncount train wrote"
+            if str(path).endswith(".onnx")
+            else ""
+        )
+        raise ValueError(f"{path}: not a lesioncount training checkpoint{hint}") from e
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a lesioncount checkpoint (a dict with 'model' weights)")
     return state

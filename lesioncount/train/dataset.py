@@ -52,6 +52,10 @@ def load_items(data_dir: str | os.PathLike[str], class_map: dict[str, str] | Non
             if les.bbox is not None and les.cls in CLASSES
         )
         items.append(Item(str(jpg), source_id_from_name(jpg.name), lesions))
+    if not items:
+        where = Path(data_dir)
+        what = "no such folder" if not where.is_dir() else "no Pascal VOC .xml labels beside its photos"
+        raise ValueError(f"{where}: {what}, so nothing to train on")
     return items
 
 
