@@ -35,9 +35,9 @@ def test_detection_scores_golden() -> None:
 def test_detection_scores_undefined_cases() -> None:
     assert all(math.isnan(v) for v in detection_scores(0, 0, 0).values())
     only_fp = detection_scores(0, 2, 0)
-    assert only_fp["precision"] == 0 and math.isnan(only_fp["recall"]) and math.isnan(only_fp["f1"])
-    only_fn = detection_scores(0, 0, 3)
-    assert math.isnan(only_fn["precision"]) and only_fn["recall"] == 0
+    assert only_fp["precision"] == 0 and math.isnan(only_fp["recall"]) and only_fp["f1"] == 0
+    only_fn = detection_scores(0, 0, 3)  # a model that finds nothing: F1 0, not undefined
+    assert math.isnan(only_fn["precision"]) and only_fn["recall"] == 0 and only_fn["f1"] == 0
     assert detection_scores(0, 2, 3)["f1"] == 0.0
 
 

@@ -29,15 +29,11 @@ def detection_scores(tp: int, fp: int, fn: int) -> dict[str, float]:
 
     Returns:
         ``{"precision", "recall", "f1"}``; precision is nan without predictions, recall without
-        references, F1 when either is nan (or 0 when both are 0).
+        references. F1 is 2 TP / (2 TP + FP + FN), which is 2PR / (P + R) where both are defined and 0 when
+        one side is empty and the other is not (a model that finds nothing has F1 0, not "undefined"); nan
+        only with neither predictions nor references.
     """
-    p = _ratio(tp, tp + fp)
-    r = _ratio(tp, tp + fn)
-    if np.isnan(p) or np.isnan(r):
-        f1 = NAN
-    else:
-        f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0
-    return {"precision": p, "recall": r, "f1": f1}
+    return {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn), "f1": _ratio(2 * tp, 2 * tp + fp + fn)}
 
 
 def precision_recall_curve(
