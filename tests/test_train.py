@@ -463,3 +463,24 @@ def test_training_without_labelled_photos_is_one_clear_error(
     assert main([*args, "--steps", "2"]) == 2
     err = capsys.readouterr().err
     assert f"error: {tmp_path / 'data'}: no Pascal VOC .xml labels beside its photos" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("fp32_count", "warned"), [(0, True), (12, False)])
+def test_an_int8_check_that_compared_nothing_says_so(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fp32_count: int,
+    warned: bool,
+) -> None:
+    from types import SimpleNamespace
+
+    from lesioncount.cli import main
+    from lesioncount.train import export
+
+    spec = SimpleNamespace(thresholds={"inflammatory": 0.3}, face_height_px=500.0)
+    monkeypatch.setattr(export, "export_onnx", lambda *a, **k: (spec, 1e-7))
+    monkeypatch.setattr(export, "calibration_tiles", lambda *a, **k: [])
+    monkeypatch.setattr(export, "quantize_int8", lambda *a, **k: export.Int8Check(0.01, fp32_count, fp32_count))
+    assert main(["export", "final.pt", "--out", str(tmp_path / "m.onnx"), "--int8"]) == 0
+    assert ("compared nothing" in capsys.readouterr().err) is warned

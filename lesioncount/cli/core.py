@@ -543,4 +543,10 @@ def run_export(args: argparse.Namespace) -> int:
             f"wrote {q}: int8 vs fp32 on the calibration tiles: max abs heatmap difference "
             f"{check.max_abs_diff:.3f}, {check.int8_count} vs {check.fp32_count} lesions ({check.count_change:+.1%})"
         )
+        if check.fp32_count == 0:
+            print(
+                "warning: the fp32 model found no lesion on the calibration tiles, so the int8 count check "
+                "compared nothing; rerun with --calib-dir and photos with acne",
+                file=sys.stderr,
+            )
     return 0
