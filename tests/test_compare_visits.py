@@ -350,3 +350,28 @@ def test_report_builds_its_advice_from_comparable_visits_only(patient) -> None:
         assert "(from comparable visits only; visit 4 left out)" in line
         assert not ("no rebound" in line and "rising again" in line)
     assert "consider re-treatment" not in html  # a 17-year-old
+
+
+def test_a_grade_change_within_re_take_noise_says_so() -> None:
+    from types import SimpleNamespace
+
+    from lesioncount.endpoints import Change
+    from lesioncount.report.visits_html import _change_table
+
+    def pair(base_n: int, follow_n: int) -> SimpleNamespace:
+        change = {k: Change(base_n, follow_n) for k in ("inflammatory", "comedone", "total_acne", "scar")}
+        grade = {
+            "baseline": 2,
+            "followup": 1,
+            "change": -1,
+            "baseline_label": "severe",
+            "followup_label": "moderate",
+            "baseline_n": base_n,
+            "followup_n": follow_n,
+        }
+        return SimpleNamespace(change=change, responder={}, grades={"hayashi": grade})
+
+    near = _change_table(pair(21, 20), 50)  # one lesion fewer crosses the boundary at 20/21
+    assert "<td>-1 <span class=small>(within re-take noise)</span></td><td colspan=2" in near
+    far = _change_table(pair(40, 12), 50)
+    assert "<td>-1</td><td colspan=2" in far

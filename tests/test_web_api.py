@@ -303,6 +303,8 @@ def test_patient_course_change_from_baseline_report_and_toxin_warning(web):
     # 3 -> 1 is within the count's re-take noise (max(2 lesions, 15%)), and the report says so.
     within = "<td>-2 <span class=small>(within re-take noise)</span></td>"
     assert "P-teen" in rep.text and f"<td>3</td><td>1</td>{within}<td>-67%</td>" in rep.text
+    # "67% fewer" makes a responder by the rule, but a change that small is no evidence: the flag says so.
+    assert "<td>-67%</td><td>yes <span class=small>(within re-take noise)</span></td>" in rep.text
     assert "under 18" in rep.text and "<script" not in rep.text
     tok = c.post("/api/v1/tokens", json={"name": "r"}, headers=h).json()["token"]
     with TestClient(web.app) as script:

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from lesioncount.compare.comparability import normalise_colour
 from lesioncount.compare.core import PairComparison, VisitComparison
 from lesioncount.compare.register import invert, map_points
-from lesioncount.count import RETEST_NOISE
+from lesioncount.count import RETEST_NOISE, retest_band
 from lesioncount.types import COUNT_KEYS, REGIONS, TOTAL_ACNE, Lesion
 
 #: RGB colour per lesion fate (Okabe-Ito: distinguishable with the common colour-vision deficiencies).
@@ -257,13 +257,19 @@ def timeline_png(comparison: VisitComparison, view: str) -> bytes:
     return buf.getvalue()
 
 
+_NOISE_NOTE = " <span class=small>(within re-take noise)</span>"
+
+
 def _change_table(pair: PairComparison, threshold: float) -> str:
     rows = []
     for k in CHANGE_ROWS:
         c = pair.change[k]
         flag = pair.responder.get(k)
         resp = "n/a" if flag is None else ("yes" if flag else "no")
-        noise = " <span class=small>(within re-take noise)</span>" if c.absolute and c.within_retest_noise else ""
+        in_noise = bool(c.absolute) and c.within_retest_noise
+        noise = _NOISE_NOTE if in_noise else ""
+        if flag and in_noise:  # 2 -> 1 is "50% fewer", and no evidence of a response
+            resp += _NOISE_NOTE
         rows.append(
             f"<tr><td class=l>{_e(k.replace('_', ' '))}</td><td>{c.baseline}</td><td>{c.followup}</td>"
             f"<td>{c.absolute:+d}{noise}</td><td>{_pct(c.percent)}</td><td>{resp}</td></tr>"
@@ -274,12 +280,16 @@ def _change_table(pair: PairComparison, threshold: float) -> str:
         if g.get(name):
             gg = g[name]
             basis = ""
+            noise = ""
             if name == "hayashi" and gg.get("baseline_n") is not None and gg.get("followup_n") is not None:
                 half = " on the worse half" if "worse half" in str(gg.get("basis") or "") else ""
                 basis = f" (from {gg['baseline_n']} → {gg['followup_n']} lesions{half})"
+                moved = abs(int(gg["followup_n"]) - int(gg["baseline_n"]))
+                if gg["change"] and moved <= retest_band(int(gg["baseline_n"])):  # a grade boundary crossed by noise
+                    noise = _NOISE_NOTE
             grade_rows.append(
                 f"<tr><td class=l>{name.upper() if name == 'gags' else 'Hayashi grade'}</td><td>{gg['baseline']}</td>"
-                f"<td>{gg['followup']}</td><td>{gg['change']:+d}</td><td colspan=2 class=l>"
+                f"<td>{gg['followup']}</td><td>{gg['change']:+d}{noise}</td><td colspan=2 class=l>"
                 f"{_e(gg.get('baseline_label'))} → {_e(gg.get('followup_label'))}{_e(basis)}</td></tr>"
             )
     return (
