@@ -375,3 +375,9 @@ def test_a_grade_change_within_re_take_noise_says_so() -> None:
     assert "<td>-1 <span class=small>(within re-take noise)</span></td><td colspan=2" in near
     far = _change_table(pair(40, 12), 50)
     assert "<td>-1</td><td colspan=2" in far
+
+
+def test_ages_show_whole_years_or_the_two_a_birth_year_allows() -> None:
+    from lesioncount.report.visits_html import _age
+
+    assert (_age(None), _age(31.0), _age(24.5)) == ("", "31", "24-25")

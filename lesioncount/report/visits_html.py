@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import html
 import io
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -257,6 +258,15 @@ def timeline_png(comparison: VisitComparison, view: str) -> bytes:
     return buf.getvalue()
 
 
+def _age(years: float | None) -> str:
+    """An age for the visit table: whole years, or the two it lies between when only the birth year is known."""
+    if years is None:
+        return ""
+    if years % 1 == 0.5:  # the middle of the year of birth's two possible ages
+        return f"{math.floor(years)}-{math.ceil(years)}"
+    return f"{years:g}"
+
+
 _NOISE_NOTE = " <span class=small>(within re-take noise)</span>"
 
 
@@ -416,7 +426,7 @@ def _visits_table(comparison: VisitComparison) -> str:
         me = comparison.measures[i]
         rows.append(
             f"<tr><td class=l>{_e(v.name)}</td><td class=l>{_e(v.view)}</td>"
-            f"<td>{'' if v.age_years is None else f'{v.age_years:g}'}</td><td class=l>{_e(v.treatment or '')}</td>"
+            f"<td>{_age(v.age_years)}</td><td class=l>{_e(v.treatment or '')}</td>"
             + "".join(f"<td>{c.get(k, 0)}</td>" for k in CHANGE_ROWS)
             + f"<td>{g['hayashi']['grade'] if g.get('hayashi') else '-'}</td>"
             + f"<td>{'' if not gags else gags['score']}</td>"
