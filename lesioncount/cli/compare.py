@@ -139,11 +139,13 @@ def _write_outputs(args: argparse.Namespace, comparison: VisitComparison, consol
         "inflammatory",
         "comedone",
         "total acne",
-        "resolved/persist/new/uncertain",
+        "resolved / persisting / new / uncertain",
         "comparable",
     )
     for col in cols:
-        table.add_column(col, justify="left" if col in ("follow-up", "view", "comparable") else "right")
+        table.add_column(
+            col, justify="left" if col in ("follow-up", "view", "comparable") else "right", overflow="fold"
+        )
     for pair in comparison.pairs:
         cells = []
         for k in ("inflammatory", "comedone", TOTAL_ACNE):
@@ -167,5 +169,6 @@ def _write_outputs(args: argparse.Namespace, comparison: VisitComparison, consol
         console.print(f"[yellow]{hint}[/yellow]")
     for w in comparison.warnings:
         console.print(f"[red]warning:[/red] {w}")
-    console.print(f"wrote {out / 'comparison.json'} and {out / 'report.html'}")
+    written = [out / "comparison.json", out / "report.html", *([out / "report.pdf"] if args.pdf else [])]
+    console.print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     return 0

@@ -168,7 +168,8 @@ def _print_results(results: list[tuple[str, CountResult]], seconds: float) -> No
 
     table = Table(title=f"lesioncount: {len(results)} photo(s) in {seconds:.1f} s")
     for col in ("photo", *COUNT_KEYS, "hayashi", "warnings"):
-        table.add_column(col, justify="left" if col in ("photo", "warnings") else "right")
+        # Names and headers fold onto a second line in a narrow terminal rather than lose their ends.
+        table.add_column(col, justify="left" if col in ("photo", "warnings") else "right", overflow="fold")
     for rel, r in results[:40]:
         table.add_row(
             show_path(rel.removesuffix(".json")),
