@@ -381,3 +381,12 @@ def test_ages_show_whole_years_or_the_two_a_birth_year_allows() -> None:
     from lesioncount.report.visits_html import _age
 
     assert (_age(None), _age(31.0), _age(24.5)) == ("", "31", "24-25")
+
+
+def test_region_changes_within_re_take_noise_are_greyed_without_a_percent() -> None:
+    from lesioncount.endpoints import Change
+    from lesioncount.report.visits_html import _region_cell
+
+    assert _region_cell(Change(10, 8)) == "<td class=noise>10 → 8</td>"
+    assert _region_cell(Change(10, 4)) == "<td>10 → 4 (-60%)</td>"
+    assert _region_cell(Change(5, 5)) == "<td>5 → 5 (+0%)</td>"

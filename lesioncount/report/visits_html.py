@@ -24,6 +24,7 @@ from lesioncount.compare.comparability import normalise_colour
 from lesioncount.compare.core import PairComparison, VisitComparison
 from lesioncount.compare.register import invert, map_points
 from lesioncount.count import RETEST_NOISE, retest_band
+from lesioncount.endpoints import Change
 from lesioncount.types import COUNT_KEYS, REGIONS, TOTAL_ACNE, Lesion
 
 #: RGB colour per lesion fate (Okabe-Ito: distinguishable with the common colour-vision deficiencies).
@@ -56,13 +57,13 @@ th{background:#f4f4f4} td.l,th.l{text-align:left}
 .pair{display:flex;gap:12px;flex-wrap:wrap} .pair figure{margin:0} figcaption{font-size:12px;color:#555}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
 .dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:4px;vertical-align:middle}
-.small{font-size:12px;color:#555}
+.small{font-size:12px;color:#555} td .small{font-size:0.9em} td.noise{color:#888}
 img{max-width:100%}
 table.meta td{border:none;padding:1px 12px 1px 0;text-align:left;color:#555}
 @media print{
   body{margin:0;max-width:none;font-size:11px}
-  table{font-size:9.5px;width:100%;table-layout:fixed;page-break-inside:avoid;break-inside:avoid}
-  td,th{padding:2px 4px;overflow-wrap:anywhere}
+  table{font-size:9.5px;width:100%;page-break-inside:avoid;break-inside:avoid}
+  td,th{padding:2px 4px;overflow-wrap:break-word;hyphens:auto}
   .pair{display:block} .pair figure{display:inline-block;width:48%;vertical-align:top}
   h2,h3{break-after:avoid} .warn,.ok{break-inside:avoid}
 }
@@ -331,12 +332,23 @@ def _region_table(pair: PairComparison) -> str:
         ch = pair.region_change.get(r)
         if ch is None or all(ch[k].baseline == 0 and ch[k].followup == 0 for k in ch):
             continue
-        cells = "".join(f"<td>{ch[k].baseline} → {ch[k].followup} ({_pct(ch[k].percent)})</td>" for k in CHANGE_ROWS)
+        cells = "".join(_region_cell(ch[k]) for k in CHANGE_ROWS)
         rows.append(f"<tr><td class=l>{_e(r.replace('_', ' '))}</td>{cells}</tr>")
     if not rows:
         return ""
     head = "".join(f"<th>{_e(k.replace('_', ' '))}</th>" for k in CHANGE_ROWS)
-    return f"<table><tr><th class=l>region</th>{head}</tr>{''.join(rows)}</table>"
+    return (
+        f"<table><tr><th class=l>region</th>{head}</tr>{''.join(rows)}</table>"
+        "<p class=small>Grey: a change within re-take noise (no percent is given for it). Small counts per "
+        "region move most: a lesion near a region's border can fall on either side from one photo to the next.</p>"
+    )
+
+
+def _region_cell(c: Change) -> str:
+    """One region's count change: grey and without a percent when a re-take of an unchanged face could show it."""
+    if c.absolute and c.within_retest_noise:
+        return f"<td class=noise>{c.baseline} → {c.followup}</td>"
+    return f"<td>{c.baseline} → {c.followup} ({_pct(c.percent)})</td>"
 
 
 def _secondary_html(sec: dict[str, Any]) -> str:
