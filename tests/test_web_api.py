@@ -902,3 +902,25 @@ def test_photo_api_gives_the_models_expert_style_marks_apart_from_the_marks(web)
     assert expert["counts"] == plain["counts"] and len(expert["marks"]) == len(plain["marks"])
     page = web.client.get(f"/photos/{expert['id']}").text
     assert 'id="show-experts"' in page
+
+
+def test_the_report_warns_when_only_some_visits_were_corrected_by_hand(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    h = {"X-CSRF-Token": csrf}
+    patient, v1 = _patient_and_visit(c, csrf, when="2026-01-10")
+    _, v2 = _patient_and_visit_for(c, csrf, patient, "2026-02-10")
+    _upload(web, csrf, v1, ("a.jpg", photo_bytes(seed=1)))
+    _upload(web, csrf, v2, ("b.jpg", photo_bytes(seed=2)))
+    assert web.app.state.queue.wait_idle(30)
+    rep = c.get(f"/patients/{patient}/report.html")
+    assert rep.status_code == 200 and "corrected by hand" not in rep.text
+    pid = c.get(f"/api/v1/visits/{v1}").json()["photos"][0]["id"]
+    first = c.get(f"/api/v1/photos/{pid}").json()["marks"][0]
+    r = c.post(f"/api/v1/photos/{pid}/marks", json={"op": "remove", "id": first["id"], "base_version": 1}, headers=h)
+    assert r.status_code == 200, r.text
+    rep = c.get(f"/patients/{patient}/report.html")
+    assert "front: the marks of 2026-01-10 were corrected by hand and those of 2026-02-10 were not" in rep.text
+    # Undone back to the model's marks: nothing is mixed any more.
+    c.post(f"/api/v1/photos/{pid}/marks", json={"op": "revert", "to_version": 1, "base_version": 2}, headers=h)
+    assert "corrected by hand" not in c.get(f"/patients/{patient}/report.html").text

@@ -35,6 +35,7 @@ class ReportPhoto:
     treatment: str
     age_years: float | None
     label: str
+    corrected: bool = False  # its marks differ from the model's (a clinician changed them)
 
 
 def corrected_result(result: dict[str, Any], marks: list[dict[str, Any]]) -> CountResult:
@@ -73,7 +74,26 @@ def build_comparison(photos: list[ReportPhoto]) -> Any:
         )
         for p in photos
     ]
-    return compare_visits(visits)
+    comparison = compare_visits(visits)
+    mixed = _mixed_corrections(photos)
+    return dataclasses.replace(comparison, warnings=(*comparison.warnings, *mixed)) if mixed else comparison
+
+
+def _mixed_corrections(photos: list[ReportPhoto]) -> list[str]:
+    """A warning per view where some visits' marks were corrected by hand and others' were not: their change
+    then mixes a clinician's count with the model's."""
+    out = []
+    for view in sorted({p.view for p in photos}):
+        same = [p for p in photos if p.view == view]
+        fixed = [p.label for p in same if p.corrected]
+        if fixed and len(fixed) < len(same):
+            as_counted = [p.label for p in same if not p.corrected]
+            out.append(
+                f"{view}: the marks of {', '.join(fixed)} were corrected by hand and those of "
+                f"{', '.join(as_counted)} were not, so the change between them mixes a clinician's count with "
+                "the model's; review those visits' marks too before reading the change"
+            )
+    return out
 
 
 def comparison_report_html(

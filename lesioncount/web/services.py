@@ -829,7 +829,14 @@ def _report_photo(db: Session, store: PhotoStore, photo: Photo) -> ReportPhoto |
         treatment=treatment_label(v),
         age_years=age,
         label=v.visit_date.isoformat(),
+        corrected=mv.version > 1 and mv.marks != _model_marks(db, photo),
     )
+
+
+def _model_marks(db: Session, photo: Photo) -> list[dict[str, Any]] | None:
+    """The marks the model gave a photo (its version 1)."""
+    first = db.scalar(select(MarkVersion).where(MarkVersion.photo_id == photo.id, MarkVersion.version == 1))
+    return None if first is None else first.marks
 
 
 #: Report formats: media type of each.
