@@ -924,3 +924,16 @@ def test_the_report_warns_when_only_some_visits_were_corrected_by_hand(web):
     # Undone back to the model's marks: nothing is mixed any more.
     c.post(f"/api/v1/photos/{pid}/marks", json={"op": "revert", "to_version": 1, "base_version": 2}, headers=h)
     assert "corrected by hand" not in c.get(f"/patients/{patient}/report.html").text
+
+
+def test_the_patient_page_opens_on_the_view_with_most_visits(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    patient, v1 = _patient_and_visit(c, csrf, when="2026-01-10")
+    _, v2 = _patient_and_visit_for(c, csrf, patient, "2026-02-10")
+    _upload(web, csrf, v1, ("a.jpg", photo_bytes(seed=1)), view="left")
+    _upload(web, csrf, v2, ("b.jpg", photo_bytes(seed=2)), view="left")
+    _upload(web, csrf, v2, ("c.jpg", photo_bytes(seed=3)), view="front")
+    assert web.app.state.queue.wait_idle(30)
+    page = c.get(f"/patients/{patient}").text
+    assert "<strong>left</strong>" in page and '<a href="?view=front">front</a>' in page

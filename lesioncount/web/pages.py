@@ -207,12 +207,19 @@ def _chart(series: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
     return {"w": w, "h": h, "pad": pad, "lines": lines, "ticks": ticks, "y_ticks": y_ticks}
 
 
+def _opening_view(views: list[str], series: dict[str, list[Any]]) -> str | None:
+    """The view a patient's page opens on: the one with the most visits (a change to show), front on a tie."""
+    if not views:
+        return None
+    return max(views, key=lambda vw: (len(series.get(vw, [])), vw == "front"))
+
+
 @router.get("/patients/{patient_id}")
 def patient_page(request: Request, patient_id: int, db: DB, actor: PageActor, view: str | None = None) -> Response:
     p = sv.get_patient(db, actor, patient_id)
     summary = sv.patient_summary(db, p)
     views = summary["views"] + (["all views"] if "all views" in summary["series"] else [])
-    chosen = view if view in views else ("front" if "front" in views else (views[0] if views else None))
+    chosen = view if view in views else _opening_view(summary["views"], summary["series"])
     series = summary["series"].get(chosen, []) if chosen else []
     chart = _chart(series, list(summary["classes"])) if series else None
     sv.audit(db, actor, "view_patient", "patient", p.id, "", client_ip(request))
