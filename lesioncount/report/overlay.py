@@ -72,10 +72,13 @@ def draw_overlay(
     scale = max(0.5, max(out.shape[:2]) / 1600)
     line_h = round(28 * scale)
     pad = round(8 * scale)
-    box_w = round(260 * scale)
     lines = [(f"{c}: {counts.get(c, 0)}", CLASS_COLOURS[c]) for c in CLASSES]
-    if experts:
-        lines.append((f"expert-style: {len(experts)}", EXPERT_COLOUR))
+    if experts:  # a different kind of number: said, so that staff do not read it as a count
+        lines.append((f"expert-style, not counted: {len(experts)}", EXPERT_COLOUR))
+    widest = max(
+        cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, max(1, round(1.5 * scale)))[0][0] for t, _ in lines
+    )
+    box_w = min(out.shape[1] - pad, max(round(260 * scale), pad * 6 + widest))
     box_h = pad * 2 + line_h * len(lines)
     roi = out[pad : pad + box_h, pad : pad + box_w]
     roi[:] = (roi * 0.35).astype(np.uint8)
