@@ -261,7 +261,7 @@ def test_corrections_are_versions_and_counts_follow(web):
     assert r.json()["marks"][-1]["source"] == "manual" and r.json()["model_counts"]["inflammatory"] == 3
 
     stale = c.post(f"/api/v1/photos/{pid}/marks", json={"op": "remove", "id": "m2", "base_version": 1}, headers=h)
-    assert stale.status_code == 400 and "version 4" in stale.json()["detail"]
+    assert stale.status_code == 409 and "version 4" in stale.json()["detail"]
     off = c.post(f"/api/v1/photos/{pid}/marks", json={"op": "add", "cls": "scar", "x": 9999, "y": 1}, headers=h)
     assert off.status_code == 400
     versions = c.get(f"/api/v1/photos/{pid}/versions").json()
@@ -937,3 +937,15 @@ def test_the_patient_page_opens_on_the_view_with_most_visits(web):
     assert web.app.state.queue.wait_idle(30)
     page = c.get(f"/patients/{patient}").text
     assert "<strong>left</strong>" in page and '<a href="?view=front">front</a>' in page
+
+
+def test_input_the_api_cannot_parse_gets_one_readable_line(web):
+    c = web.client
+    csrf = login(c, "carl", PW)
+    h = {"X-CSRF-Token": csrf}
+    patient, vid = _patient_and_visit(c, csrf)
+    r = c.post(f"/api/v1/patients/{patient}/visits", json={"visit_date": "2026-02-30"}, headers=h)
+    assert r.status_code == 422 and isinstance(r.json()["detail"], str)
+    assert r.json()["detail"].startswith("visit_date: ") and "day value is outside expected range" in r.json()["detail"]
+    r = c.post(f"/api/v1/visits/{vid}/photos", headers=h)  # the upload form with no file in it
+    assert r.status_code == 422 and r.json()["detail"] == "files: required"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -58,6 +59,18 @@ class BodyLimit:
                 await resp(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """FastAPI's list of input errors as one line a person can act on: ``visit_date: ...; files: ...``."""
+    parts = []
+    for e in errors:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "form"))
+        msg = str(e.get("msg", "invalid"))
+        if e.get("type") == "missing":
+            msg = "required"
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts) or "the request could not be read"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -144,7 +157,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(sv.Invalid)
     async def _invalid(request: Request, exc: sv.Invalid) -> Response:
-        return _error(request, 400, str(exc))
+        return _error(request, 409 if isinstance(exc, sv.Conflict) else 400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _unparsable(request: Request, exc: RequestValidationError) -> Response:
+        return _error(request, 422, validation_message(exc.errors()))
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:

@@ -48,6 +48,10 @@ class Invalid(ValueError):
     """The input cannot be used; the message says why."""
 
 
+class Conflict(Invalid):
+    """The input was made against a state that has changed since (another person's edit); reload and retry."""
+
+
 def audit(
     db: Session,
     actor: Actor | None,
@@ -625,7 +629,7 @@ def correct_marks(
     if cur is None:
         raise Invalid("this photo is not counted yet")
     if base_version is not None and base_version != cur.version:
-        raise Invalid(f"the marks changed (now version {cur.version}); reload the photo and try again")
+        raise Conflict(f"the marks changed (now version {cur.version}); reload the photo and try again")
     if change.get("op") == "add" and not change.get("region") and region_at is not None:
         try:
             change = {**change, "region": region_at(float(change["x"]), float(change["y"]))}
