@@ -258,6 +258,18 @@ def test_static_and_image_routes_resist_traversal(web):
     assert web.client.get("/api/v1/photos/..%2f1/image.jpg").status_code in (404, 422)
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims a canvas of ``width`` x ``height`` and holds no pixels: a decompression bomb's header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
 @pytest.mark.parametrize(
     ("payload", "fragment"),
     [
@@ -267,6 +279,7 @@ def test_static_and_image_routes_resist_traversal(web):
         (b"", "empty"),
         (photo_bytes(width=40, height=40), "too small"),
         (photo_bytes(width=1000, height=800), "megapixel"),
+        (_png_header(20_000, 20_000), "over the 0.5 megapixel limit (a decompression bomb?)"),
         (photo_bytes(fmt="GIF"), "GIF images are not accepted"),
         (os.urandom(160_000), "larger than"),
     ],

@@ -130,7 +130,9 @@ class PhotoStore:
         except UnidentifiedImageError as e:
             raise UploadError(f"{name}: not an image (whatever its name says)") from e
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise UploadError(f"{name}: too many pixels (decompression bomb?)") from e
+            raise UploadError(
+                f"{name}: too many pixels, over the {self.max_megapixels:g} megapixel limit (a decompression bomb?)"
+            ) from e
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             raise UploadError(f"{name}: corrupt or truncated image") from e
         if min(w, h) < MIN_SIDE_PX:
