@@ -235,8 +235,9 @@ def _report_table(args: argparse.Namespace, report: Any) -> Any:
     table = Table(title=f"lesioncount score: {args.manifest}", show_header=False)
     table.add_row("photos in manifest", str(report.n_photos))
     table.add_row("already in the store", str(report.n_already_done))
-    table.add_row("scored now", str(report.n_scored))
-    table.add_row("failed", str(report.n_failed))
+    table.add_row(
+        "read now", f"{report.n_scored} ({report.n_scored - report.n_failed} scored, {report.n_failed} failed)"
+    )
     table.add_row("missing", str(report.n_missing))
     where = f"Dask {args.scheduler}" if args.scheduler else f"{report.workers} local worker(s)"
     table.add_row(
