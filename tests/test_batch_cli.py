@@ -65,6 +65,8 @@ def test_score_reports_throughput_and_failures(tmp_path: Path, capsys: pytest.Ca
     run = json.loads((out / "run.json").read_text())
     assert run["scored"] == 2 and run["failed"] == 1 and run["model_sha256"] and run["photos_per_minute"] > 0
     assert (out / "summary.parquet").exists()
+    columns = pd.read_csv(out / "columns.csv")  # the data dictionary, beside the tables
+    assert set(columns["table"]) == {"photos", "visits", "change", "summary"}
     # Rerun: nothing to score for the good photo; the failed one is retried.
     assert main(["score", str(m), "-o", str(out), "--workers", "0", "--threads", "1", "--no-progress"]) == 1
     assert json.loads((out / "run.json").read_text())["already_done"] == 1

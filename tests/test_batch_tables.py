@@ -244,3 +244,19 @@ def test_baseline_only_trial_has_an_empty_summary_with_its_columns() -> None:
     summary = build_tables(_manifest(ROWS[:2]), _outcomes()[:2])["summary"]
     assert len(summary) == 0
     assert {"visit", "arm", "class", "measure", "n", "mean", "median_days", "n_not_comparable"} <= set(summary.columns)
+
+
+def test_the_data_dictionary_names_every_column_of_every_table() -> None:
+    from lesioncount.batch.dictionary import data_dictionary
+
+    tables = build_tables(_manifest(ROWS), _outcomes())
+    d = data_dictionary(tables)
+    assert len(d) == sum(len(t.columns) for t in tables.values())
+    assert set(d["type"]) <= {"text", "integer", "number", "boolean", "date"}
+    unknown = d[d["meaning"].str.startswith("a column of the manifest")]
+    assert unknown.empty, unknown  # every column the tool writes is described
+    subject = d[(d["table"] == "photos") & (d["column"] == "subject_id")].iloc[0]
+    assert subject["type"] == "text" and "dtype={'subject_id': str}" in subject["meaning"]
+    region = d[(d["table"] == "visits") & (d["column"] == "left_cheek_inflammatory")].iloc[0]
+    assert region["type"] == "integer" or region["type"] == "number"
+    assert region["meaning"] == "number of inflammatory lesions (papules, pustules, nodules) in region left cheek"

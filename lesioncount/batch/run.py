@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from lesioncount.batch.dictionary import data_dictionary
 from lesioncount.batch.manifest import Manifest
 from lesioncount.batch.store import ModelKey, Record, ResultStore
 from lesioncount.batch.tables import Outcome
@@ -466,6 +467,7 @@ def run_batch(
 
             tables["lesions"] = lesion_table(manifest.table, report.outcomes, lesions_of)
     write_tables(tables, out)
+    write_tables({"columns": data_dictionary(tables)}, out, formats=("csv",))
     ok = next((o.result for o in report.outcomes if o.status == "ok" and o.result), None)
     write_json(
         out / "run.json",
