@@ -94,7 +94,16 @@ def test_allow_missing_keeps_going(tmp_path: Path, caplog: pytest.LogCaptureFixt
         read_manifest(path)
     m = read_manifest(path, allow_missing=True)
     assert m.missing == (1,)
-    assert "row 3: photo file missing" in m.warnings[0].replace("rows", "row")
+    assert m.warnings[0].startswith("row 3: photo file missing")
+
+
+def test_a_row_listed_twice_is_one_problem(tmp_path: Path) -> None:
+    _photos(tmp_path, "a.jpg")
+    rows = [("S1", "v1", "2026-01-05", "front", "a.jpg"), ("S1", "v1", "2026-01-05", "front", "a.jpg")]
+    with pytest.raises(ManifestError) as err:
+        read_manifest(_write(tmp_path, rows))
+    assert [p.kind for p in err.value.problems] == ["duplicate photo"]
+    assert "is listed 2 times (the same row, path and all)" in str(err.value)
 
 
 def test_parquet_with_typed_columns_and_root(tmp_path: Path) -> None:

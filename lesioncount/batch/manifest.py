@@ -56,8 +56,13 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"row {self.rows[0]}" if len(self.rows) == 1 else f"rows {_rows(self.rows)}" if self.rows else "file"
+        where = _row_words(self.rows) if self.rows else "file"
         return f"{where}: {self.message}"
+
+
+def _row_words(rows: tuple[int, ...]) -> str:
+    """``row 4`` or ``rows 4, 9``."""
+    return f"row {rows[0]}" if len(rows) == 1 else f"rows {_rows(rows)}"
 
 
 def _rows(rows: tuple[int, ...]) -> str:
@@ -266,7 +271,7 @@ def _parse_ages(df: pd.DataFrame, found: _Findings) -> None:
     under = df.loc[(ages < TOXIN_MIN_AGE_YEARS) & toxin, "row"].tolist()
     if under:
         found.warnings.append(
-            f"rows {_rows(tuple(under))}: botulinum toxin recorded for a patient under {TOXIN_MIN_AGE_YEARS} "
+            f"{_row_words(tuple(under))}: botulinum toxin recorded for a patient under {TOXIN_MIN_AGE_YEARS} "
             f"(it is contraindicated under {TOXIN_MIN_AGE_YEARS})"
         )
     df["age"] = ages.astype(float)
@@ -277,9 +282,12 @@ def _check_consistency(df: pd.DataFrame, found: _Findings) -> None:
     keyed = df[(df["subject_id"] != "") & (df["visit"] != "") & (df["view"] != "")]
     for (s, v, w), grp in keyed.groupby(["subject_id", "visit", "view"], sort=False):
         if len(grp) > 1:
+            same = " (the same row, path and all)" if grp["path"].nunique() == 1 else ""
             found.problems.append(
                 Problem(
-                    "duplicate photo", tuple(grp["row"]), f"subject {s} visit {v} view {w} is listed {len(grp)} times"
+                    "duplicate photo",
+                    tuple(grp["row"]),
+                    f"subject {s} visit {v} view {w} is listed {len(grp)} times{same}",
                 )
             )
     dated = df[(df["subject_id"] != "") & (df["visit"] != "") & df["visit_date"].notna()]
@@ -311,7 +319,8 @@ def _resolve_paths(df: pd.DataFrame, root: Path, allow_missing: bool, found: _Fi
         "" if p == "" else str((Path(p) if Path(p).is_absolute() else root / p).absolute()) for p in df["path"]
     ]
     for p, grp in df[df["path"] != ""].groupby("path", sort=False):
-        if len(grp) > 1:
+        # Rows that repeat one subject, visit and view as well are one problem, reported as a duplicate photo.
+        if len(grp) > 1 and len(grp.drop_duplicates(["subject_id", "visit", "view"])) > 1:
             found.problems.append(Problem("duplicate path", tuple(grp["row"]), f"{p} is listed {len(grp)} times"))
     missing_rows, missing_idx = [], []
     for i, (r, p) in enumerate(zip(df["row"], df["path"], strict=True)):
@@ -323,6 +332,6 @@ def _resolve_paths(df: pd.DataFrame, root: Path, allow_missing: bool, found: _Fi
                 found.problems.append(Problem("missing file", (r,), f"{p} {why}"))
     if missing_rows and allow_missing:
         found.warnings.append(
-            f"rows {_rows(tuple(missing_rows))}: photo file missing (reported as missing in the tables)"
+            f"{_row_words(tuple(missing_rows))}: photo file missing (reported as missing in the tables)"
         )
     return missing_idx
