@@ -125,7 +125,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from lesioncount.evaluate import run
     from lesioncount.evaluate.image_eval import EvaluateError
     from lesioncount.io import ImageReadError
-    from lesioncount.report.evaluate_html import run_facts, write_evaluation
+    from lesioncount.report.evaluate_html import matching_rule, run_facts, write_evaluation
 
     console = Console(stderr=True)
     try:
@@ -182,7 +182,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     out = Console()
     out.print(headline_table(result.metrics))
-    for line in run_facts(result.metrics):
+    for line in [matching_rule(result.metrics), *run_facts(result.metrics)]:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     for name, path in paths.items():
         console.print(f"{name}: {path}", markup=False, highlight=False, soft_wrap=True)

@@ -231,6 +231,16 @@ def photos_and_faces(metrics: Mapping[str, Any]) -> str:
     return f"{n} photos" if faces == n else f"{n} photos of {faces} faces"
 
 
+def matching_rule(metrics: Mapping[str, Any]) -> str:
+    """How predictions were matched to the reference, in one sentence (the terminal and the report say it)."""
+    cfg = metrics.get("config", {})
+    return (
+        f"Centre matching within the reference {_fmt(cfg.get('tolerance_mode'))} x "
+        f"{_num(cfg.get('tolerance_scale'))}, at least {_num(cfg.get('min_tolerance_px'))} px; box matching at "
+        f"IoU >= {_num(cfg.get('iou_threshold'))}"
+    )
+
+
 def run_facts(metrics: Mapping[str, Any]) -> list[str]:
     """One line per model scored (name, version, sha256, thresholds, count softness), the averaging rule, the
     notes and the classes left out: what a reader needs to reproduce or trust the numbers."""
@@ -273,7 +283,8 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
         "precision": "Precision",
         "recall": "Recall",
         "f1": "F1",
-        "ap": "AP, centre matching (all lesions as one class)",
+        "ap": "AP, centre matching (all lesions as one class; over the counted lesions, so the curve ends at the "
+        "recall of the counting threshold)",
         "ap_sweep": "AP over tolerances 0.5-2x (the point analogue of AP50-95)",
         "ap_strict": "AP at half the tolerance",
         "ar": "AR, recall over tolerances 0.5-2x",
@@ -288,11 +299,9 @@ def render_evaluate_report(metrics: Mapping[str, Any], plots: Mapping[str, Any],
         f"<!doctype html><html><head><meta charset='utf-8'><title>lesioncount evaluation</title>"
         f"<style>{_CSS}</style></head><body><h1>lesioncount evaluation</h1>"
     ]
-    cfg = metrics.get("config", {})
     parts.append(
-        f"<p>{_fmt(photos_and_faces(metrics))}, mode <code>{_fmt(metrics.get('mode'))}</code>. Centre matching within "
-        f"the reference {_fmt(cfg.get('tolerance_mode'))} x {_num(cfg.get('tolerance_scale'))}, at least "
-        f"{_num(cfg.get('min_tolerance_px'))} px; box matching at IoU &ge; {_num(cfg.get('iou_threshold'))}. "
+        f"<p>{_fmt(photos_and_faces(metrics))}, mode <code>{_fmt(metrics.get('mode'))}</code>. "
+        f"{html.escape(matching_rule(metrics))}. "
         "Intervals: 95% bootstrap over source faces (the copies of a photo in a Roboflow export are drawn "
         "together; any other photo is its own face).</p>"
     )
