@@ -102,6 +102,8 @@ def plot_bland_altman(
                 color="#d62728",
             )
     ax.axhline(0, color="#888", lw=0.8)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.08 * (hi - lo))  # room above the upper limit's label, which sits on its line
     ax.set(xlabel="mean of reference and predicted count", ylabel="predicted - reference", title="Bland-Altman")
     return _png(fig)
 
