@@ -66,6 +66,10 @@ def test_missing_model_is_a_clear_error(tmp_path: Path, capsys) -> None:
     _photo(tmp_path / "a.png", 1)
     code = main(["count", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "no.onnx")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # a refused run leaves no empty output folder behind
+    (tmp_path / "f").write_text("x")
+    assert main(["count", str(tmp_path / "a.png"), "--out", str(tmp_path / "f")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
 
 
 def test_a_subcommand_whose_extra_is_missing_says_what_to_install(monkeypatch, capsys) -> None:

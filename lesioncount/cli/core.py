@@ -56,8 +56,10 @@ def run_count(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/red] {escape(msg)}")
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        error(f"--out {show_path(out)} is a file, not a folder")
+        return 2
     try:
-        check_output_folder(out)
         inputs = scan_inputs(args.paths, exclude=[out])
         names = result_names(inputs.names, inputs.photos)
     except OutputError as e:
@@ -79,6 +81,11 @@ def run_count(args: argparse.Namespace) -> int:
             whole_frame=args.whole_frame,
         )
     except (FileNotFoundError, ValueError) as e:
+        error(str(e))
+        return 2
+    try:  # created only now: a refused model or an empty input leaves no empty folder behind
+        check_output_folder(out)
+    except OutputError as e:
         error(str(e))
         return 2
     remove_stale_temps(out)
