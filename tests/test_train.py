@@ -288,8 +288,9 @@ def test_checkpoints_load_without_running_pickled_code(tmp_path: Path) -> None:
     torch.save({"model": {"w": torch.zeros(2)}, "thresholds": {"scar": np.float64(0.3)}}, tmp_path / "ok.pt")
     assert float(load_checkpoint_file(tmp_path / "ok.pt")["thresholds"]["scar"]) == 0.3
     torch.save({"model": {}, "payload": _NotAWeight()}, tmp_path / "bad.pt")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(ValueError, match="not a lesioncount training checkpoint") as refused:
         load_checkpoint_file(tmp_path / "bad.pt")
+    assert isinstance(refused.value.__cause__, pickle.UnpicklingError)  # refused by torch's safe loader
 
 
 def test_a_refused_int8_model_does_not_replace_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
