@@ -74,6 +74,9 @@ def test_follow_up_counted_in_the_baseline_frame_lands_on_its_own_lesions(counte
     own = compare_visits(visits)
     assert not own.pairs[0].counted_in_baseline_frame
     assert own.visits[1].result is visits[1].result
+    # A follow-up whose marks a clinician corrected keeps them, counter or not.
+    kept = compare_visits([visits[0], dataclasses.replace(visits[1], recount=False)], counter=counter)
+    assert not kept.pairs[0].counted_in_baseline_frame and kept.visits[1].result is visits[1].result
 
 
 def test_poor_alignment_is_not_recounted() -> None:

@@ -949,3 +949,45 @@ def test_input_the_api_cannot_parse_gets_one_readable_line(web):
     assert r.json()["detail"].startswith("visit_date: ") and "day value is outside expected range" in r.json()["detail"]
     r = c.post(f"/api/v1/visits/{vid}/photos", headers=h)  # the upload form with no file in it
     assert r.status_code == 422 and r.json()["detail"] == "files: required"
+
+
+def test_the_report_counts_uncorrected_follow_ups_in_their_baselines_frame(tmp_path, astronaut):
+    """As ``lesioncount compare`` does: the same skin at the same scale; a corrected follow-up keeps its marks."""
+    import io
+
+    import cv2
+    from PIL import Image
+    from toy_model import make_toy_model, red_blob
+
+    from lesioncount.pipeline import LesionCounter
+
+    counter = LesionCounter(make_toy_model(tmp_path / "toy.onnx"), threads=1)
+    base = red_blob(red_blob(astronaut, 250, 140, 3), 190, 150, 3)
+    m = cv2.getRotationMatrix2D((256.0, 256.0), 2.0, 1.05)
+    follow = cv2.warpAffine(base, m, (512, 512), borderMode=cv2.BORDER_REFLECT)
+
+    def png(image):
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG")
+        return buf.getvalue()
+
+    app = create_app(Settings(data_dir=tmp_path / "web", counter_factory=lambda: counter))
+    add_user(app, "North", "carl", PW, "clinician")
+    said = "the follow-up was counted aligned to the baseline"
+    with TestClient(app) as client:
+        web = SimpleNamespace(app=app, client=client)
+        csrf = login(client, "carl", PW)
+        patient, v1 = _patient_and_visit(client, csrf, when="2026-01-10")
+        _, v2 = _patient_and_visit_for(client, csrf, patient, "2026-02-10")
+        _upload(web, csrf, v1, ("base.png", png(base)))
+        fid = _upload(web, csrf, v2, ("follow.png", png(follow))).json()["photos"][0]["id"]
+        assert app.state.queue.wait_idle(60)
+        assert said in client.get(f"/patients/{patient}/report.html").text
+        marks = client.get(f"/api/v1/photos/{fid}").json()["marks"]
+        r = client.post(
+            f"/api/v1/photos/{fid}/marks",
+            json={"op": "remove", "id": marks[0]["id"], "base_version": 1},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert r.status_code == 200, r.text
+        assert said not in client.get(f"/patients/{patient}/report.html").text

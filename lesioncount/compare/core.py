@@ -252,8 +252,9 @@ def compare_visits(
         refine: run the ECC refinement of the registration.
         counter: the counter the visits were counted with. When given, each follow-up whose alignment is at
             least fair is counted again in its baseline's frame (``lesioncount.compare.recount``: the same
-            skin at the same scale), and that count replaces its own in the comparison. Leave it None to
-            keep the visits' counts as they are (a clinician's corrected marks, saved counts).
+            skin at the same scale), and that count replaces its own in the comparison; a visit with
+            ``recount=False`` keeps its own. Leave it None to keep every visit's count as it is (a
+            clinician's corrected marks, saved counts).
 
     Returns:
         The comparison.
@@ -290,7 +291,7 @@ def compare_visits(
 
     def compare(task: tuple[int, int, str, FaceAnalysis | None]) -> tuple[PairComparison, Visit]:
         b, f, view, base_face = task
-        recount = None if counter is None or base_face is None else (counter, base_face)
+        recount = None if counter is None or base_face is None or not ordered[f].recount else (counter, base_face)
         return _compare_pair(ordered, shared, b, f, view, tolerance_px, responder_threshold_pct, refine, recount)
 
     # Pairs are independent (each follow-up has one baseline), and OpenCV and ONNX Runtime release the GIL.

@@ -65,6 +65,8 @@ class Visit:
         treatment: treatment given at this visit (free text), or None.
         label: a short name for reports (the date or file name by default).
         skin_mask: HxW bool skin of ``image`` for the photo measures (found by ``lesioncount.face`` when None).
+        recount: when the comparison is given a counter, this follow-up may be counted again in its
+            baseline's frame; False keeps its count as it is (a clinician's corrected marks stand).
     """
 
     result: CountResult
@@ -75,6 +77,7 @@ class Visit:
     treatment: str | None = None
     label: str = ""
     skin_mask: npt.NDArray[np.bool_] | None = None
+    recount: bool = True
 
     @property
     def name(self) -> str:

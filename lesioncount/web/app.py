@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings.data_dir / "photos", max_bytes=settings.max_upload_bytes, max_megapixels=settings.max_megapixels
     )
     queue = CountQueue(sessions, store, settings.counter_factory, settings.count_workers)
-    reports = ReportJobs(sessions, store)
+    reports = ReportJobs(sessions, store, queue.counter)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

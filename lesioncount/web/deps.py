@@ -65,7 +65,9 @@ def report_download(request: Request, db: Session, actor: Actor, patient_id: int
     from lesioncount.web import services as sv
 
     p = sv.get_patient(db, actor, patient_id)
-    content, media_type, filename = sv.patient_report(db, request.app.state.store, actor, p, fmt, client_ip(request))
+    content, media_type, filename = sv.patient_report(
+        db, request.app.state.store, actor, p, fmt, client_ip(request), counter=request.app.state.queue.counter()
+    )
     return Response(
         content,
         media_type=media_type,

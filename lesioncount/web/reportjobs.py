@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,9 +56,12 @@ class ReportJob:
 class ReportJobs:
     """The background report builder of one app."""
 
-    def __init__(self, sessions: sessionmaker[Session], store: PhotoStore) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], store: PhotoStore, counter: Callable[[], Any] | None = None
+    ) -> None:
         self.sessions = sessions
         self.store = store
+        self.counter = counter  # the counting model, for recounting follow-ups in their baseline's frame
         self._jobs: dict[str, ReportJob] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lesioncount-report")
@@ -95,7 +99,7 @@ class ReportJobs:
                 actor = Actor(user=user, via=via)
                 patient = sv.get_patient(db, actor, job.patient_id)
                 job.content, job.media_type, job.filename = sv.patient_report(
-                    db, self.store, actor, patient, job.fmt, ip, stage
+                    db, self.store, actor, patient, job.fmt, ip, stage, self.counter() if self.counter else None
                 )
             job.status, job.stage = "done", "ready"
         except Exception as e:  # noqa: BLE001 - any failure is shown to the user who asked

@@ -51,8 +51,13 @@ def corrected_result(result: dict[str, Any], marks: list[dict[str, Any]]) -> Cou
     )
 
 
-def build_comparison(photos: list[ReportPhoto]) -> Any:
+def build_comparison(photos: list[ReportPhoto], counter: Any = None) -> Any:
     """``lesioncount.compare.compare_visits`` over the photos, with the corrected marks as their lesions.
+
+    With ``counter`` (the model the photos were counted with), each follow-up whose marks nobody corrected is
+    counted again in its baseline's frame, on the same skin at the same scale, as ``lesioncount compare``
+    does (on no-change re-takes it calls less than half as many lesions resolved or new; docs/compare.md).
+    Corrected marks stand as the clinician left them.
 
     Raises:
         ValueError: no photos, or the comparison cannot be made (the caller falls back to the counts report).
@@ -71,10 +76,11 @@ def build_comparison(photos: list[ReportPhoto]) -> Any:
             age_years=p.age_years,
             treatment=p.treatment or None,
             label=p.label,
+            recount=not p.corrected,
         )
         for p in photos
     ]
-    comparison = compare_visits(visits)
+    comparison = compare_visits(visits, counter=counter)
     mixed = _mixed_corrections(photos)
     return dataclasses.replace(comparison, warnings=(*comparison.warnings, *mixed)) if mixed else comparison
 
@@ -97,21 +103,29 @@ def _mixed_corrections(photos: list[ReportPhoto]) -> list[str]:
 
 
 def comparison_report_html(
-    photos: list[ReportPhoto], title: str, clinic: str | None = None, clinician: str | None = None
+    photos: list[ReportPhoto],
+    title: str,
+    clinic: str | None = None,
+    clinician: str | None = None,
+    counter: Any = None,
 ) -> str:
     """The compare helper's self-contained HTML report over every counted photo of a patient."""
     from lesioncount.report.visits_html import render_visits_html
 
-    return render_visits_html(build_comparison(photos), title=title, clinic=clinic, clinician=clinician)
+    return render_visits_html(build_comparison(photos, counter), title=title, clinic=clinic, clinician=clinician)
 
 
 def comparison_report_pdf(
-    photos: list[ReportPhoto], title: str, clinic: str | None = None, clinician: str | None = None
+    photos: list[ReportPhoto],
+    title: str,
+    clinic: str | None = None,
+    clinician: str | None = None,
+    counter: Any = None,
 ) -> bytes:
     """The same report as a PDF (WeasyPrint)."""
     from lesioncount.report.visits_html import render_visits_pdf
 
-    return render_visits_pdf(build_comparison(photos), title=title, clinic=clinic, clinician=clinician)
+    return render_visits_pdf(build_comparison(photos, counter), title=title, clinic=clinic, clinician=clinician)
 
 
 def html_to_pdf(html: str) -> bytes:

@@ -906,12 +906,18 @@ def patient_report(
     fmt: str,
     ip: str = "",
     stage: Callable[[str], None] | None = None,
+    counter: Any = None,
 ) -> tuple[bytes, str, str]:
     """The patient's report as ``(content, media type, file name)``.
 
     The compare helper's treatment-response report over the corrected marks; when that comparison cannot
     be made, the counts-only report, which says why. ``stage`` hears what is being done, for progress.
+    ``counter``: the model the photos were counted with, to count uncorrected follow-ups again in their
+    baseline's frame (``reports.build_comparison``); anything else (a test's stand-in) is not used for it.
     """
+    from lesioncount.pipeline import LesionCounter
+
+    recounter = counter if isinstance(counter, LesionCounter) else None
     if fmt not in REPORT_FORMATS:
         raise Invalid(f"unknown report format {fmt!r}; choose html or pdf")
     title = f"Patient {patient.code}"
@@ -922,9 +928,9 @@ def patient_report(
         who = (actor.user.clinic.name, actor.user.username)
         say("aligning the visits and comparing the lesions, then writing the " + fmt.upper())
         content = (
-            reports.comparison_report_pdf(photos, title, *who)
+            reports.comparison_report_pdf(photos, title, *who, counter=recounter)
             if fmt == "pdf"
-            else reports.comparison_report_html(photos, title, *who).encode()
+            else reports.comparison_report_html(photos, title, *who, counter=recounter).encode()
         )
     except Exception as e:  # the comparison needs every photo readable and registrable; counts always work
         log.warning("comparison report for patient %s failed, giving the counts report: %s", patient.id, e)
