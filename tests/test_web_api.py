@@ -991,3 +991,43 @@ def test_the_report_counts_uncorrected_follow_ups_in_their_baselines_frame(tmp_p
         )
         assert r.status_code == 200, r.text
         assert said not in client.get(f"/patients/{patient}/report.html").text
+
+
+def test_only_follow_ups_the_servers_model_counted_with_their_baseline_are_recounted():
+    import datetime as dt
+    from pathlib import Path
+
+    from lesioncount.web.reports import ReportPhoto, _recountable
+
+    def photo(day: int, sha: str, view: str = "front", corrected: bool = False) -> ReportPhoto:
+        result = {"model": {"sha256": sha}}
+        return ReportPhoto(Path("x"), result, [], dt.date(2026, 1, day), view, "", None, str(day), corrected)
+
+    counter = SimpleNamespace(model_info=SimpleNamespace(sha256="new"))
+    base, same, fixed, old = photo(1, "new"), photo(2, "new"), photo(3, "new", corrected=True), photo(4, "old")
+    assert _recountable([base, same, fixed, old], counter) == [same]
+    # A baseline counted by the model of before: nothing in its view is recounted with today's.
+    assert _recountable([photo(1, "old", "left"), photo(2, "new", "left")], counter) == []
+    assert _recountable([base, same], SimpleNamespace()) == []  # a stand-in counter recounts nothing
+
+
+def test_a_model_that_cannot_load_costs_the_recount_not_the_report(tmp_path):
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise RuntimeError("model file gone")
+
+    app = create_app(Settings(data_dir=tmp_path / "web", counter_factory=FakeCounter))
+    add_user(app, "North", "carl", PW, "clinician")
+    with TestClient(app) as client:
+        web = SimpleNamespace(app=app, client=client)
+        csrf = login(client, "carl", PW)
+        patient, v1 = _patient_and_visit(client, csrf, when="2026-01-10")
+        _, v2 = _patient_and_visit_for(client, csrf, patient, "2026-02-10")
+        _upload(web, csrf, v1, ("a.jpg", photo_bytes(seed=1)))
+        _upload(web, csrf, v2, ("b.jpg", photo_bytes(seed=2)))
+        assert app.state.queue.wait_idle(30)
+        app.state.queue._factory, app.state.queue._counter = broken, None  # the model is gone after counting
+        rep = client.get(f"/patients/{patient}/report.html")
+        assert rep.status_code == 200 and "P-001" in rep.text and calls

@@ -152,8 +152,6 @@ def init_worker(scorer: Scorer, parent_pid: int | None = None) -> None:
         os.environ[var] = threads
     # Ctrl-C reaches the whole process group: the parent stops the batch, workers must not die mid-photo.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A forked worker inherits the CLI's SIGTERM-as-Ctrl-C handler; a worker told to stop just stops.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if parent_pid is not None:
         threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
 

@@ -66,7 +66,7 @@ def report_download(request: Request, db: Session, actor: Actor, patient_id: int
 
     p = sv.get_patient(db, actor, patient_id)
     content, media_type, filename = sv.patient_report(
-        db, request.app.state.store, actor, p, fmt, client_ip(request), counter=request.app.state.queue.counter()
+        db, request.app.state.store, actor, p, fmt, client_ip(request), counter=request.app.state.queue.counter
     )
     return Response(
         content,

@@ -99,7 +99,7 @@ class ReportJobs:
                 actor = Actor(user=user, via=via)
                 patient = sv.get_patient(db, actor, job.patient_id)
                 job.content, job.media_type, job.filename = sv.patient_report(
-                    db, self.store, actor, patient, job.fmt, ip, stage, self.counter() if self.counter else None
+                    db, self.store, actor, patient, job.fmt, ip, stage, self.counter
                 )
             job.status, job.stage = "done", "ready"
         except Exception as e:  # noqa: BLE001 - any failure is shown to the user who asked

@@ -54,10 +54,11 @@ def corrected_result(result: dict[str, Any], marks: list[dict[str, Any]]) -> Cou
 def build_comparison(photos: list[ReportPhoto], counter: Any = None) -> Any:
     """``lesioncount.compare.compare_visits`` over the photos, with the corrected marks as their lesions.
 
-    With ``counter`` (the model the photos were counted with), each follow-up whose marks nobody corrected is
-    counted again in its baseline's frame, on the same skin at the same scale, as ``lesioncount compare``
-    does (on no-change re-takes it calls less than half as many lesions resolved or new; docs/compare.md).
-    Corrected marks stand as the clinician left them.
+    With ``counter`` (a ``LesionCounter``), each follow-up whose marks nobody corrected is counted again in
+    its baseline's frame, on the same skin at the same scale, as ``lesioncount compare`` does (on no-change
+    re-takes it calls less than half as many lesions resolved or new; docs/compare.md). Only where the
+    counter's model counted both the follow-up and its baseline: after a model change, two models' counts
+    are not mixed. Corrected marks stand as the clinician left them.
 
     Raises:
         ValueError: no photos, or the comparison cannot be made (the caller falls back to the counts report).
@@ -67,6 +68,7 @@ def build_comparison(photos: list[ReportPhoto], counter: Any = None) -> Any:
 
     if not photos:
         raise ValueError("no counted photos")
+    recountable = _recountable(photos, counter)
     visits = [
         Visit(
             result=corrected_result(p.result, p.marks),
@@ -76,13 +78,31 @@ def build_comparison(photos: list[ReportPhoto], counter: Any = None) -> Any:
             age_years=p.age_years,
             treatment=p.treatment or None,
             label=p.label,
-            recount=not p.corrected,
+            recount=p in recountable,
         )
         for p in photos
     ]
-    comparison = compare_visits(visits, counter=counter)
+    comparison = compare_visits(visits, counter=counter if recountable else None)
     mixed = _mixed_corrections(photos)
     return dataclasses.replace(comparison, warnings=(*comparison.warnings, *mixed)) if mixed else comparison
+
+
+def _recountable(photos: list[ReportPhoto], counter: Any) -> list[ReportPhoto]:
+    """The follow-ups the counter may count again: uncorrected, and counted, with their view's baseline, by
+    the counter's own model (``LesionCounter.model_info``; a stand-in without one recounts nothing)."""
+    sha = getattr(getattr(counter, "model_info", None), "sha256", None)
+    if not sha:
+        return []
+
+    def by_counter(p: ReportPhoto) -> bool:
+        return bool((p.result.get("model") or {}).get("sha256") == sha)
+
+    out = []
+    for view in {p.view for p in photos}:
+        series = sorted((p for p in photos if p.view == view), key=lambda p: p.date)
+        if by_counter(series[0]):
+            out += [p for p in series[1:] if not p.corrected and by_counter(p)]
+    return out
 
 
 def _mixed_corrections(photos: list[ReportPhoto]) -> list[str]:

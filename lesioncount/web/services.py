@@ -898,6 +898,17 @@ def pair_comparability(db: Session, store: PhotoStore, before: Photo, after: Pho
     return dict(out)
 
 
+def _recounter(counter: Callable[[], Any] | None) -> Any:
+    """The server's counter for the report's recount, or None where there is none or it cannot load."""
+    if counter is None:
+        return None
+    try:
+        return counter()
+    except Exception as e:  # noqa: BLE001 - the report goes on with the photos' own counts
+        log.warning("no recount in the report: the counting model cannot be loaded (%s)", e)
+        return None
+
+
 def patient_report(
     db: Session,
     store: PhotoStore,
@@ -906,18 +917,16 @@ def patient_report(
     fmt: str,
     ip: str = "",
     stage: Callable[[str], None] | None = None,
-    counter: Any = None,
+    counter: Callable[[], Any] | None = None,
 ) -> tuple[bytes, str, str]:
     """The patient's report as ``(content, media type, file name)``.
 
     The compare helper's treatment-response report over the corrected marks; when that comparison cannot
     be made, the counts-only report, which says why. ``stage`` hears what is being done, for progress.
-    ``counter``: the model the photos were counted with, to count uncorrected follow-ups again in their
-    baseline's frame (``reports.build_comparison``); anything else (a test's stand-in) is not used for it.
+    ``counter``: returns the server's counter, to count uncorrected follow-ups again in their baseline's
+    frame (``reports.build_comparison``); asked only here, so that a model that cannot load costs the
+    recount, never the report.
     """
-    from lesioncount.pipeline import LesionCounter
-
-    recounter = counter if isinstance(counter, LesionCounter) else None
     if fmt not in REPORT_FORMATS:
         raise Invalid(f"unknown report format {fmt!r}; choose html or pdf")
     title = f"Patient {patient.code}"
@@ -925,6 +934,7 @@ def patient_report(
     try:
         say("reading the photos and their marks")
         photos = report_photos(db, store, patient)
+        recounter = _recounter(counter) if photos else None
         who = (actor.user.clinic.name, actor.user.username)
         say("aligning the visits and comparing the lesions, then writing the " + fmt.upper())
         content = (
