@@ -103,29 +103,36 @@ def _interpreter(name: str) -> Any:
     return it
 
 
-#: What LiteRT's native code prints on the process's stderr for every model it loads (no setting silences it).
+#: What LiteRT's native code prints on the process's stderr the first time it loads a model (no setting
+#: silences it).
 _LITERT_BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 
 
 @contextmanager
 def _without_litert_banner() -> Iterator[None]:
     """Keep LiteRT's delegate banner off the terminal; anything else written to stderr meanwhile is passed on."""
-    sys.stderr.flush()
     try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to redirect (a service without one)
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        caught = tempfile.TemporaryFile()
+    except OSError:  # no temporary folder: let the banner through rather than fail
         yield
         return
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
+    with caught:
         try:
+            saved = os.dup(2)
+        except OSError:  # no stderr to redirect (a service without one)
+            yield
+            return
+        try:
+            os.dup2(caught.fileno(), 2)
             yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             caught.seek(0)
             rest = b"".join(line for line in caught.read().splitlines(keepends=True) if _LITERT_BANNER not in line)
-            if rest:
+            if rest and sys.stderr is not None:
                 sys.stderr.write(rest.decode(errors="replace"))
 
 
