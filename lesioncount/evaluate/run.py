@@ -271,18 +271,30 @@ def _scored(res: CountResult, cfg: EvalConfig) -> LesionSet:
     return LesionSet.from_lesions(res.lesions)
 
 
-def _model_to_count_with(counter: Any, model: str | os.PathLike[str] | None) -> Any:
-    """The model's predictor, loaded once here: a file that is no model (a training checkpoint) is one clear
-    error before any photo is read, not a traceback from each worker."""
-    if counter is not None:
-        return counter.predictor
+def _not_a_model(e: ValueError, model: str | os.PathLike[str] | None) -> EvaluateError:
+    hint = " (a training checkpoint? lesioncount export turns it into one)" if str(model).endswith(".pt") else ""
+    return EvaluateError(f"{e}{hint}")
+
+
+def _counter_for(kwargs: dict[str, Any]) -> Any:
+    """The counter for an in-process run; a file that is no model is one clear error."""
+    from lesioncount.pipeline import LesionCounter
+
+    try:
+        return LesionCounter(**kwargs)
+    except ValueError as e:
+        raise _not_a_model(e, kwargs.get("model")) from e
+
+
+def _model_to_count_with(model: str | os.PathLike[str] | None) -> Any:
+    """The model's predictor, loaded in this process before workers start: a file that is no model (a
+    training checkpoint) is one clear error, not a traceback from each worker."""
     from lesioncount.infer import Predictor, resolve_model_path
 
     try:
-        return Predictor(resolve_model_path(model))
+        return Predictor(resolve_model_path(model), threads=1)
     except ValueError as e:
-        hint = " (a training checkpoint? lesioncount export turns it into one)" if str(model).endswith(".pt") else ""
-        raise EvaluateError(f"{e}{hint}") from e
+        raise _not_a_model(e, model) from e
 
 
 def _check_expert_model(predictor: Any) -> None:
@@ -474,16 +486,20 @@ def evaluate_photos(
         save_predictions: folder to write each photo's count JSON into (to re-score later without counting).
     """
     cfg = cfg or EvalConfig()
-    predictor = _model_to_count_with(counter, model)
-    if cfg.marks == "expert":
-        _check_expert_model(predictor)
     photo_index = _photo_index(photos)
     notes: list[str] = []
     todo = [a for a in labels if _key(a.file_name) in photo_index]
-    _missing("photo", [a.file_name for a in labels if _key(a.file_name) not in photo_index], cfg, notes)
     paths = [str(photo_index[_key(a.file_name)]) for a in todo]
     jobs = max(1, int(jobs))
     kwargs: dict[str, Any] = {"model": model, "threshold": threshold, "threads": threads or (1 if jobs > 1 else None)}
+    if counter is None and (jobs == 1 or len(paths) <= 1):
+        counter = _counter_for(kwargs)
+    # Workers load the model themselves; it is checked here once, so that a bad file is one clear error.
+    predictor = counter.predictor if counter is not None else _model_to_count_with(model)
+    if cfg.marks == "expert":
+        _check_expert_model(predictor)
+    del predictor
+    _missing("photo", [a.file_name for a in labels if _key(a.file_name) not in photo_index], cfg, notes)
     out_dir = Path(save_predictions) if save_predictions else None
 
     def pairs(results: Iterator[dict[str, Any]]) -> Iterator[Pair]:
@@ -502,11 +518,7 @@ def evaluate_photos(
     def run(results: Iterator[dict[str, Any]]) -> EvalResult:
         return evaluate_pairs(pairs(results), cfg, mode="photos", total=len(todo), progress=progress, notes=notes)
 
-    if counter is not None or jobs == 1 or len(paths) <= 1:
-        if counter is None:
-            from lesioncount.pipeline import LesionCounter
-
-            counter = LesionCounter(**kwargs)
+    if counter is not None:
         return run(_count_with(counter, p) for p in paths)
     # spawn, not fork: this process runs threads (rich's progress, ONNX Runtime) that a fork would copy mid-lock.
     ctx = multiprocessing.get_context("spawn")
