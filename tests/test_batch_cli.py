@@ -149,3 +149,13 @@ def test_sigterm_stops_a_command_like_ctrl_c(
     assert main(["score", "m.csv", "-o", "out"]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_python_api_refuses_a_baseline_visit_that_is_no_visit_too(tmp_path: Path) -> None:
+    from lesioncount.batch.run import run_batch
+
+    write_image(tmp_path / "a.png", np.full((80, 80, 3), 180, np.uint8))
+    m = _manifest(tmp_path, {"front": "a.png"})
+    with pytest.raises(ValueError, match="'screening' is no visit of the manifest"):
+        run_batch(m, tmp_path / "out", baseline_visit="screening")
+    assert not (tmp_path / "out").exists()

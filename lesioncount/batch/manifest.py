@@ -114,6 +114,25 @@ class Manifest:
     def __len__(self) -> int:
         return len(self.table)
 
+    def baseline_check(self, baseline_visit: str | None) -> tuple[str | None, str | None]:
+        """``(problem, warning)`` for a named baseline visit: a name no row has (a typo would empty every
+        change from baseline), and the subjects that lack it (they get no change)."""
+        if baseline_visit is None:
+            return None, None
+        visits = sorted(set(self.table["visit"].astype(str)))
+        if baseline_visit not in visits:
+            shown = ", ".join(visits[:MAX_LISTED]) + (
+                f" and {len(visits) - MAX_LISTED} more" if len(visits) > MAX_LISTED else ""
+            )
+            return f"--baseline-visit {baseline_visit!r} is no visit of the manifest (its visits: {shown})", None
+        t = self.table
+        at_baseline = set(t.loc[t["visit"].astype(str) == baseline_visit, "subject_id"].astype(str))
+        without = sorted(set(t["subject_id"].astype(str)) - at_baseline)
+        if not without:
+            return None, None
+        listed = ", ".join(without[:MAX_LISTED]) + (" ..." if len(without) > MAX_LISTED else "")
+        return None, f"{len(without)} subject(s) have no visit {baseline_visit!r}, so no change from baseline: {listed}"
+
 
 def _load(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()

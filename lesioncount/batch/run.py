@@ -434,6 +434,7 @@ def run_batch(
 
     Raises:
         lesioncount.batch.manifest.ManifestError: the manifest has problems (all listed); nothing is scored.
+        ValueError: ``baseline_visit`` names no visit of the manifest; nothing is scored.
     """
     from lesioncount.batch.manifest import read_manifest
     from lesioncount.batch.tables import build_tables, lesion_table, write_tables
@@ -441,6 +442,9 @@ def run_batch(
 
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, root=root, allow_missing=allow_missing)
+    problem, _ = manifest.baseline_check(baseline_visit)
+    if problem:
+        raise ValueError(problem)
     scorer = scorer if scorer is not None else PipelineScorer.create()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

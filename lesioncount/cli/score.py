@@ -72,21 +72,12 @@ def run_score(args: argparse.Namespace) -> int:
     if problem:
         say(problem)
         return EXIT_CANNOT_RUN
-    problem = _unknown_baseline(args.baseline_visit, manifest)
+    problem, warning = manifest.baseline_check(args.baseline_visit)
     if problem:
         say(problem)
         return EXIT_BAD_MANIFEST
-    if args.baseline_visit is not None:
-        t = manifest.table
-        without = sorted(
-            set(t["subject_id"].astype(str))
-            - set(t.loc[t["visit"].astype(str) == args.baseline_visit, "subject_id"].astype(str))
-        )
-        if without:
-            say(
-                f"warning: {len(without)} subject(s) have no visit {args.baseline_visit!r}, so no change from "
-                f"baseline: {', '.join(without[:10])}{' ...' if len(without) > 10 else ''}"
-            )
+    if warning:
+        say(f"warning: {warning}")
     if args.check:
         return _check_only(args, manifest, console, say)
     try:
@@ -156,17 +147,6 @@ def _bad_out(args: argparse.Namespace) -> str | None:
         example = Path(args.store) / "results.sqlite"
         return f"--store {args.store} is a folder: give the results file (for example {example})"
     return None
-
-
-def _unknown_baseline(baseline_visit: str | None, manifest: Any) -> str | None:
-    """A message when ``--baseline-visit`` names no visit of the manifest (a typo would empty every change)."""
-    if baseline_visit is None:
-        return None
-    visits = sorted(set(manifest.table["visit"].astype(str)))
-    if baseline_visit in visits:
-        return None
-    shown = ", ".join(visits[:12]) + (f" and {len(visits) - 12} more" if len(visits) > 12 else "")
-    return f"--baseline-visit {baseline_visit!r} is no visit of the manifest (its visits: {shown})"
 
 
 def _bad_flag(args: argparse.Namespace) -> str | None:
