@@ -404,11 +404,7 @@ def load_image(
         raise ImageReadError(p, "empty file")
     digest = hashlib.sha256(data).hexdigest()
     strict_decoding()
-    # Our megapixel cap replaces Pillow's bomb limit: raise Pillow's (never lower it) so that a cap above
-    # its default works, and check the header against our cap before any pixel is decoded.
-    limit = max_megapixels * 1e6
-    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
-        Image.MAX_IMAGE_PIXELS = int(limit)
+    allow_canvas(max_megapixels)
     notes: list[str] = []
     damaged: str | None = None
     try:
@@ -448,6 +444,14 @@ def load_image(
         grayscale=gray,
         damaged=damaged,
     )
+
+
+def allow_canvas(max_megapixels: float) -> None:
+    """Our megapixel cap replaces Pillow's bomb limit: raise Pillow's (never lower it) so that a cap above
+    its default works; each reader then checks the header against its cap before any pixel is decoded."""
+    limit = max_megapixels * 1e6
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = int(limit)
 
 
 def strict_decoding() -> None:

@@ -159,3 +159,23 @@ def test_the_python_api_refuses_a_baseline_visit_that_is_no_visit_too(tmp_path: 
     with pytest.raises(ValueError, match="'screening' is no visit of the manifest"):
         run_batch(m, tmp_path / "out", baseline_visit="screening")
     assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_mid_score_keeps_results_and_says_how_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import signal
+
+    import lesioncount.batch.run as run
+
+    write_image(tmp_path / "a.png", np.full((80, 80, 3), 180, np.uint8))
+    m = _manifest(tmp_path, {"front": "a.png"})
+
+    def killed(*args, **kwargs):  # the job scheduler's SIGTERM arrives while photos are being scored
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(run, "score_manifest", killed)
+    assert main(["score", str(m), "-o", str(tmp_path / "out"), "--workers", "0", "--no-progress"]) == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err

@@ -74,7 +74,7 @@ _MEANINGS: dict[str, str] = {
     "median": "median of the measure",
     "ci95_low": "lower end of the 95% t-interval for the mean (empty for n < 2)",
     "ci95_high": "upper end of the 95% t-interval for the mean (empty for n < 2)",
-    "median_days": "median days from baseline of the rows summarised",
+    "median_days": "median days from baseline of the visit's rows (comparable or not)",
     "n_not_comparable": "rows left out of the statistics because their visits are not comparable",
     "x": "the lesion's centre, pixels from the photo's left edge",
     "bbox_x": "the lesion's box: left edge in pixels",
@@ -117,8 +117,15 @@ def _kind(series: pd.Series) -> str:
 
 
 def data_dictionary(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per column of every table: ``table``, ``column``, ``type`` (text, integer, number, boolean,
-    date) and ``meaning``. Empty cells mean "not known" in every table."""
+    """The data dictionary of the tables.
+
+    Args:
+        tables: name -> table, as ``build_tables`` gives them.
+
+    Returns:
+        One row per column of every table: ``table``, ``column``, ``type`` (text, integer, number, boolean,
+        date) and ``meaning``. Empty cells mean "not known" in every table.
+    """
     rows = []
     for name, df in tables.items():
         for column in df.columns:

@@ -247,6 +247,8 @@ def run_train(args: argparse.Namespace) -> int:
     except ConfigError as e:
         Console(stderr=True).print(f"[red]error:[/red] {e}")
         return 2
+    from lesioncount.data import AnnotationError
+    from lesioncount.train.dataset import TrainingDataError
     from lesioncount.train.loop import train
 
     with Progress(
@@ -264,7 +266,7 @@ def run_train(args: argparse.Namespace) -> int:
 
         try:
             final = train(cfg, progress=report)
-        except (FileNotFoundError, ValueError) as e:  # no photos, no labels, a split with nothing on one side
+        except (FileNotFoundError, TrainingDataError, AnnotationError) as e:  # no photos or labels, bad labels
             progress.stop()
             Console(stderr=True).print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
             return 2

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from lesioncount.compare.comparability import normalise_colour
 from lesioncount.compare.core import PairComparison, VisitComparison
 from lesioncount.compare.register import invert, map_points
-from lesioncount.count import RETEST_NOISE, retest_band
+from lesioncount.count import RETEST_NOISE
 from lesioncount.endpoints import Change
 from lesioncount.types import COUNT_KEYS, REGIONS, TOTAL_ACNE, Lesion
 
@@ -295,8 +295,8 @@ def _change_table(pair: PairComparison, threshold: float) -> str:
             if name == "hayashi" and gg.get("baseline_n") is not None and gg.get("followup_n") is not None:
                 half = " on the worse half" if "worse half" in str(gg.get("basis") or "") else ""
                 basis = f" (from {gg['baseline_n']} → {gg['followup_n']} lesions{half})"
-                moved = abs(int(gg["followup_n"]) - int(gg["baseline_n"]))
-                if gg["change"] and moved <= retest_band(int(gg["baseline_n"])):  # a grade boundary crossed by noise
+                counted = Change(int(gg["baseline_n"]), int(gg["followup_n"]))
+                if gg["change"] and counted.within_retest_noise:  # a grade boundary crossed by noise
                     noise = _NOISE_NOTE
             grade_rows.append(
                 f"<tr><td class=l>{name.upper() if name == 'gags' else 'Hayashi grade'}</td><td>{gg['baseline']}</td>"

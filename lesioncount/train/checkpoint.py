@@ -32,6 +32,8 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:  # unreadable (permissions, a disk error): said as it is
+        raise
     except Exception as e:  # torch raises many types for a file that is no checkpoint (and advises unsafe loading)
         hint = (
             ": this is an ONNX model; give the training checkpoint (.pt) that lesioncount train wrote"

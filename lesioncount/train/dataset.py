@@ -39,6 +39,10 @@ class Item:
     lesions: tuple[tuple[float, float, float, float, int], ...]
 
 
+class TrainingDataError(ValueError):
+    """The training data cannot be used (no labelled photos, nothing on one side of the split)."""
+
+
 def load_items(data_dir: str | os.PathLike[str], class_map: dict[str, str] | None = None) -> list[Item]:
     """Every VOC ``.xml`` with its ``.jpg`` in ``data_dir``; lesions mapped to ``CLASSES`` indices."""
     cmap = {**DEFAULT_CLASS_MAP, **(class_map or {})}
@@ -55,7 +59,7 @@ def load_items(data_dir: str | os.PathLike[str], class_map: dict[str, str] | Non
     if not items:
         where = Path(data_dir)
         what = "no such folder" if not where.is_dir() else "no Pascal VOC .xml labels beside its photos"
-        raise ValueError(f"{where}: {what}, so nothing to train on")
+        raise TrainingDataError(f"{where}: {what}, so nothing to train on")
     return items
 
 

@@ -30,7 +30,15 @@ from lesioncount.matching import match_centres
 from lesioncount.preprocess import pad_to_multiple
 from lesioncount.train.calibrate import choose_acne_threshold
 from lesioncount.train.checkpoint import load_checkpoint_file
-from lesioncount.train.dataset import Item, LesionDataset, load_items, load_point_items, normalise, split_by_source
+from lesioncount.train.dataset import (
+    Item,
+    LesionDataset,
+    TrainingDataError,
+    load_items,
+    load_point_items,
+    normalise,
+    split_by_source,
+)
 from lesioncount.train.model import LesionUNet, count_parameters, create_model
 from lesioncount.types import CLASSES
 
@@ -197,7 +205,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int, dict[str, float]], Non
             items = items[: cfg.max_images]
         train_items, val_items = split_by_source(items, cfg.val_fraction, cfg.seed)
         if not train_items or not val_items:
-            raise ValueError(f"{cfg.data_dir}: need photos on both sides of the split (found {len(items)})")
+            raise TrainingDataError(f"{cfg.data_dir}: need photos on both sides of the split (found {len(items)})")
         val = _val_set(val_items, cfg, limit=300)
         log.info("%d training photos, %d held-out photos", len(train_items), len(val))
         if cfg.extra_points:

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
-from lesioncount.io import HEIC_SUPPORTED, MIN_SIDE_PX, atomic_path, read_image, strict_decoding
+from lesioncount.io import HEIC_SUPPORTED, MIN_SIDE_PX, allow_canvas, atomic_path, read_image, strict_decoding
 
 #: Formats accepted (Pillow's names); HEIF only when pillow-heif is installed.
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "TIFF", "WEBP", "BMP"} | ({"HEIF"} if HEIC_SUPPORTED else set()))
@@ -104,6 +104,7 @@ class PhotoStore:
 
     def _check_image(self, path: Path, name: str) -> tuple[str, int, int]:
         strict_decoding()  # the server imports weasyprint, which lets Pillow pad truncated files
+        allow_canvas(self.max_megapixels)  # our cap, not Pillow's default, says what is too large
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
