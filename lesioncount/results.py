@@ -52,14 +52,20 @@ class OutputError(ValueError):
     """The output folder cannot be used, or two photos would share a result; one line says which."""
 
 
+def file_as_folder(out: Path) -> str | None:
+    """The message when ``--out`` names a file (checked before any work, and before the folder is made)."""
+    return f"--out {show_path(out)} is a file, not a folder" if out.exists() and not out.is_dir() else None
+
+
 def check_output_folder(out: Path) -> None:
     """Create ``out`` if needed and prove that files can be written in it.
 
     Raises:
         OutputError: ``out`` is a file, cannot be created, or is not writable.
     """
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {show_path(out)} is a file, not a folder")
+    problem = file_as_folder(out)
+    if problem:
+        raise OutputError(problem)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / ".lc-probe.json") as tmp:

@@ -47,7 +47,14 @@ def run_count(args: argparse.Namespace) -> int:
 
     from lesioncount.io import remove_stale_temps, scan_inputs, show_path
     from lesioncount.pipeline import LesionCounter
-    from lesioncount.results import OutputError, Summary, check_output_folder, result_names, write_failures
+    from lesioncount.results import (
+        OutputError,
+        Summary,
+        check_output_folder,
+        file_as_folder,
+        result_names,
+        write_failures,
+    )
 
     # soft wrap: error lines stay whole for grep and logs; no markup or highlighting of file names
     console = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -56,8 +63,9 @@ def run_count(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/red] {escape(msg)}")
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        error(f"--out {show_path(out)} is a file, not a folder")
+    problem = file_as_folder(out)
+    if problem:
+        error(problem)
         return 2
     try:
         inputs = scan_inputs(args.paths, exclude=[out])

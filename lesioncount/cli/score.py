@@ -140,9 +140,11 @@ def _bad_out(args: argparse.Namespace) -> str | None:
     """A message when ``--out`` or ``--store`` cannot be what they name, or None."""
     from pathlib import Path
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        return f"--out {out} is a file, not a folder: give a folder for the tables"
+    from lesioncount.results import file_as_folder
+
+    problem = file_as_folder(Path(args.out))
+    if problem:
+        return f"{problem}: give a folder for the tables"
     if args.store and Path(args.store).is_dir():
         example = Path(args.store) / "results.sqlite"
         return f"--store {args.store} is a folder: give the results file (for example {example})"
