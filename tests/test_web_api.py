@@ -180,29 +180,29 @@ def test_photos_left_uncounted_are_counted_at_the_next_start(web, tmp_path, monk
         assert c2.get(f"/api/v1/visits/{vid}/progress").json()["finished"] == 1
 
 
-def test_failed_count_is_reported(web):
-    web.fake.fail = True
-    csrf = login(web.client, "carl", PW)
-    _, vid = _patient_and_visit(web.client, csrf)
-    assert _upload(web, csrf, vid, ("a.jpg", photo_bytes())).status_code == 201
-    assert web.app.state.queue.wait_idle(30)
-    p = web.client.get(f"/api/v1/visits/{vid}/progress").json()["photos"][0]
-    assert p["status"] == "failed" and p["error"] == "counting failed: fake counter failure"
-
-
-def test_a_photo_that_cannot_be_read_says_why_without_the_store_path(web, monkeypatch):
+def _unreadable(self, path, **kwargs):
     from lesioncount.io import ImageReadError
 
-    def unreadable(self, path, **kwargs):
-        raise ImageReadError(path, "corrupt or truncated image")
+    raise ImageReadError(path, "corrupt or truncated image")
 
-    monkeypatch.setattr(type(web.fake), "count", unreadable)
+
+@pytest.mark.parametrize(
+    ("count", "said"),
+    [
+        (None, "counting failed: fake counter failure"),  # the fake's own failure
+        (_unreadable, "the photo could not be read: corrupt or truncated image"),  # no store path shown
+    ],
+)
+def test_failed_count_is_reported(web, monkeypatch, count, said):
+    web.fake.fail = True
+    if count is not None:
+        monkeypatch.setattr(type(web.fake), "count", count)
     csrf = login(web.client, "carl", PW)
     _, vid = _patient_and_visit(web.client, csrf)
     assert _upload(web, csrf, vid, ("a.jpg", photo_bytes())).status_code == 201
     assert web.app.state.queue.wait_idle(30)
     p = web.client.get(f"/api/v1/visits/{vid}/progress").json()["photos"][0]
-    assert p["status"] == "failed" and p["error"] == "the photo could not be read: corrupt or truncated image"
+    assert p["status"] == "failed" and p["error"] == said
 
 
 def test_undo_and_revert_are_new_versions_and_ids_are_never_reused(web):
