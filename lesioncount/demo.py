@@ -88,8 +88,8 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;t
 <body><h1>lesioncount demo</h1>
 <p>A public-domain face (scikit-image <code>astronaut</code>) with lesions rendered at known places.
 {len(marks)} flat red/brown marks were planted too: they are not lesions and should not be counted
-({marks_counted} were). Counted in {elapsed:.2f} s with model {html.escape(result.model.name)}
-{html.escape(result.model.version)}.</p>
+({marks_counted} {"was" if marks_counted == 1 else "were"}). Counted in {elapsed:.2f} s with model
+{html.escape(result.model.name)} {html.escape(result.model.version)}.</p>
 <table><tr><th>class</th><th>planted</th><th>found</th></tr>{rows}</table>
 <p>{matched} of {len(targets)} planted lesions matched a found lesion; {len(result.lesions)} lesions found.{experts}</p>
 <img src="demo_face.overlay.jpg" alt="the demo photo with every found lesion marked"></body></html>
@@ -130,7 +130,11 @@ def _cli(args: argparse.Namespace) -> int:
     con.print(t)
     con.print(
         f"{o.matched} of {o.n_planted} planted lesions found at their place; {o.n_found} lesions found in all; "
-        f"{o.marks_counted} flat marks (not lesions) counted by mistake."
+        + (
+            "1 flat mark (not a lesion) counted by mistake."
+            if o.marks_counted == 1
+            else f"{o.marks_counted} flat marks (not lesions) counted by mistake."
+        )
         + (f" {len(o.result.expert_marks)} expert-style marks (dots; not counted)." if o.result.expert_marks else "")
     )
     con.print(f"open {o.files['html']} to see the marked photo")

@@ -561,6 +561,11 @@ def test_expert_style_marks_are_scored_when_asked(tmp_path: Path) -> None:
     expert = evaluate_predictions(labels, tmp_path / "p", EvalConfig(bootstrap=50, marks="expert"))
     d = expert.metrics["groups"]["all"]["detection"]
     assert (counted["tp"], counted["fn"]) == (1, 3) and (d["tp"], d["fp"], d["fn"]) == (3, 0, 1)
+    from lesioncount.report.evaluate_html import run_facts
+
+    said = "scored: the expert-style marks (--marks expert)"  # the terminal and the report say what was scored
+    assert any(said in line for line in run_facts(expert.metrics))
+    assert not any(said in line for line in run_facts(evaluate_predictions(labels, tmp_path / "p", FAST).metrics))
     with pytest.raises(EvaluateError, match="marks 'both' unknown"):
         EvalConfig(marks="both")
 

@@ -29,7 +29,12 @@ def add_count(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--int8", action="store_true", help="use the int8 model (faster, counts within ~2%%)")
     p.add_argument("--threshold", type=float, help="one score threshold for every class (default: the model's)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
-    p.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS, help="refuse larger photos")
+    p.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=DEFAULT_MAX_MEGAPIXELS,
+        help="refuse larger photos (default %(default)g)",
+    )
     p.add_argument(
         "--whole-frame",
         action="store_true",

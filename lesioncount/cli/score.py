@@ -39,7 +39,11 @@ def add_cli(subparsers: Any) -> None:
     )
     p.add_argument("--baseline-visit", help="visit label of baseline (default: each subject's earliest visit)")
     p.add_argument("--lesions", action="store_true", help="also write the lesions table (one row per lesion)")
-    p.add_argument("--check", action="store_true", help="validate the manifest only, score nothing")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the manifest only, score nothing (the photos' hashes are cached in the store for the run)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run_score)
 

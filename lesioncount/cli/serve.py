@@ -15,12 +15,18 @@ def add_cli(sub: Any) -> None:
     """Add the ``serve`` and ``create-admin`` subcommands."""
     p = sub.add_parser("serve", help="run the clinic web app", description=serve.__doc__)
     _common(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: the whole network)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0: the whole network)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")
     p.add_argument("--model", default=None, help="ONNX model (default: $LESIONCOUNT_MODEL or the shipped model)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
-    p.add_argument("--max-upload-mb", type=float, default=40.0, help="largest photo accepted, in MB")
-    p.add_argument("--max-megapixels", type=float, default=60.0, help="largest photo accepted, in megapixels")
+    p.add_argument(
+        "--max-upload-mb", type=float, default=40.0, help="largest photo accepted, in MB (default %(default)g)"
+    )
+    p.add_argument(
+        "--max-megapixels", type=float, default=60.0, help="largest photo accepted, in megapixels (default %(default)g)"
+    )
     p.add_argument("--secure-cookies", action="store_true", help="session cookie over HTTPS only (behind TLS)")
     p.set_defaults(func=serve)
 

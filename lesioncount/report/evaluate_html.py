@@ -247,6 +247,8 @@ def run_facts(metrics: Mapping[str, Any]) -> list[str]:
     """One line per model scored (name, version, sha256, thresholds, count softness), the averaging rule, the
     notes and the classes left out: what a reader needs to reproduce or trust the numbers."""
     lines = []
+    if (metrics.get("config") or {}).get("marks") == "expert":
+        lines.append("scored: the expert-style marks (--marks expert), as one untyped class, not the counted lesions")
     for m in metrics.get("models", []):
         th = m.get("thresholds") or {}
         at = ", ".join(f"{k} {v:g}" for k, v in th.items()) if th else "thresholds not recorded"
