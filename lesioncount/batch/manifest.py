@@ -66,8 +66,12 @@ def _row_words(rows: tuple[int, ...]) -> str:
 
 
 def _rows(rows: tuple[int, ...]) -> str:
-    shown = ", ".join(str(r) for r in rows[:8])
-    return shown + (f" and {len(rows) - 8} more" if len(rows) > 8 else "")
+    return _listed([str(r) for r in rows], 8)
+
+
+def _listed(items: list[str], limit: int) -> str:
+    """``a, b, c and 4 more``: the first ``limit`` items, and how many are left unnamed."""
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 class ManifestError(ValueError):
@@ -121,16 +125,14 @@ class Manifest:
             return None, None
         visits = sorted(set(self.table["visit"].astype(str)))
         if baseline_visit not in visits:
-            shown = ", ".join(visits[:MAX_LISTED]) + (
-                f" and {len(visits) - MAX_LISTED} more" if len(visits) > MAX_LISTED else ""
-            )
+            shown = _listed(visits, MAX_LISTED)
             return f"--baseline-visit {baseline_visit!r} is no visit of the manifest (its visits: {shown})", None
         t = self.table
         at_baseline = set(t.loc[t["visit"].astype(str) == baseline_visit, "subject_id"].astype(str))
         without = sorted(set(t["subject_id"].astype(str)) - at_baseline)
         if not without:
             return None, None
-        listed = ", ".join(without[:MAX_LISTED]) + (" ..." if len(without) > MAX_LISTED else "")
+        listed = _listed(without, MAX_LISTED)
         return None, f"{len(without)} subject(s) have no visit {baseline_visit!r}, so no change from baseline: {listed}"
 
 
