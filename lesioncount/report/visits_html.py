@@ -271,13 +271,18 @@ def _age(years: float | None) -> str:
 _NOISE_NOTE = " <span class=small>(within re-take noise)</span>"
 
 
+def _in_noise(c: Change) -> bool:
+    """A change, and one no larger than a re-take of an unchanged face shows (no change is no noise)."""
+    return bool(c.absolute) and c.within_retest_noise
+
+
 def _change_table(pair: PairComparison, threshold: float) -> str:
     rows = []
     for k in CHANGE_ROWS:
         c = pair.change[k]
         flag = pair.responder.get(k)
         resp = "n/a" if flag is None else ("yes" if flag else "no")
-        in_noise = bool(c.absolute) and c.within_retest_noise
+        in_noise = _in_noise(c)
         noise = _NOISE_NOTE if in_noise else ""
         if flag and in_noise:  # 2 -> 1 is "50% fewer", and no evidence of a response
             resp += _NOISE_NOTE
@@ -346,7 +351,7 @@ def _region_table(pair: PairComparison) -> str:
 
 def _region_cell(c: Change) -> str:
     """One region's count change: grey and without a percent when a re-take of an unchanged face could show it."""
-    if c.absolute and c.within_retest_noise:
+    if _in_noise(c):
         return f"<td class=noise>{c.baseline} → {c.followup}</td>"
     return f"<td>{c.baseline} → {c.followup} ({_pct(c.percent)})</td>"
 
