@@ -65,7 +65,10 @@ def validation_message(errors: Sequence[Any]) -> str:
     """FastAPI's list of input errors as one line a person can act on: ``visit_date: ...; files: ...``."""
     parts = []
     for e in errors:
-        where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "form"))
+        loc = list(e.get("loc", ()))
+        if loc and loc[0] in ("body", "query", "path", "form"):  # where in the request, not which field
+            loc = loc[1:]
+        where = ".".join(str(p) for p in loc)
         msg = str(e.get("msg", "invalid"))
         if e.get("type") == "missing":
             msg = "required"
